@@ -1,0 +1,103 @@
+"""The Driver protocol: what the rollout needs from a hypervisor, and nothing more.
+
+Drivers are registered by the name an inventory gives in `rollup_driver`. Every method
+is blocking (the rollout calls them from worker threads) and raises only rollup's own
+exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rollup.model import Host, Lock, Pool
+
+Progress = Callable[[float], None]  # called with 0.0 .. 1.0 while an operation runs
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach a pool: what the inventory says, with the secret kept out of repr."""
+
+    url: str
+    user: str
+    password: str
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Connection(url={self.url!r}, user={self.user!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class HaState:
+    """What HA looked like before the run paused it, so it can be restored exactly."""
+
+    enabled: bool
+    detail: tuple[tuple[str, str], ...] = ()
+
+
+class Driver(Protocol):
+    name: str
+
+    def snapshot(self) -> Pool: ...
+
+    def disable(self, host: str) -> None: ...
+
+    def enable(self, host: str) -> None: ...
+
+    def migrate(self, vm: str, dest: str, progress: Progress | None = None) -> None: ...
+
+    def shutdown_vm(self, vm: str) -> None: ...
+
+    def start_vm(self, vm: str, host: str) -> None: ...
+
+    def reboot(self, host: str) -> None: ...
+
+    def wait_back(self, host: str, since: str, timeout: float) -> Host:
+        """Block until `host` has booted after boot mark `since`, is live and enabled."""
+        ...
+
+    def lock(self, lock: Lock, break_stale: bool = False) -> None: ...
+
+    def unlock(self, run_id: str) -> None: ...
+
+    def pause_ha(self) -> HaState: ...
+
+    def restore_ha(self, state: HaState) -> None: ...
+
+    def close(self) -> None: ...
+
+
+DriverFactory = Callable[[Connection], Driver]
+
+_registry: dict[str, DriverFactory] = {}
+
+
+def register(name: str, factory: DriverFactory) -> None:
+    _registry[name] = factory
+
+
+def names() -> tuple[str, ...]:
+    _load_builtin()
+    return tuple(sorted(_registry))
+
+
+def connect(name: str, connection: Connection) -> Driver:
+    """Build the driver an inventory names; raises BadInput for an unknown name."""
+    from rollup.errors import BadInput
+
+    _load_builtin()
+    try:
+        factory = _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry))
+        raise BadInput(f"unknown rollup_driver {name!r}: use one of {known}") from None
+    return factory(connection)
+
+
+def _load_builtin() -> None:
+    # Imported lazily so `rollup --help` does not pay for XenAPI's import.
+    if "xenapi" not in _registry:
+        from rollup.drivers import xenapi  # noqa: F401  (registers itself)

@@ -1,0 +1,1 @@
+"""The lab: a simulated XenServer/XCP-ng pool that speaks the real XenAPI protocol."""

@@ -1,0 +1,233 @@
+"""The data that flows between rollup's layers: pool snapshots, policy and plans.
+
+Everything here is a frozen dataclass with no behaviour beyond derived properties, so a
+snapshot or a plan can be compared, journaled and rendered without surprises. Hosts and
+VMs are identified by their hypervisor uuid (`id`), which survives reboots and
+reconnects; names are for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time
+from typing import Literal
+
+GiB = 1024**3
+MiB = 1024**2
+
+PowerState = Literal["Running", "Halted", "Paused", "Suspended"]
+BlockerKind = Literal["local-sr", "pci", "vgpu", "sriov", "other"]
+Strategy = Literal["return", "upgraded-first"]
+HostOrder = Literal["inventory", "least-loaded"]
+UnmovablePolicy = Literal["fail", "skip-host", "shutdown-restart"]
+FailurePolicy = Literal["pause", "abort", "continue"]
+HaPolicy = Literal["disable-and-restore", "refuse"]
+RebootPolicy = Literal["always", "if-required"]
+CheckStatus = Literal["pass", "warn", "fail"]
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Order versions like "8.2.1" < "8.3.0" < "8.10.0"; non-numeric parts count as 0."""
+    parts: list[int] = []
+    for piece in version.replace("-", ".").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why a VM cannot be live-migrated, in the hypervisor's words and in ours."""
+
+    kind: BlockerKind
+    code: str  # e.g. "VM_REQUIRES_SR"
+    params: tuple[str, ...]
+    reason: str  # e.g. "disk on host-local SR 'Local storage on h2'"
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str  # hypervisor uuid
+    name: str
+    address: str
+    memory_total: int  # bytes
+    memory_overhead: int  # bytes the hypervisor keeps for itself, control domain included
+    memory_free: int  # bytes free for guests, as the hypervisor reports it now
+    version: str  # product version, e.g. "8.3.0"
+    platform_version: str
+    enabled: bool
+    live: bool
+    is_master: bool
+    boot_mark: str  # changes on every boot (xapi: other_config.boot_time)
+    agent_start_time: str = ""  # changes on every toolstack start
+
+    @property
+    def capacity(self) -> int:
+        """Bytes available to guest VMs when the host is empty."""
+        return self.memory_total - self.memory_overhead
+
+
+@dataclass(frozen=True)
+class VM:
+    id: str  # hypervisor uuid
+    name: str
+    memory: int  # bytes the VM occupies on a host while running (static max + overhead)
+    power_state: PowerState
+    host: str | None  # id of the host it is resident on, None when halted
+    affinity: str | None = None  # id of its preferred host, if set
+    ha_priority: str = ""  # "", "restart" or "best-effort"
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def running(self) -> bool:
+        return self.power_state == "Running"
+
+    @property
+    def movable(self) -> bool:
+        return not self.blockers
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The run lock a controller leaves on the pool (xapi: pool.other_config["rollup.lock"])."""
+
+    run_id: str
+    controller: str  # hostname of the machine running rollup
+    pid: int
+    started: float  # unix time
+    expires: float  # unix time; a lock past this is stale
+
+
+@dataclass(frozen=True)
+class Pool:
+    id: str
+    name: str
+    driver: str  # "xenapi", "libvirt"
+    master: str | None  # host id; None for pools without a master (libvirt)
+    ha_enabled: bool
+    hosts: tuple[Host, ...]
+    vms: tuple[VM, ...]  # guests only: control domains are never listed
+    lock: Lock | None = None
+    rolling_upgrade: bool = False  # the hypervisor's own mixed-version mode is on
+
+    def host(self, host_id: str) -> Host:
+        for host in self.hosts:
+            if host.id == host_id:
+                return host
+        raise KeyError(host_id)
+
+    def vm(self, vm_id: str) -> VM:
+        for vm in self.vms:
+            if vm.id == vm_id:
+                return vm
+        raise KeyError(vm_id)
+
+    def resident(self, host_id: str) -> tuple[VM, ...]:
+        return tuple(vm for vm in self.vms if vm.host == host_id and vm.running)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A daily maintenance window; `end` before `start` means it spans midnight."""
+
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class Policy:
+    target_version: str | None = None  # None: patch every host, verify it comes back
+    strategy: Strategy = "return"
+    order: HostOrder = "inventory"
+    host_order: tuple[str, ...] = ()  # host names in inventory order
+    max_parallel_hosts: int = 1
+    parallel_migrations: int = 3  # concurrent live migrations per source host
+    unmovable: UnmovablePolicy = "fail"
+    ha: HaPolicy = "disable-and-restore"
+    playbook: str = "playbooks/xcp-ng-update.yml"
+    pre_host_playbook: str | None = None
+    post_host_playbook: str | None = None
+    reboot: RebootPolicy = "always"
+    canary: int = 0  # hosts to upgrade before waiting for approval
+    on_failure: FailurePolicy = "pause"
+    window: Window | None = None
+    migration_bandwidth: int = GiB  # bytes per second for one live migration
+    patch_seconds: float = 120.0  # estimate of one host's patch
+    reboot_seconds: float = 300.0  # estimate of one host's reboot until it is enabled again
+    host_timeout_seconds: float = 1800.0  # how long to wait for a rebooted host
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # stable identifier, e.g. "hosts-live", "capacity", "unmovable-vm"
+    status: CheckStatus
+    reason: str  # a sentence a person can act on
+    host: str | None = None  # host id the check is about
+    vm: str | None = None  # VM id the check is about
+
+
+@dataclass(frozen=True)
+class Move:
+    """One live migration the plan asks for."""
+
+    vm: str  # VM id
+    vm_name: str
+    source: str  # host id
+    dest: str  # host id
+    memory: int  # bytes
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """Everything that happens to one host in its turn."""
+
+    host: str  # host id
+    host_name: str
+    version_before: str
+    evacuate: tuple[Move, ...]  # out of this host before it is patched
+    restore: tuple[Move, ...]  # after it is back (back home, or off parked hosts)
+    stop: tuple[str, ...] = ()  # VM ids shut down because they cannot move
+    start: tuple[str, ...] = ()  # VM ids started again on this host after its upgrade
+    estimate_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Hosts upgraded at the same time; the master is always alone in its batch."""
+
+    index: int
+    steps: tuple[HostStep, ...]
+    # Bytes used by guests on each host (id → bytes) once the batch is finished; with
+    # memory_peak, lets a reader verify that no host is ever over-committed.
+    memory_after: tuple[tuple[str, int], ...] = ()
+    memory_peak: tuple[tuple[str, int], ...] = ()  # the most each host holds during it
+    estimate_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SkippedHost:
+    host: str  # host id
+    host_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    pool: Pool
+    policy: Policy
+    batches: tuple[Batch, ...]
+    checks: tuple[Check, ...]
+    skipped: tuple[SkippedHost, ...]
+    final_layout: tuple[tuple[str, str], ...]  # (VM id, host id) for every running VM
+    migrations: int
+    bytes_moved: int
+    estimate_seconds: float
+    created_by: str = field(default="rollup")
+
+    @property
+    def feasible(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+    @property
+    def steps(self) -> tuple[HostStep, ...]:
+        return tuple(step for batch in self.batches for step in batch.steps)

@@ -1,0 +1,29 @@
+"""What the rollout needs from a host's operating system: SSH and Ansible.
+
+`RemoteHost` is built by rollup/inventory.py from an inventory host's variables; the
+Ansible side passes `ansible_vars` through untouched, so whatever connection settings a
+user keeps in an inventory work for the patch exactly as they do for ansible-playbook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class RemoteHost:
+    name: str  # inventory hostname
+    address: str  # ansible_host, else the inventory hostname
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None  # ansible_ssh_private_key_file
+    # False only where an inventory opts out (the lab); real pools check known_hosts.
+    check_host_keys: bool = True
+    known_hosts: str | None = None  # a known_hosts file; None: the user's default
+    connection: Literal["ssh", "local"] = "ssh"
+    # Only for connection "local" (the lab without --ssh): the host's environment.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # The host's inventory variables, verbatim, for ansible-runner's inventory.
+    ansible_vars: Mapping[str, Any] = field(default_factory=dict, repr=False)
