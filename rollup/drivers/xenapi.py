@@ -1,0 +1,395 @@
+"""The XenServer / XCP-ng driver, through the official XenAPI client (`pip install XenAPI`).
+
+What each call does to the pool follows /work/shared/XAPI.md; the pieces live next door:
+xenapi_session (connection, retries, error translation), xenapi_records (records →
+model), xenapi_tasks (waiting on tasks), xenapi_lock (the run lock), xenapi_failures
+(readable error codes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rollup.drivers import Connection, HaState, Progress, register
+from rollup.drivers.xenapi_failures import describe
+from rollup.drivers.xenapi_lock import PoolLock
+from rollup.drivers.xenapi_records import NULL_REF, PoolRecords, parse_pool, sr_refs
+from rollup.drivers.xenapi_session import Session, Timing
+from rollup.drivers.xenapi_tasks import destroy, failure_of, watch
+from rollup.errors import DriverError, HostTimeout, MigrationRefused, TransientDriverError
+from rollup.model import Host, Lock, Pool
+
+log = logging.getLogger("rollup.drivers.xenapi")
+
+__all__ = ["Timing", "XenApiDriver"]
+
+
+class XenApiDriver:
+    """A pool reached through its master's XenAPI. Logs in when built."""
+
+    name = "xenapi"
+
+    def __init__(self, connection: Connection, timing: Timing | None = None) -> None:
+        self.timing = timing or Timing()
+        self.api = Session(connection, self.timing)
+        self.api.connect()
+        self._lock = PoolLock(self.api)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def snapshot(self) -> Pool:
+        return parse_pool(self.records(blockers=True))
+
+    def records(self, blockers: bool = True) -> PoolRecords:
+        """Everything a snapshot needs, in a handful of get_all_records round trips."""
+        call = self.api.call
+        hosts = call("read the hosts", "host.get_all_records")
+        metrics = call("read the host metrics", "host_metrics.get_all_records")
+        evacuation: dict[str, Mapping[str, list[str]]] = {}
+        if blockers:
+            for ref, host in hosts.items():
+                live = metrics.get(host.get("metrics"), {}).get("live", False)
+                if not live:
+                    continue  # nothing runs on a host that is down; xapi would refuse
+                evacuation[ref] = call(
+                    f"ask host {host['name_label']} which VMs prevent its evacuation",
+                    "host.get_vms_which_prevent_evacuation",
+                    ref,
+                )
+        return PoolRecords(
+            pool=call("read the pool", "pool.get_all_records"),
+            hosts=hosts,
+            host_metrics=metrics,
+            vms=call("read the VMs", "VM.get_all_records"),
+            evacuation_errors=evacuation,
+            sr_names={
+                sr: call("read an SR's name", "SR.get_name_label", sr) for sr in sr_refs(evacuation)
+            },
+        )
+
+    # -- hosts -----------------------------------------------------------------------
+
+    def disable(self, host: str) -> None:
+        ref, name = self._host(host)
+        self.api.call(f"disable host {name}", "host.disable", ref)
+        log.debug("disabled host %s", name)
+
+    def enable(self, host: str) -> None:
+        ref, name = self._host(host)
+        # Right after a reboot xapi answers HOST_STILL_BOOTING for a while: retried.
+        self.api.call(
+            f"enable host {name}",
+            "host.enable",
+            ref,
+            retry_seconds=self.timing.enable_retry_seconds,
+        )
+        log.debug("enabled host %s", name)
+
+    def reboot(self, host: str) -> None:
+        ref, name = self._host(host)
+        try:
+            self.api.call(f"reboot host {name}", "host.reboot", ref, idempotent=False)
+        except DriverError as exc:
+            if exc.code == "HOST_NOT_DISABLED":
+                raise DriverError(
+                    f"could not reboot host {name}: it is still enabled (HOST_NOT_DISABLED); "
+                    "disable and evacuate it first",
+                    exc.code,
+                    exc.params,
+                ) from None
+            raise
+        log.debug("host %s is rebooting", name)
+
+    def wait_back(self, host: str, since: str, timeout: float) -> Host:
+        """Block until `host` booted after boot mark `since`, is live and enabled.
+
+        Wakes on host and host_metrics events rather than polling. When the API drops
+        (the master itself rebooting) it reconnects with backoff until the deadline.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        cap = min(self.timing.backoff_cap, max(self.timing.backoff_start, timeout / 20))
+        delays = self._backoff(cap)
+        name, ref, token = host, None, None
+        state: _HostState | None = None
+        last = "not reached yet"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise HostTimeout(
+                    f"host {name} did not come back within {timeout:.0f}s "
+                    f"(waited {time.monotonic() - started:.0f}s; last seen: {last})",
+                    "HOST_TIMEOUT",
+                    (host, since),
+                )
+            try:
+                if ref is None:
+                    ref, name = self._host(host, retry_seconds=0)
+                if token is None:
+                    token = self._event_token(["host", "host_metrics"], f"wait for host {name}")
+                    state = self._host_state(ref)
+                    last = state.describe()
+                    if state.back(since):
+                        return self._read_host(host)
+                batch = self.api.call(
+                    f"wait for host {name}",
+                    "event.from",
+                    ["host", "host_metrics"],
+                    token,
+                    float(min(remaining, self.timing.event_timeout)),
+                    retry_seconds=0,
+                )
+                token = batch["token"]
+                delays = self._backoff(cap)
+                metrics = state.metrics if state else NULL_REF
+                if any(_touches(event, ref, metrics) for event in batch["events"]):
+                    state = self._host_state(ref)
+                    last = state.describe()
+                    if state.back(since):
+                        return self._read_host(host)
+            except TransientDriverError as exc:
+                # The API went away (master rebooting) or is busy: back off, start over.
+                token = None
+                delay = min(next(delays), max(0.0, deadline - time.monotonic()))
+                log.debug("waiting for host %s: %s; retrying in %.1fs", name, exc, delay)
+                last = f"API unreachable ({exc.code or 'connection lost'})"
+                time.sleep(delay)
+            except DriverError as exc:
+                if exc.code != "EVENTS_LOST":
+                    raise
+                token = None
+
+    # -- VMs -------------------------------------------------------------------------
+
+    def migrate(self, vm: str, dest: str, progress: Progress | None = None) -> None:
+        vm_ref, vm_name = self._vm(vm)
+        host_ref, host_name = self._host(dest)
+        names = {vm_ref: vm_name, host_ref: host_name}
+        what = f"migrate VM {vm_name} to {host_name}"
+        try:
+            task = self.api.call(
+                what,
+                "Async.VM.pool_migrate",
+                vm_ref,
+                host_ref,
+                {"live": "true"},
+                idempotent=False,
+            )
+        except TransientDriverError:
+            raise
+        except DriverError as exc:
+            raise self._refused(vm, dest, vm_name, host_name, exc.code, exc.params, names) from None
+        try:
+            record = watch(self.api, task, what, progress)
+        finally:
+            destroy(self.api, task)
+        assert record is not None
+        if record["status"] != "success":
+            code, params = failure_of(record)
+            raise self._refused(vm, dest, vm_name, host_name, code, params, names)
+        log.debug("migrated VM %s to %s", vm_name, host_name)
+
+    def shutdown_vm(self, vm: str) -> None:
+        """Clean shutdown, then a hard one if the guest has not stopped in time."""
+        ref, name = self._vm(vm)
+        if self.api.call(f"read VM {name}", "VM.get_power_state", ref) == "Halted":
+            return
+        what = f"shut down VM {name}"
+        try:
+            task = self.api.call(what, "Async.VM.clean_shutdown", ref)
+        except TransientDriverError:
+            raise
+        except DriverError as exc:
+            log.info("%s: clean shutdown refused (%s); forcing it", what, exc.code)
+        else:
+            try:
+                deadline = time.monotonic() + self.timing.shutdown_timeout
+                record = watch(self.api, task, what, deadline=deadline)
+                if record is None:
+                    log.info("%s: still running after clean shutdown; forcing it", what)
+                    self.api.call_once("task.cancel", task)
+                elif record["status"] == "success":
+                    return
+            finally:
+                destroy(self.api, task)
+        if self.api.call(f"read VM {name}", "VM.get_power_state", ref) != "Halted":
+            self.api.call(f"force VM {name} off", "VM.hard_shutdown", ref)
+
+    def start_vm(self, vm: str, host: str) -> None:
+        vm_ref, vm_name = self._vm(vm)
+        host_ref, host_name = self._host(host)
+        what = f"start VM {vm_name} on {host_name}"
+        task = self.api.call(what, "Async.VM.start_on", vm_ref, host_ref, False, False)
+        try:
+            record = watch(self.api, task, what)
+        finally:
+            destroy(self.api, task)
+        assert record is not None
+        if record["status"] != "success":
+            code, params = failure_of(record)
+            names = {vm_ref: vm_name, host_ref: host_name}
+            message = describe(code, params, lambda ref: names.get(ref, ref))
+            raise DriverError(f"could not {what}: {message}", code, params)
+
+    # -- run lock and HA -------------------------------------------------------------
+
+    def lock(self, lock: Lock, break_stale: bool = False) -> None:
+        self._lock.take(lock, break_stale)
+
+    def refresh_lock(self, lock: Lock) -> None:
+        self._lock.refresh(lock)
+
+    def unlock(self, run_id: str) -> None:
+        self._lock.release(run_id)
+
+    def pause_ha(self) -> HaState:
+        pool = self.api.call("find the pool", "pool.get_all")[0]
+        record = self.api.call("read the pool", "pool.get_record", pool)
+        if not record["ha_enabled"]:
+            return HaState(enabled=False)
+        srs = [
+            self.api.call("read the HA statefile", "VDI.get_SR", vdi)
+            for vdi in record.get("ha_statefiles", ())
+        ]
+        state = HaState(
+            enabled=True,
+            detail=(
+                ("heartbeat_srs", ",".join(srs)),
+                ("host_failures_to_tolerate", str(record.get("ha_host_failures_to_tolerate", ""))),
+            ),
+        )
+        self.api.call("disable HA", "pool.disable_ha")
+        log.info("HA disabled for the run (was on: %s)", dict(state.detail))
+        return state
+
+    def restore_ha(self, state: HaState) -> None:
+        if not state.enabled:
+            return
+        pool = self.api.call("find the pool", "pool.get_all")[0]
+        if self.api.call("read the pool", "pool.get_ha_enabled", pool):
+            return
+        detail = dict(state.detail)
+        srs = [sr for sr in detail.get("heartbeat_srs", "").split(",") if sr]
+        self.api.call("enable HA again", "pool.enable_ha", srs, {})
+        tolerate = detail.get("host_failures_to_tolerate", "")
+        if tolerate:
+            self.api.call(
+                "restore HA's host failures to tolerate",
+                "pool.set_ha_host_failures_to_tolerate",
+                pool,
+                tolerate,
+            )
+        log.info("HA enabled again")
+
+    def close(self) -> None:
+        self.api.close()
+
+    # -- plumbing --------------------------------------------------------------------
+
+    def _host(self, host: str, retry_seconds: float | None = None) -> tuple[str, str]:
+        ref = self.api.call(
+            f"find host {host}", "host.get_by_uuid", host, retry_seconds=retry_seconds
+        )
+        name = self.api.call(
+            f"read host {host}", "host.get_name_label", ref, retry_seconds=retry_seconds
+        )
+        return ref, str(name)
+
+    def _vm(self, vm: str) -> tuple[str, str]:
+        ref = self.api.call(f"find VM {vm}", "VM.get_by_uuid", vm)
+        return ref, str(self.api.call(f"read VM {vm}", "VM.get_name_label", ref))
+
+    def _read_host(self, host: str) -> Host:
+        return parse_pool(self.records(blockers=False)).host(host)
+
+    def _host_state(self, ref: str) -> _HostState:
+        record = self.api.call("read a host", "host.get_record", ref, retry_seconds=0)
+        metrics = record.get("metrics", NULL_REF)
+        live = False
+        if metrics != NULL_REF:
+            live = bool(
+                self.api.call(
+                    "read host metrics", "host_metrics.get_live", metrics, retry_seconds=0
+                )
+            )
+        return _HostState(
+            metrics=metrics,
+            boot_mark=str(record.get("other_config", {}).get("boot_time", "")),
+            enabled=bool(record.get("enabled")),
+            live=live,
+        )
+
+    def _event_token(self, classes: list[str], what: str) -> str:
+        return str(self.api.call(what, "event.from", classes, "", 0.0, retry_seconds=0)["token"])
+
+    def _backoff(self, cap: float) -> Iterator[float]:
+        return Timing(backoff_start=min(self.timing.backoff_start, cap), backoff_cap=cap).backoff()
+
+    def _refused(
+        self,
+        vm: str,
+        dest: str,
+        vm_name: str,
+        host_name: str,
+        code: str,
+        params: tuple[str, ...],
+        names: Mapping[str, str],
+    ) -> MigrationRefused:
+        detail = describe(code, params, lambda ref: names.get(ref) or self._name_of(ref))
+        return MigrationRefused(
+            vm, dest, f"VM {vm_name} cannot move to {host_name}: {detail}", code, params
+        )
+
+    def _name_of(self, ref: str) -> str:
+        """A ref in an error's params as a name, whatever class it belongs to."""
+        if not ref.startswith("OpaqueRef:"):
+            return ref
+        for cls in ("SR", "host", "VM"):
+            try:
+                return str(self.api.call_once(f"{cls}.get_name_label", ref))
+            except Exception:
+                continue
+        return ref
+
+
+@dataclass(frozen=True)
+class _HostState:
+    """Enough of a host to tell whether it is back from a reboot."""
+
+    metrics: str
+    boot_mark: str
+    enabled: bool
+    live: bool
+
+    def back(self, since: str) -> bool:
+        return booted_since(self.boot_mark, since) and self.live and self.enabled
+
+    def describe(self) -> str:
+        return f"boot_time {self.boot_mark or '?'}, live {self.live}, enabled {self.enabled}"
+
+
+def booted_since(boot_mark: str, since: str) -> bool:
+    """A boot_time newer than `since` (seconds since epoch), or merely different if odd."""
+    if not boot_mark:
+        return False
+    if not since:
+        return True
+    try:
+        return float(boot_mark) > float(since)
+    except ValueError:
+        return boot_mark != since
+
+
+def _touches(event: Mapping[str, Any], host_ref: str, metrics_ref: str) -> bool:
+    return event.get("ref") in (host_ref, metrics_ref)
+
+
+def _factory(connection: Connection) -> XenApiDriver:
+    return XenApiDriver(connection)
+
+
+register("xenapi", _factory)
