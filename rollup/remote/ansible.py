@@ -1,0 +1,226 @@
+"""One playbook against one host through ansible-runner, its tasks streamed as events.
+
+A play's failure is a result, not an exception: rc 2 (a task failed) and rc 4 (host
+unreachable) come back in `PlayResult` and the rollout decides what they mean. Each run
+gets a fresh private data dir (runner silently prefers files an earlier run left there)
+that is deleted afterwards, because it holds the inventory and extra vars, which may
+carry secrets; what stays is the play's output, appended to one log file per host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import ansible_runner
+
+from rollup.errors import BadInput
+from rollup.remote import RemoteHost
+
+TaskStatus = Literal["ok", "changed", "failed", "skipped", "unreachable"]
+TAIL_LINES = 30
+MSG_CHARS = 300
+# How often runner looks at the cancel flag (its default is every 5 s).
+CANCEL_POLL_SECONDS = 0.2
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One task's outcome on the host, as ansible reports it."""
+
+    host: str
+    task: str
+    status: TaskStatus
+    msg: str = ""
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    host: str
+    playbook: str
+    rc: int  # ansible-playbook's: 0 ok, 2 a task failed, 4 host unreachable
+    status: str  # runner's: successful, failed, timeout, canceled
+    failed_task: str | None  # the task that failed or found the host unreachable
+    facts: Mapping[str, Any] = field(default_factory=dict)  # set_fact results
+    output_file: Path | None = None
+    output_tail: str = ""
+    message: str = ""  # the failed task's message, one line
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    @property
+    def unreachable(self) -> bool:
+        return self.rc == 4
+
+
+def inventory(host: RemoteHost) -> dict[str, Any]:
+    """A one-host inventory from the host's own inventory variables."""
+    host_vars: dict[str, Any] = dict(host.ansible_vars)
+    if host.connection == "local":
+        host_vars.setdefault("ansible_connection", "local")
+        host_vars.setdefault("ansible_python_interpreter", sys.executable)
+        if host.environment:
+            host_vars.setdefault("rollup_lab_env", dict(host.environment))
+    else:
+        host_vars.setdefault("ansible_host", host.address)
+        host_vars.setdefault("ansible_port", host.port)
+        host_vars.setdefault("ansible_user", host.user)
+        if host.key_file:
+            host_vars.setdefault("ansible_ssh_private_key_file", host.key_file)
+        if host.known_hosts and host.check_host_keys:
+            host_vars.setdefault(
+                "ansible_ssh_common_args", f"-o UserKnownHostsFile={host.known_hosts}"
+            )
+    return {"all": {"hosts": {host.name: host_vars}}}
+
+
+def environment(host: RemoteHost, control_dir: Path) -> dict[str, str]:
+    """ansible-playbook's environment for one run."""
+    return {
+        # runner starts `ansible-playbook` by name: it must be next to our interpreter.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ANSIBLE_PIPELINING": "True",
+        # A persistent master connection outlives a reboot and makes a host that is
+        # down look reachable: one connection per task, control sockets per run.
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o ControlPersist=no",
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+        "ANSIBLE_HOST_KEY_CHECKING": str(host.check_host_keys),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_TIMEOUT": "10",
+    }
+
+
+def play(
+    host: RemoteHost,
+    playbook: Path | str,
+    extra_vars: Mapping[str, Any] | None = None,
+    *,
+    output_dir: Path,
+    on_event: Callable[[TaskEvent], None] | None = None,
+    cancel: threading.Event | None = None,
+    timeout: float | None = None,
+) -> PlayResult:
+    """Run `playbook` against `host` only and return how it went.
+
+    `on_event` gets every task's outcome as it happens (from runner's thread: hand it on,
+    do not block). Setting `cancel` stops the play within a fraction of a second.
+    """
+    path = Path(playbook).resolve()
+    if not path.is_file():
+        raise BadInput(f"playbook not found: {path}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    output_file = output_dir / f"{_SAFE_NAME.sub('_', host.name)}.ansible.log"
+    collector = _Collector(host.name, on_event)
+    private = Path(tempfile.mkdtemp(prefix=".ansible-run-", dir=output_dir))
+    try:
+        with output_file.open("a", encoding="utf-8") as log:
+            log.write(f"=== {datetime.now(UTC).isoformat()} {path} on {host.name}\n")
+            log.flush()
+            collector.log = log
+            runner = ansible_runner.run(
+                private_data_dir=str(private),
+                playbook=str(path),
+                inventory=inventory(host),
+                limit=host.name,
+                extravars=dict(extra_vars or {}),
+                envvars=environment(host, private / "cp"),
+                suppress_env_files=True,
+                quiet=True,
+                event_handler=collector.handle,
+                cancel_callback=(lambda: cancel.is_set()) if cancel is not None else None,
+                timeout=int(timeout) if timeout else None,
+                settings={"pexpect_timeout": CANCEL_POLL_SECONDS},
+            )
+            if not collector.lines:
+                # ansible-playbook never started (e.g. not installed): keep what runner saw.
+                text = runner.stdout.read() if runner.stdout else ""
+                collector.write(text)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return PlayResult(
+        host=host.name,
+        playbook=str(path),
+        rc=int(runner.rc if runner.rc is not None else 254),
+        status=str(runner.status),
+        failed_task=collector.failed_task,
+        facts=collector.facts,
+        output_file=output_file,
+        output_tail="\n".join(collector.lines[-TAIL_LINES:]),
+        message=collector.failed_msg,
+    )
+
+
+class _Collector:
+    """Turns runner's raw events into TaskEvents, facts, and the host's log."""
+
+    def __init__(self, host: str, on_event: Callable[[TaskEvent], None] | None) -> None:
+        self.host = host
+        self.on_event = on_event
+        self.log: TextIO | None = None
+        self.lines: list[str] = []
+        self.facts: dict[str, Any] = {}
+        self.failed_task: str | None = None
+        self.failed_msg = ""
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        self.lines.extend(text.splitlines())
+        if self.log is not None:
+            self.log.write(text if text.endswith("\n") else text + "\n")
+            self.log.flush()
+
+    def handle(self, event: dict[str, Any]) -> bool:
+        self.write(event.get("stdout", ""))
+        status = _STATUS.get(event.get("event", ""))
+        if status is None:
+            return True
+        data = event.get("event_data", {})
+        res = data.get("res") or {}
+        if status == "ok" and res.get("changed"):
+            status = "changed"
+        if status == "ok" and data.get("task_action") in _SET_FACT:
+            self.facts.update(res.get("ansible_facts") or {})
+        task = str(data.get("task", ""))
+        msg = _message(res)
+        fatal = status == "unreachable" or (status == "failed" and not data.get("ignore_errors"))
+        if fatal and self.failed_task is None:
+            self.failed_task = task
+            self.failed_msg = msg
+        if self.on_event is not None:
+            self.on_event(TaskEvent(str(data.get("host", self.host)), task, status, msg))
+        return True  # keep the event in runner's artifacts (deleted with the run dir)
+
+
+_SET_FACT = {"set_fact", "ansible.builtin.set_fact", "ansible.legacy.set_fact"}
+_STATUS: dict[str, TaskStatus] = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_skipped": "skipped",
+    "runner_on_unreachable": "unreachable",
+}
+
+
+def _message(res: Mapping[str, Any]) -> str:
+    """One line: the module's message and, for commands, the last line of stderr."""
+    msg = str(res.get("msg") or "").strip()
+    stderr = str(res.get("stderr") or "").strip()
+    if stderr:
+        last = stderr.splitlines()[-1].strip()
+        msg = f"{msg}: {last}" if msg else last
+    line = " ".join(msg.split())
+    return line[:MSG_CHARS]
