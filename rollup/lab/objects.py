@@ -1,0 +1,117 @@
+"""The lab pool's live objects: mutable, guarded by the LabPool's lock, never handed out.
+
+Clients only ever see records built from these (lab/records.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rollup.lab.layout import PinKind
+from rollup.lab.machine import HostMachine
+from rollup.model import version_key
+
+NULL = "OpaqueRef:NULL"
+_REF_NAMESPACE = uuid.UUID("6d1f3f8e-1a38-4c53-9b7e-6a1f6c6b0a11")
+
+# A host's life through a reboot: up → going-down (host.reboot returned, ~10 s) → down →
+# booting (xapi started: API answers, host not yet enabled) → up.
+Phase = Literal["up", "going-down", "down", "booting"]
+
+
+def ref_for(object_uuid: str) -> str:
+    """A stable opaque reference, distinct from the uuid (clients must not mix them up)."""
+    return f"OpaqueRef:{uuid.uuid5(_REF_NAMESPACE, object_uuid)}"
+
+
+def platform_version(product_version: str) -> str:
+    """The lab's scheme: platform major = product major - 5 ("8.2.1" → "3.2.1")."""
+    head, _, rest = product_version.partition(".")
+    if not head.isdigit() or int(head) < 5:
+        return product_version
+    return f"{int(head) - 5}.{rest}" if rest else str(int(head) - 5)
+
+
+@dataclass
+class SimHost:
+    ref: str
+    uuid: str
+    name: str
+    address: str
+    memory_total: int
+    memory_overhead: int
+    version: str
+    metrics_ref: str
+    metrics_uuid: str
+    dom0: str  # VM ref of its control domain
+    local_sr: str  # SR ref
+    machine: HostMachine
+    enabled: bool = True
+    live: bool = True
+    phase: Phase = "up"
+    evacuating: bool = False
+    held_down: bool = False  # stayed down because of a no_return fault
+    boot_time: float = 0.0
+    agent_start_time: float = 0.0
+    other_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def platform_version(self) -> str:
+        return platform_version(self.version)
+
+    def older_than(self, other: SimHost) -> bool:
+        return version_key(self.platform_version) < version_key(other.platform_version)
+
+
+@dataclass
+class SimVM:
+    ref: str
+    uuid: str
+    name: str
+    memory: int  # memory_static_max
+    memory_overhead: int
+    power_state: str  # "Running" | "Halted" | "Paused"
+    resident_on: str = NULL
+    affinity: str = NULL
+    ha_priority: str = ""
+    is_control_domain: bool = False
+    pin: PinKind | None = None
+    pin_host: str = NULL  # host ref whose local SR / device the VM uses
+    local_sr: str = NULL  # SR ref of its disk when pinned by a local SR
+    migrating_to: str | None = None  # host ref while a live migration is in flight
+    migration_lost: str = ""  # set when a host went down under an in-flight migration
+    operations: dict[str, str] = field(default_factory=dict)  # op ref → operation
+    domid: int = -1
+    other_config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def footprint(self) -> int:
+        """Bytes the VM occupies on a host while running: static max + Xen overhead."""
+        return self.memory + self.memory_overhead
+
+
+@dataclass
+class SimSR:
+    ref: str
+    uuid: str
+    name: str
+    type: str
+    shared: bool
+    host: str = NULL  # host ref for a host-local SR
+
+
+@dataclass
+class SimTask:
+    ref: str
+    uuid: str
+    name: str
+    host: str  # resident_on
+    created: float
+    status: str = "pending"
+    progress: float = 0.0
+    result: Any = None  # the call's return value while pending/success
+    error_info: list[str] = field(default_factory=list)
+    finished: float = 0.0
+    cancel_requested: bool = False
