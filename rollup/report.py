@@ -7,14 +7,16 @@ JSON keeps exact bytes and seconds, and names every host and VM by id and by nam
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from importlib import resources
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from rollup.model import Check, GiB, HostStep, Move, Plan
+from rollup.model import Check, GiB, Move, Plan
 
 SCHEMA_VERSION = "1.0"
 
@@ -40,27 +42,35 @@ def _moved(moves: Iterable[Move]) -> str:
     moves = tuple(moves)
     if not moves:
         return "-"
-    return f"{len(moves)} VMs, {format_gib(sum(m.memory for m in moves))}"
+    vms = "1 VM" if len(moves) == 1 else f"{len(moves)} VMs"
+    return f"{vms}, {format_gib(sum(m.memory for m in moves))}"
 
 
-def _version_after(plan: Plan, step: HostStep) -> str:
+def _version_after(plan: Plan) -> str:
     return plan.policy.target_version or "patched"
 
 
 def _summary(plan: Plan) -> str:
-    steps = plan.steps
-    verdict = "feasible" if plan.feasible else "REFUSED: a check fails"
     return (
-        f"Pool {plan.pool.name}: {len(steps)} of {len(plan.pool.hosts)} hosts to upgrade in "
-        f"{len(plan.batches)} batches, strategy {plan.policy.strategy}; "
+        f"Pool {plan.pool.name}: {len(plan.steps)} of {len(plan.pool.hosts)} hosts to upgrade "
+        f"in {len(plan.batches)} batches, strategy {plan.policy.strategy}; "
         f"{plan.migrations} migrations ({format_gib(plan.bytes_moved)}); "
-        f"about {format_duration(plan.estimate_seconds)}; {verdict}"
+        f"about {format_duration(plan.estimate_seconds)}"
     )
+
+
+def _verdict(plan: Plan) -> str:
+    if plan.feasible:
+        return "Feasible"
+    failed = sorted({c.name for c in plan.checks if c.status == "fail"})
+    return f"REFUSED: failing checks {', '.join(failed)}"
 
 
 def plan_table(plan: Plan) -> RenderableType:
     """The plan for a terminal: summary, checks (failures in red), batches, skipped hosts."""
-    summary = Text(_summary(plan), style="bold" if plan.feasible else "bold red")
+    summary = Text(
+        f"{_verdict(plan)}. {_summary(plan)}", style="bold" if plan.feasible else "bold red"
+    )
 
     checks = Table(title="Checks", expand=False)
     checks.add_column("Status")
@@ -82,7 +92,7 @@ def plan_table(plan: Plan) -> RenderableType:
             batches.add_row(
                 str(batch.index + 1) if i == 0 else "",
                 step.host_name,
-                f"{step.version_before} → {_version_after(plan, step)}",
+                f"{step.version_before} → {_version_after(plan)}",
                 _moved(step.evacuate),
                 _moved(step.restore),
                 str(len(step.stop)) if step.stop else "-",
@@ -114,7 +124,7 @@ def plan_markdown(plan: Plan) -> str:
     lines = [
         f"# Rolling upgrade plan: pool {plan.pool.name}",
         "",
-        f"**{'Feasible' if plan.feasible else 'Refused: a check fails'}.** {_summary(plan)}.",
+        f"**{_verdict(plan)}.** {_summary(plan)}.",
         "",
         f"- Target version: {policy.target_version or 'none (patch and reboot every host)'}",
         f"- Strategy: {policy.strategy}; order: {policy.order}; "
@@ -141,7 +151,7 @@ def plan_markdown(plan: Plan) -> str:
         for step in batch.steps:
             lines.append(
                 f"| {_cell(step.host_name)} | {step.version_before} → "
-                f"{_version_after(plan, step)} | {_moved(step.evacuate)} | "
+                f"{_version_after(plan)} | {_moved(step.evacuate)} | "
                 f"{_moved(step.restore)} | {len(step.stop) or '-'} | "
                 f"{format_duration(step.estimate_seconds)} |"
             )
@@ -162,6 +172,13 @@ def plan_markdown(plan: Plan) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema that `plan_json` output satisfies."""
+    text = resources.files("rollup").joinpath("schemas/plan.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
