@@ -455,7 +455,8 @@ class _Builder:
                 f"{self.source}: group {group}: the pool has no hosts; "
                 f"list the pool's hosts under group {group}"
             )
-        checked = self.pool_settings(group, hosts)
+        # A flag replaces the inventory's value unseen, so a flag can mend a bad value.
+        checked = self.pool_settings(group, hosts, skip=flags.keys())
         checked.update(flags)
         origin = Origin(self.source, f"group {group}")
         driver = checked.get("rollup_driver")
@@ -479,11 +480,12 @@ class _Builder:
             source=self.source,
         )
 
-    def pool_settings(self, group: str, hosts: list[str]) -> dict[str, object]:
+    def pool_settings(self, group: str, hosts: list[str], skip: Iterable[str]) -> dict[str, object]:
         """Pool variables as Ansible merged them, the same on every host of the pool."""
         first = self.listing.host_vars(hosts[0])
         checked: dict[str, object] = {}
-        for name in policy.POOL_VARIABLES:
+        skipped = set(skip)
+        for name in (name for name in policy.POOL_VARIABLES if name not in skipped):
             present = [host for host in hosts if name in self.listing.host_vars(host)]
             if not present:
                 continue

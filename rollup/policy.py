@@ -220,7 +220,7 @@ def _text(example: str) -> Check:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise Problem(
                 f"must be a quoted string, got the number {shown(value, context)}",
-                f'"{value}"',
+                '"..."' if context.hidden else f'"{value}"',
             )
         raise Problem(f"must be a non-empty string, got {shown(value, context)}", example)
 
@@ -423,9 +423,11 @@ def flag_for(name: str, flag_names: Mapping[str, str] | None = None) -> str:
 
 def unknown(name: str, origin: Origin) -> BadInput:
     """The error for a rollup_* name nobody knows, with the nearest known name."""
-    close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.6)
+    # Compared without the shared prefix, which would make every name look close.
+    stems = {known.removeprefix("rollup_"): known for known in VARIABLES}
+    close = difflib.get_close_matches(name.removeprefix("rollup_"), stems, n=1, cutoff=0.7)
     if close:
-        fix = f"did you mean {close[0]}?"
+        fix = f"did you mean {stems[close[0]]}?"
     else:
         fix = "rollup_* names are rollup's own: rename it or see inventories/example-xcpng.yml"
     return origin.fail(name, "is not a variable rollup knows", fix)
