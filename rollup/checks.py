@@ -192,17 +192,19 @@ def capacity_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]
             if not vms:
                 continue
             short = sum(vm.memory for vm in vms)
-            biggest = max(vms, key=lambda vm: vm.memory)
+            name = names[host_id]
+            homeless = ", ".join(f"{vm.name} ({format_gib(vm.memory)})" for vm in vms[:5])
+            if len(vms) > 5:
+                homeless += f" and {len(vms) - 5} more VMs"
             checks.append(
                 Check(
                     "capacity",
                     "fail",
-                    f"not enough memory elsewhere to evacuate {names[host_id]}: "
-                    f"{len(vms)} VMs ({format_gib(short)}) have no place, short by "
-                    f"{short} bytes ({format_gib(short)}); the hosts that can take them have "
-                    f"{format_gib(outcome.free_outside)} free in all, the largest VM without "
-                    f"a place is {biggest.name} ({format_gib(biggest.memory)}); free memory "
-                    "or add a host",
+                    f"not enough memory elsewhere to evacuate {name}: short by {short} bytes "
+                    f"({format_gib(short)}), no place for {homeless}; the enabled, live hosts "
+                    f"not older than {name} have {format_gib(outcome.free_outside)} free in "
+                    f"all, {format_gib(outcome.largest_free)} at most on one; free memory "
+                    "there or add a host",
                     host=host_id,
                 )
             )

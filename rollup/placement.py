@@ -50,7 +50,8 @@ class BatchOutcome:
     evacuate: dict[str, list[Migration]]  # by source host id
     restore: dict[str, list[Migration]]  # by the batch host receiving the VMs
     unplaced: dict[str, list[VM]]  # VMs with no place, by the host they stay on
-    free_outside: int  # free bytes on the hosts that could take this batch's VMs
+    free_outside: int  # free bytes on the hosts that could take this batch's VMs (not older)
+    largest_free: int  # the most free on any one of those hosts
     memory_before: dict[str, int]
     memory_after: dict[str, int]
     memory_peak: dict[str, int]
@@ -171,16 +172,23 @@ class Simulation:
             if vm.id not in held
         ]
 
-    def attempt(self, turns: Sequence[Turn]) -> tuple[list[Migration], list[VM], int]:
+    def attempt(self, turns: Sequence[Turn]) -> tuple[list[Migration], list[VM], list[int]]:
         batch = [t.host.id for t in turns]
         tiers = self.tiers(batch)
         used = dict(self.layout.used)
-        free = sum(max(0, self.layout.capacity[h] - used[h]) for tier in tiers for h in tier)
+        # Free memory on the hosts that could take at least some of the batch's VMs.
+        floor = min(self.layout.version[h] for h in batch)
+        free = [
+            max(0, self.layout.capacity[h] - used[h])
+            for tier in tiers
+            for h in tier
+            if self.layout.version[h] >= floor
+        ]
         moves, unplaced = pack(self.movable(turns), tiers, self.layout, used, self.rank)
         return moves, unplaced, free
 
     def commit(
-        self, turns: Sequence[Turn], moves: list[Migration], unplaced: list[VM], free: int
+        self, turns: Sequence[Turn], moves: list[Migration], unplaced: list[VM], free: list[int]
     ) -> BatchOutcome:
         layout = self.layout
         batch = [t.host.id for t in turns]
@@ -225,7 +233,8 @@ class Simulation:
             evacuate=evacuate,
             restore=restore,
             unplaced=stranded,
-            free_outside=free,
+            free_outside=sum(free),
+            largest_free=max(free, default=0),
             memory_before=before,
             memory_after=after,
             # Within each phase a host only sends or only receives, so its most held is at

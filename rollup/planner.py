@@ -9,6 +9,8 @@ who is skipped, and assembles the Plan.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rollup import checks
 from rollup.estimate import migration_seconds, step_seconds
 from rollup.model import (
@@ -60,40 +62,51 @@ def _blocked(vms: list[VM]) -> str:
     return ", ".join(f"{vm.name} ({'; '.join(b.reason for b in vm.blockers)})" for vm in vms)
 
 
-def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
-    """Plan the run: order, skips, batches, every VM's place at every step, checks, estimate."""
-    order = run_order(pool, policy)
+@dataclass(frozen=True)
+class _Selection:
+    turns: list[Turn]
+    skipped: list[SkippedHost]  # in run order, whatever the reason
+    at_target: list[SkippedHost]
+    pinned: dict[str, list[VM]]  # running unmovable VMs by host, on hosts below the target
+
+
+def _select(pool: Pool, policy: Policy, order: list[Host]) -> _Selection:
+    """Decide, host by host in run order, who is upgraded and what happens to pinned VMs."""
     target = version_key(policy.target_version) if policy.target_version else None
     resident: dict[str, list[VM]] = {h.id: [] for h in pool.hosts}
     for vm in pool.vms:
         if vm.running and vm.host in resident:
             resident[vm.host].append(vm)
-
-    turns: list[Turn] = []
-    at_target: list[SkippedHost] = []
-    skipped: list[SkippedHost] = []
-    pinned: dict[str, list[VM]] = {}
+    chosen = _Selection([], [], [], {})
     for host in order:
         if target is not None and version_key(host.version) >= target:
             relation = "newer than" if version_key(host.version) > target else "already at"
             gone = SkippedHost(
                 host.id, host.name, f"{host.version} is {relation} target {policy.target_version}"
             )
-            at_target.append(gone)
-            skipped.append(gone)
+            chosen.at_target.append(gone)
+            chosen.skipped.append(gone)
             continue
         stuck = [vm for vm in resident[host.id] if vm.blockers]
         if stuck:
-            pinned[host.id] = stuck
+            chosen.pinned[host.id] = stuck
         if stuck and policy.unmovable == "skip-host":
-            skipped.append(
-                SkippedHost(host.id, host.name, f"VMs that cannot move: {_blocked(stuck)}")
-            )
+            reason = f"VMs that cannot move: {_blocked(stuck)}"
+            chosen.skipped.append(SkippedHost(host.id, host.name, reason))
             continue
         restart = policy.unmovable == "shutdown-restart"
-        turns.append(
+        chosen.turns.append(
             Turn(host, stop=tuple(stuck) if restart else (), stay=() if restart else tuple(stuck))
         )
+    return chosen
+
+
+def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
+    """Plan the run: order, skips, batches, every VM's place at every step, checks, estimate."""
+    order = run_order(pool, policy)
+    chosen = _select(pool, policy, order)
+    turns, skipped, at_target = chosen.turns, chosen.skipped, chosen.at_target
+    target = version_key(policy.target_version) if policy.target_version else None
 
     new_version = target if target is not None else UNKNOWN_UPGRADE
     host_rank = {h.id: i for i, h in enumerate(order)}
@@ -120,7 +133,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         checks.lock_check(pool, now),
         *checks.version_checks(pool, policy, [t.host for t in turns], at_target),
         *checks.master_check(pool, policy, skipped),
-        *checks.unmovable_checks(pinned, {h.id: h for h in pool.hosts}, policy, downtime),
+        *checks.unmovable_checks(chosen.pinned, {h.id: h for h in pool.hosts}, policy, downtime),
         *checks.capacity_checks(simulation.outcomes, pool),
         *checks.return_checks(simulation.outcomes, pool),
     ]
