@@ -55,13 +55,14 @@ class LabPool:
         bandwidth: int = GiB,
         migrations_per_host: int = 3,
         reboot_seconds: float = 90.0,
+        events_kept: int = 10000,
     ) -> None:
         self.layout = layout
         self.bandwidth = bandwidth
         self.migrations_per_host = migrations_per_host
         self.reboot_seconds = reboot_seconds
         self.scheduler = Scheduler(speed)
-        self.events = EventLog()
+        self.events = EventLog(events_kept)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self.closed = False

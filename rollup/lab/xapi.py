@@ -145,6 +145,9 @@ class HostListener:
 
 class XapiHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One write per reply and no Nagle: otherwise delayed ACKs add ~40 ms to every call.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
     server: _HTTPServer
 
     def setup(self) -> None:
