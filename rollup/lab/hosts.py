@@ -24,7 +24,6 @@ import getpass
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 from rollup.errors import BadInput, RemoteError
 from rollup.lab.machine import BOOT_ID, FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
-from rollup.remote import RemoteHost
+from rollup.remote import RemoteHost, processes
 
 SSHD = Path("/usr/sbin/sshd")
 SSHD_MISSING = (
@@ -276,16 +275,21 @@ SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}"
     def _stop_sshd(self) -> None:
         if self._sshd is None:
             return
-        _kill_tree(self._sshd.pid, f"ROLLUP_LAB_ROOT={self.root}")
+        self._kill(self._sshd.pid)
         self._sshd.wait()
         self._sshd = None
         (self.dir / "sshd.pid").unlink(missing_ok=True)
 
+    def _kill(self, sshd: int) -> None:
+        """The daemon, its sessions, and what they started (even if it left them)."""
+        mark = f"ROLLUP_LAB_ROOT={self.root}"
+        processes.kill_tree({sshd}, also=lambda: processes.with_environ(mark))
+
     def _kill_stale_sshd(self) -> None:
         """A daemon left by an earlier, crashed lab run on this host dir holds the address."""
         pid = _read(self.dir / "sshd.pid")
-        if pid and pid.isdigit() and str(self.sshd_config) in _cmdline(int(pid)):
-            _kill_tree(int(pid), f"ROLLUP_LAB_ROOT={self.root}")
+        if pid and pid.isdigit() and str(self.sshd_config) in processes.cmdline(int(pid)):
+            self._kill(int(pid))
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(int(pid), os.WNOHANG)
 
@@ -316,76 +320,6 @@ def _accepts(address: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def _kill_tree(pid: int, environ_mark: str) -> None:
-    """Kill a daemon, all its descendants and every process whose environment has the mark.
-
-    The daemon is stopped first so it cannot fork new sessions while we look; descendants
-    are frozen as they are found, then everything is killed at once.
-    """
-    victims: set[int] = set()
-    frontier = {pid}
-    for _ in range(10):
-        for victim in frontier:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(victim, signal.SIGSTOP)
-        victims |= frontier
-        frontier = (_descendants(victims) | _marked(environ_mark)) - victims - {os.getpid()}
-        if not frontier:
-            break
-    for victim in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(victim, signal.SIGKILL)
-
-
-def _processes() -> dict[int, int]:
-    """pid → parent pid of every process we can see."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces and parentheses: split after it.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
-def _descendants(roots: set[int]) -> set[int]:
-    parents = _processes()
-    found: set[int] = set()
-    grew = True
-    while grew:
-        new = {pid for pid, ppid in parents.items() if ppid in roots | found} - found - roots
-        found |= new
-        grew = bool(new)
-    return found
-
-
-def _marked(mark: str) -> set[int]:
-    needle = mark.encode() + b"\0"
-    marked: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if environ.startswith(needle) or b"\0" + needle in environ:
-            marked.add(int(entry.name))
-    return marked
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def _read(path: Path) -> str | None:

@@ -9,12 +9,14 @@ carry secrets; what stays is the play's output, appended to one log file per hos
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +26,7 @@ from typing import Any, Literal, TextIO
 import ansible_runner
 
 from rollup.errors import BadInput
-from rollup.remote import RemoteHost
+from rollup.remote import RemoteHost, processes
 
 TaskStatus = Literal["ok", "changed", "failed", "skipped", "unreachable"]
 TAIL_LINES = 30
@@ -117,7 +119,9 @@ def play(
     """Run `playbook` against `host` only and return how it went.
 
     `on_event` gets every task's outcome as it happens (from runner's thread: hand it on,
-    do not block). Setting `cancel` stops the play within a fraction of a second.
+    do not block). Setting `cancel` stops the play within a fraction of a second (status
+    "canceled"), as does `timeout` (status "timeout"); over SSH, a command already running
+    on the host is left to finish there.
     """
     path = Path(playbook).resolve()
     if not path.is_file():
@@ -126,6 +130,15 @@ def play(
     output_file = output_dir / f"{_SAFE_NAME.sub('_', host.name)}.ansible.log"
     collector = _Collector(host.name, on_event)
     private = Path(tempfile.mkdtemp(prefix=".ansible-run-", dir=output_dir))
+    stop = _Stop(private, cancel, timeout)
+    # Given as a dict, runner would put the extra vars on ansible-playbook's command line,
+    # where any local user can read them (ps); in its env/extravars file they stay private.
+    extravars_file = private / "env" / "extravars"
+    extravars_file.parent.mkdir(mode=0o700)
+    extravars_file.touch(mode=0o600)
+    extravars_file.write_text(json.dumps(dict(extra_vars or {})))
+    # Runner ignores its `settings=` argument when env/settings is missing: use the file.
+    (private / "env" / "settings").write_text(json.dumps({"pexpect_timeout": CANCEL_POLL_SECONDS}))
     try:
         with output_file.open("a", encoding="utf-8") as log:
             log.write(f"=== {datetime.now(UTC).isoformat()} {path} on {host.name}\n")
@@ -136,14 +149,11 @@ def play(
                 playbook=str(path),
                 inventory=inventory(host),
                 limit=host.name,
-                extravars=dict(extra_vars or {}),
                 envvars=environment(host, private / "cp"),
                 suppress_env_files=True,
                 quiet=True,
                 event_handler=collector.handle,
-                cancel_callback=(lambda: cancel.is_set()) if cancel is not None else None,
-                timeout=int(timeout) if timeout else None,
-                settings={"pexpect_timeout": CANCEL_POLL_SECONDS},
+                cancel_callback=stop.check,
             )
             if not collector.lines:
                 # ansible-playbook never started (e.g. not installed): keep what runner saw.
@@ -155,13 +165,38 @@ def play(
         host=host.name,
         playbook=str(path),
         rc=int(runner.rc if runner.rc is not None else 254),
-        status=str(runner.status),
+        status="timeout" if stop.timed_out else str(runner.status),
         failed_task=collector.failed_task,
         facts=collector.facts,
         output_file=output_file,
         output_tail="\n".join(collector.lines[-TAIL_LINES:]),
         message=collector.failed_msg,
     )
+
+
+class _Stop:
+    """Runner's cancel callback: stops the play on cancel or timeout.
+
+    Runner alone kills ansible-playbook's process group, but ansible's workers call
+    setsid() and would live on (and keep running the task); so the whole tree of this
+    run's ansible-playbook (found by its private dir on the command line) is killed here.
+    """
+
+    def __init__(
+        self, private: Path, cancel: threading.Event | None, timeout: float | None
+    ) -> None:
+        self.private = str(private)
+        self.cancel = cancel
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.timed_out = False
+
+    def check(self) -> bool:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.timed_out = True
+        if not self.timed_out and not (self.cancel is not None and self.cancel.is_set()):
+            return False
+        processes.kill_tree(processes.with_cmdline(self.private))
+        return True
 
 
 class _Collector:
