@@ -100,6 +100,15 @@ def version_checks(
                 f"upgrade mode is {mode}: VMs never move from a newer to an older host",
             )
         )
+    elif pool.rolling_upgrade:
+        checks.append(
+            Check(
+                "mixed-versions",
+                "warn",
+                f"every host runs {versions[0]} but xapi's rolling upgrade mode is still on: "
+                "an earlier upgrade may not have finished; check the pool before going on",
+            )
+        )
     else:
         checks.append(Check("mixed-versions", "pass", "every host runs the same version"))
     if policy.target_version is None:

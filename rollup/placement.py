@@ -2,16 +2,21 @@
 
 The simulation walks the hosts in their upgrade order and groups them into batches. For
 each batch it evacuates the batch's hosts at once (best-fit decreasing onto hosts outside
-the batch), then brings VMs back once the batch's hosts are upgraded. Two rules keep the
-run safe whatever the strategy:
+the batch), then brings VMs back once the batch's hosts are upgraded:
 
-* a VM is never moved to a host whose version is older than the one it runs on now
-  (xapi refuses it during a rolling upgrade), and a host's version becomes the target
-  once its step is done;
-* every VM that lands on a host still waiting for its own upgrade goes back to the host it
-  came from in the same batch, so each batch starts with no VM parked on a host that will
-  need evacuating again. That bounds every VM to two migrations and makes every return
-  fit: the host it returns to held it moments before and is now empty.
+* `return`: every VM evacuated in a batch goes back to its host right after that host is
+  upgraded (the batch's restore moves), so every other batch finds the starting layout
+  and the run ends in it. Returns cannot fail for memory: the host held those VMs moments
+  before and has been empty since.
+* `upgraded-first`: evacuated VMs go first to upgraded hosts (done in this run, or already
+  at the target), then to hosts the run leaves alone, and only then to hosts still waiting
+  for their upgrade. Those last ones go back in the same batch to the host they came
+  from, now upgraded, instead of being evacuated again later: every VM moves at most
+  twice, never more than with `return`, and the return fits for the same reason.
+
+Whatever the strategy, a VM never moves to a host whose version is older than the one it
+runs on now (xapi refuses it during a rolling upgrade); a host's version becomes the
+target once its step is done.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 
@@ -63,6 +64,13 @@ def test_hosts_already_at_the_target_are_skipped_with_the_reason():
         "c": "8.3.1 is newer than target 8.3.0",
     }
     assert only(result, "mixed-versions").status == "warn"
+
+
+def test_rolling_upgrade_mode_left_on_with_matching_versions_is_a_warning():
+    pool = dataclasses.replace(make_pool({"m": [], "a": []}), rolling_upgrade=True)
+    check = only(plan(pool, Policy()), "mixed-versions")
+    assert check.status == "warn"
+    assert "rolling upgrade mode is still on" in check.reason
 
 
 def test_without_a_target_version_every_host_is_upgraded():
