@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -110,8 +110,9 @@ def plan_table(plan: Plan) -> RenderableType:
     return Group(*parts)
 
 
-def print_plan(plan: Plan, console: Console) -> None:
-    console.print(plan_table(plan))
+def print_plan(plan: Plan, console: Console | None = None, *, file: TextIO | None = None) -> None:
+    """Print the table on `console`, or on a new console over `file` (default stdout)."""
+    (console or Console(file=file)).print(plan_table(plan))
 
 
 def _cell(text: str) -> str:

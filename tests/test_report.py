@@ -3,6 +3,8 @@ for a change ticket, and the terminal table."""
 
 from __future__ import annotations
 
+import io
+
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from rich.console import Console
@@ -98,3 +100,9 @@ def test_human_units_are_gib_with_one_decimal_and_short_durations():
     assert format_duration(750) == "12m 30s"
     assert format_duration(45) == "45s"
     assert format_duration(3725) == "1h 02m 05s"
+
+
+def test_print_plan_writes_to_a_file_when_no_console_is_given():
+    buffer = io.StringIO()
+    print_plan(plan(make_pool({"m": [1], "a": [1]}), Policy()), file=buffer)
+    assert "Checks" in buffer.getvalue()
