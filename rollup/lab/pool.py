@@ -145,6 +145,8 @@ class LabPool:
                 domid=domid if spec.power_state == "Running" else -1,
             )
             self.vms[vm.ref] = vm
+        with self.lock:
+            self.update_rolling_upgrade()
         self.set_faults(faults or Faults())
 
     @classmethod
