@@ -110,8 +110,7 @@ class XenApiDriver:
         Wakes on host and host_metrics events rather than polling. When the API drops
         (the master itself rebooting) it reconnects with backoff until the deadline.
         """
-        started = time.monotonic()
-        deadline = started + timeout
+        deadline = time.monotonic() + timeout
         cap = min(self.timing.backoff_cap, max(self.timing.backoff_start, timeout / 20))
         delays = self._backoff(cap)
         name, ref, token = host, None, None
@@ -121,8 +120,8 @@ class XenApiDriver:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise HostTimeout(
-                    f"host {name} did not come back within {timeout:.0f}s "
-                    f"(waited {time.monotonic() - started:.0f}s; last seen: {last})",
+                    f"host {name} did not come back within {_duration(timeout)} "
+                    f"(last seen: {last})",
                     "HOST_TIMEOUT",
                     (host, since),
                 )
@@ -276,7 +275,8 @@ class XenApiDriver:
         srs = [sr for sr in detail.get("heartbeat_srs", "").split(",") if sr]
         self.api.call("enable HA again", "pool.enable_ha", srs, {})
         tolerate = detail.get("host_failures_to_tolerate", "")
-        if tolerate:
+        # 0 is where enable_ha leaves it; only a planned value needs setting back.
+        if tolerate not in ("", "0"):
             self.api.call(
                 "restore HA's host failures to tolerate",
                 "pool.set_ha_host_failures_to_tolerate",
@@ -382,6 +382,14 @@ def booted_since(boot_mark: str, since: str) -> bool:
         return float(boot_mark) > float(since)
     except ValueError:
         return boot_mark != since
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f} min"
 
 
 def _touches(event: Mapping[str, Any], host_ref: str, metrics_ref: str) -> bool:

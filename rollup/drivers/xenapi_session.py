@@ -28,7 +28,7 @@ import XenAPI
 
 from rollup.drivers import Connection
 from rollup.drivers.xenapi_failures import TRANSIENT_CODES, describe, split
-from rollup.errors import DriverError, PoolUnreachable, TransientDriverError
+from rollup.errors import BadInput, DriverError, PoolUnreachable, TransientDriverError
 
 log = logging.getLogger("rollup.drivers.xenapi")
 
@@ -90,7 +90,13 @@ def tls_context(connection: Connection) -> ssl.SSLContext:
     if not connection.verify_tls:
         # The inventory opted out (rollup_verify_tls: false), typically self-signed certs.
         return ssl._create_unverified_context()
-    return ssl.create_default_context(cafile=connection.ca_file)
+    try:
+        return ssl.create_default_context(cafile=connection.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BadInput(
+            f"rollup_ca_file {connection.ca_file} cannot be used ({exc.strerror or exc}): "
+            "point it at the pool's CA certificate in PEM"
+        ) from None
 
 
 def with_address(url: str, address: str) -> str:
