@@ -7,8 +7,8 @@ random stream. What a generated pool looks like:
   product version "8.2.1", `h1` the master, one host-local SR each, one shared SR;
 - VMs of 1 to 16 GiB (mostly small ones), each with a memory overhead of ~1 %;
 - the running VMs fill the pool to a ratio drawn from `fill` (default 50-75 %) of its
-  guest capacity; with at least two VMs per host the ratio lands in that range (the host
-  size is chosen to match, in whole GiB);
+  guest capacity; with at least four VMs per host the ratio lands in that range (the host
+  size is chosen to match, in 256 MiB steps);
 - about 10 % of the VMs are halted and about 8 % are pinned (a disk on a host-local SR,
   PCI passthrough, a vGPU or an SR-IOV NIC);
 - every running VM's affinity (home host) is the host it runs on; ~30 % are HA-protected.
@@ -75,9 +75,15 @@ def generate(
     sizes = [rng.choice(VM_SIZES_GIB) * GiB for _ in range(vms)]
     halted = set(rng.sample(range(vms), k=round(vms * 0.10))) if vms >= 3 else set()
     pinned = set(rng.sample(range(vms), k=max(1, round(vms * 0.08)))) if vms >= 3 else set()
-    running_load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
     target = rng.uniform(low, high)
-    memory_total = _host_size(running_load, hosts, target, max(sizes, default=GiB))
+    running_load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
+    memory_total = _host_size(running_load, hosts, target, low)
+    # In a small pool one 16 GiB VM could need a host so big the pool would be nearly
+    # empty: shrink such VMs to what the target's hosts hold, halving down to 1 GiB.
+    while any(s + overhead(s) > guest_capacity(memory_total) for s in sizes):
+        sizes = [_shrink(s, guest_capacity(memory_total)) for s in sizes]
+        running_load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
+        memory_total = _host_size(running_load, hosts, target, low)
 
     names = [f"h{i + 1}" for i in range(hosts)]
     # Draw every random choice before placing, so placement can retry with bigger hosts
@@ -89,7 +95,16 @@ def generate(
     vm_uuids = [new_uuid() for _ in range(vms)]
     homes = _place(sizes, halted, names, memory_total)
     while homes is None:
-        memory_total += GiB
+        # The VMs do not pack at this fill: halve the biggest running one (bigger hosts
+        # would leave the pool too empty), down to 1 GiB VMs, then grow the hosts.
+        running = [i for i in range(vms) if i not in halted and sizes[i] > GiB]
+        if running:
+            biggest = max(running, key=lambda i: (sizes[i], -i))
+            sizes[biggest] //= 2
+            load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
+            memory_total = _host_size(load, hosts, target, low)
+        else:
+            memory_total += 256 * MiB
         homes = _place(sizes, halted, names, memory_total)
     host_specs = tuple(
         HostSpec(
@@ -136,13 +151,21 @@ def generate(
     )
 
 
-def _host_size(running_load: int, hosts: int, target: float, largest_vm: int) -> int:
-    """The smallest whole-GiB host whose pool fill is at most `target` and that holds any VM."""
-    total = 16 * GiB
-    while guest_capacity(total) < largest_vm + overhead(largest_vm) + GiB:
-        total += GiB
+def _shrink(size: int, capacity: int) -> int:
+    while size > GiB and size + overhead(size) > capacity:
+        size //= 2
+    return size
+
+
+def _host_size(running_load: int, hosts: int, target: float, low: float) -> int:
+    """The smallest host (in 256 MiB steps) whose pool fill is at most `target`, but at least
+    `low`: coarse steps could otherwise leave a small pool emptier than asked."""
+    step = 256 * MiB
+    total = 4 * GiB
     while running_load > target * hosts * guest_capacity(total):
-        total += GiB
+        total += step
+    while total > 4 * GiB and running_load < low * hosts * guest_capacity(total):
+        total -= step
     return total
 
 
