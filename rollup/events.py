@@ -212,6 +212,8 @@ class LogSink:
 
     def format(self, event: Event) -> str | None:
         match event:
+            case RunStateChanged(state="completed" | "failed" | "aborted"):
+                return None  # RunFinished says it, with the summary
             case RunStateChanged(state=state, reason=reason):
                 return f"run      {state}" + (f": {reason}" if reason else "")
             case HostStateChanged(host_name=name, state=state, reason=reason):

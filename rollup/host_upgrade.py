@@ -1,0 +1,525 @@
+"""HostUpgrade: one host's way through disable → evacuate → patch → reboot → verify →
+enable → restore, as a `transitions` state machine whose states are journaled.
+
+Every state's action is idempotent — disabling a disabled host, evacuating an empty one,
+waiting for a boot that already happened are no-ops — so after a crash `rollup resume`
+re-enters the last journaled state and simply runs its action again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Protocol
+
+from transitions import Machine
+
+from rollup.drivers import Driver
+from rollup.errors import DriverError, MigrationRefused, RemoteError, RollupError
+from rollup.events import (
+    ActionResult,
+    AnsibleTask,
+    EventBus,
+    HostStateChanged,
+    Message,
+    MigrationProgress,
+    PlanDivergence,
+)
+from rollup.journal import Journal
+from rollup.model import VM, HostStep, Policy, Pool, version_key
+from rollup.placement_live import Ledger, choose_destination
+from rollup.remote import RemoteHost
+
+SEQUENCE = (
+    "pending",
+    "checking",
+    "disabling",
+    "evacuating",
+    "patching",
+    "rebooting",
+    "verifying",
+    "enabling",
+    "restoring",
+    "done",
+)
+HOST_STATES = (*SEQUENCE, "failed", "skipped")
+# States in which a host is out of service because of us.
+OUT_OF_SERVICE = ("disabling", "evacuating", "patching", "rebooting", "verifying", "enabling")
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    ok: bool
+    reboot_required: bool = True
+    failed_task: str = ""
+    message: str = ""
+    output_tail: str = ""
+    output_file: str = ""
+
+
+TaskCallback = Callable[[str, str, str], None]  # task, status, message
+
+
+class Patcher(Protocol):
+    """What a host's operating system must do for us (rollup/remote/patcher.py)."""
+
+    def play(
+        self,
+        host: RemoteHost,
+        playbook: str,
+        extravars: Mapping[str, Any],
+        on_task: TaskCallback,
+        cancelled: Callable[[], bool],
+    ) -> PatchResult: ...
+
+    def reachable(self, host: RemoteHost) -> bool: ...
+
+
+class HostFailed(RollupError):
+    """A host's step failed; the message carries the evidence, `state` where it happened."""
+
+    def __init__(self, message: str, code: str = "", output_tail: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.output_tail = output_tail
+
+
+class HostSkipped(RollupError):
+    pass
+
+
+@dataclass
+class RunContext:
+    """What every host of a run shares: the pool's driver, the remote side, the record."""
+
+    run_id: str
+    driver: Driver
+    patcher: Patcher
+    journal: Journal
+    bus: EventBus
+    policy: Policy
+    remotes: Mapping[str, RemoteHost]  # host id → how to reach its OS
+    homes: Mapping[str, str]  # VM id → host id it started the run on
+    ledger: Ledger = field(default_factory=Ledger)
+    cancelled: bool = False
+    migrations: int = 0
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(fn, *args)
+
+    async def snapshot(self) -> Pool:
+        return await self.call(self.driver.snapshot)
+
+
+class HostUpgrade:
+    """One host's state machine. The engine (`run`) drives it; transitions only record."""
+
+    state: str
+
+    def __init__(self, ctx: RunContext, step: HostStep, batch_hosts: frozenset[str]) -> None:
+        self.ctx = ctx
+        self.step = step
+        self.batch_hosts = batch_hosts
+        self.error: HostFailed | None = None
+        self.failed_in: str | None = None
+        self.reason = ""
+        self.machine = Machine(
+            model=self,
+            states=list(HOST_STATES),
+            initial="pending",
+            auto_transitions=False,
+            after_state_change="_record",
+            send_event=True,
+        )
+        for source, dest in pairwise(SEQUENCE):
+            self.machine.add_transition("advance", source, dest)
+        self.machine.add_transition("skip_reboot", "patching", "verifying")
+        self.machine.add_transition("fail", list(SEQUENCE[:-1]), "failed")
+        self.machine.add_transition("skip", ["pending", "checking", "failed"], "skipped")
+        for state in SEQUENCE[1:-1]:
+            self.machine.add_transition(f"retry_{state}", "failed", state)
+        self._previous = "pending"
+
+    @property
+    def host(self) -> str:
+        return self.step.host
+
+    @property
+    def name(self) -> str:
+        return self.step.host_name
+
+    def restore_state(self, state: str, failed_in: str | None = None) -> None:
+        """Put the machine where the journal says it was, without recording anything."""
+        self.machine.set_state(state)
+        self._previous = state
+        self.failed_in = failed_in
+
+    def _record(self, event: Any) -> None:
+        detail: dict[str, Any] = {}
+        if self.state == "failed":
+            detail = {"failed_in": self.failed_in, "error": self.reason}
+        elif self.reason:
+            detail = {"reason": self.reason}
+        # Journal first: if we die during the action, resume knows where we were.
+        self.ctx.journal.record_transition(
+            self.ctx.run_id, self.host, self.name, self.state, self._previous, detail
+        )
+        self.ctx.bus.emit(
+            HostStateChanged(
+                self.ctx.run_id,
+                host=self.host,
+                host_name=self.name,
+                state=self.state,
+                previous=self._previous,
+                reason=self.reason,
+            )
+        )
+        self._previous = self.state
+        self.reason = ""
+
+    # -- the engine -----------------------------------------------------------------------
+
+    async def run(self, gate: Callable[[], Any]) -> str:
+        """Drive the host to done (or failed/skipped); `gate` waits while the run is paused."""
+        if self.state == "failed" and self.failed_in:
+            getattr(self, f"retry_{self.failed_in}")()
+        if self.state == "pending":
+            self.advance()
+        while self.state not in ("done", "failed", "skipped"):
+            await gate()
+            if self.ctx.cancelled and self.state in ("checking",):
+                self.reason = "run aborted before this host started"
+                self.skip()
+                break
+            state = self.state
+            started = time.monotonic()
+            try:
+                detail = await getattr(self, f"_do_{state}")()
+            except HostSkipped as skipped:
+                self._emit_result(state, started, ok=True, detail=str(skipped))
+                self.reason = str(skipped)
+                self.skip()
+                break
+            except (HostFailed, DriverError, RemoteError) as error:
+                failure = (
+                    error
+                    if isinstance(error, HostFailed)
+                    else HostFailed(error.message, getattr(error, "code", ""))
+                )
+                self.error = failure
+                self.failed_in = state
+                self.reason = f"{state}: {failure.message}"
+                self._emit_result(state, started, ok=False, error=failure)
+                self.fail()
+                break
+            self._emit_result(state, started, ok=True, detail=detail or "")
+            if self.state == state:  # an action may have moved the machine itself
+                self.advance()
+        return self.state
+
+    def _emit_result(
+        self,
+        state: str,
+        started: float,
+        ok: bool,
+        detail: str = "",
+        error: HostFailed | None = None,
+    ) -> None:
+        self.ctx.bus.emit(
+            ActionResult(
+                self.ctx.run_id,
+                host=self.host,
+                host_name=self.name,
+                state=state,
+                ok=ok,
+                seconds=time.monotonic() - started,
+                detail=detail,
+                error=error.message if error else "",
+                code=error.code if error else "",
+            )
+        )
+
+    # -- the actions, one per state -------------------------------------------------------
+
+    async def _do_checking(self) -> str:
+        pool = await self.ctx.snapshot()
+        host = pool.host(self.host)
+        target = self.ctx.policy.target_version
+        if not host.live:
+            raise HostFailed(f"{self.name} is not live: bring it back before upgrading it")
+        pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
+        if pinned and self.ctx.policy.unmovable == "skip-host":
+            names = ", ".join(vm.name for vm in pinned)
+            raise HostSkipped(f"VMs that cannot move ({names}); policy skip-host")
+        if pinned and self.ctx.policy.unmovable == "fail":
+            vm = pinned[0]
+            raise HostFailed(
+                f"VM {vm.name} cannot move ({vm.blockers[0].reason}): set rollup_unmovable"
+                " to shutdown-restart or skip-host, or move it by hand",
+                vm.blockers[0].code,
+            )
+        planned = {move.vm for move in self.step.evacuate}
+        actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
+        if planned != actual:
+            extra = len(actual - planned)
+            gone = len(planned - actual)
+            self.ctx.bus.emit(
+                PlanDivergence(
+                    self.ctx.run_id,
+                    host=self.host,
+                    host_name=self.name,
+                    detail=f"{extra} VM(s) arrived and {gone} left since planning;"
+                    " evacuation re-placed from the pool as it is now",
+                )
+            )
+        if self.ctx.policy.pre_host_playbook:
+            await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
+        return f"{len(actual)} VM(s) to move" + (f", target {target}" if target else "")
+
+    async def _do_disabling(self) -> str:
+        await self.ctx.call(self.ctx.driver.disable, self.host)
+        return ""
+
+    async def _do_evacuating(self) -> str:
+        moved = 0
+        for attempt in range(3):
+            pool = await self.ctx.snapshot()
+            to_stop = [vm for vm in pool.resident(self.host) if vm.blockers]
+            for vm in to_stop:
+                # Only shutdown-restart reaches here with pinned VMs (checking refused the rest).
+                self.ctx.journal.note(self.ctx.run_id, self.host, f"stopped:{vm.id}", vm.name)
+                self.ctx.bus.emit(
+                    Message(
+                        self.ctx.run_id,
+                        level="warning",
+                        text=f"{self.name}: shutting down {vm.name} ({vm.blockers[0].reason});"
+                        " it starts again here after the upgrade",
+                        host=self.host,
+                    )
+                )
+                await self.ctx.call(self.ctx.driver.shutdown_vm, vm.id)
+            movable = [vm for vm in pool.resident(self.host) if not vm.blockers]
+            if not movable:
+                return f"{moved} VM(s) moved"
+            planned = {move.vm: move.dest for move in self.step.evacuate}
+            failures = await self._migrate_all(pool, movable, planned)
+            moved += len(movable) - len(failures)
+            if failures and attempt == 2:
+                vm, error = failures[0]
+                raise HostFailed(
+                    f"could not evacuate {vm.name}: {error.message}"
+                    f" ({len(failures)} VM(s) still on {self.name}, all running)",
+                    error.code,
+                )
+        raise HostFailed(f"{self.name} still has running VMs after evacuation")
+
+    async def _migrate_all(
+        self, pool: Pool, vms: list[VM], planned: Mapping[str, str]
+    ) -> list[tuple[VM, DriverError]]:
+        """Move `vms` off this host, planned destinations first; returns what failed."""
+        limit = asyncio.Semaphore(max(1, self.ctx.policy.parallel_migrations))
+        failures: list[tuple[VM, DriverError]] = []
+        avoid = set(self.batch_hosts)
+        # Reservations stay until every migration of this round has landed: a snapshot
+        # taken meanwhile by another host of the batch would not show them all yet.
+        reserved: list[tuple[str, int]] = []
+
+        async def one(vm: VM) -> None:
+            async with limit:
+                dest = choose_destination(
+                    pool, vm, self.ctx.ledger, avoid=avoid, preferred=planned.get(vm.id)
+                )
+                if dest is None:
+                    failures.append(
+                        (
+                            vm,
+                            DriverError(
+                                f"no host has {vm.memory / 2**30:.1f} GiB free for it",
+                                "HOST_NOT_ENOUGH_FREE_MEMORY",
+                            ),
+                        )
+                    )
+                    return
+                reserved.append((dest, vm.memory))
+                try:
+                    await self._migrate(pool, vm, dest)
+                except DriverError as error:
+                    failures.append((vm, error))
+
+        try:
+            await asyncio.gather(*(one(vm) for vm in sorted(vms, key=lambda v: -v.memory)))
+        finally:
+            for dest, memory in reserved:
+                self.ctx.ledger.release(dest, memory)
+        return failures
+
+    async def _migrate(self, pool: Pool, vm: VM, dest: str) -> None:
+        dest_name = pool.host(dest).name
+        source = vm.host or self.host
+
+        def progress(value: float, status: str = "running", error: str = "") -> None:
+            self.ctx.bus.emit(
+                MigrationProgress(
+                    self.ctx.run_id,
+                    host=self.host,
+                    vm=vm.id,
+                    vm_name=vm.name,
+                    source=source,
+                    dest=dest,
+                    dest_name=dest_name,
+                    progress=value,
+                    status=status,
+                    error=error,
+                )
+            )
+
+        progress(0.0, "started")
+        try:
+            await self.ctx.call(self.ctx.driver.migrate, vm.id, dest, progress)
+        except MigrationRefused as error:
+            progress(0.0, "failed", error.message)
+            raise
+        self.ctx.migrations += 1
+        progress(1.0, "done")
+
+    async def _do_patching(self) -> str:
+        result = await self._play(self.ctx.policy.playbook, "patch")
+        self.ctx.journal.note(self.ctx.run_id, self.host, "reboot_required", result.reboot_required)
+        if not result.reboot_required and self.ctx.policy.reboot == "if-required":
+            self.reason = "the patch needs no reboot"
+            self.skip_reboot()
+            return "no reboot needed"
+        return "reboot required" if result.reboot_required else ""
+
+    async def _play(self, playbook: str, what: str) -> PatchResult:
+        remote = self.ctx.remotes.get(self.host)
+        if remote is None:
+            raise HostFailed(f"{self.name} has no inventory entry to reach it by SSH")
+
+        def on_task(task: str, status: str, message: str) -> None:
+            self.ctx.bus.emit(
+                AnsibleTask(
+                    self.ctx.run_id,
+                    host=self.host,
+                    host_name=self.name,
+                    playbook=playbook,
+                    task=task,
+                    status=status,
+                    message=message,
+                )
+            )
+
+        extravars = {
+            "rollup_run_id": self.ctx.run_id,
+            "rollup_host_name": self.name,
+        }
+        if self.ctx.policy.target_version:
+            extravars["rollup_target_version"] = self.ctx.policy.target_version
+        result: PatchResult = await self.ctx.call(
+            self.ctx.patcher.play, remote, playbook, extravars, on_task, self._is_cancelled
+        )
+        if not result.ok:
+            where = f" at task {result.failed_task!r}" if result.failed_task else ""
+            raise HostFailed(
+                f"{what} playbook failed{where}: {result.message}"
+                + (f" (full output: {result.output_file})" if result.output_file else ""),
+                "PLAYBOOK_FAILED",
+                result.output_tail,
+            )
+        return result
+
+    def _is_cancelled(self) -> bool:
+        return self.ctx.cancelled
+
+    async def _do_rebooting(self) -> str:
+        journal, run_id = self.ctx.journal, self.ctx.run_id
+        before = journal.recall(run_id, self.host, "boot_mark_before")
+        pool = await self.ctx.snapshot()
+        host = pool.host(self.host)
+        if before is None:
+            before = host.boot_mark
+            journal.note(run_id, self.host, "boot_mark_before", before)
+        if host.boot_mark == before and host.live:
+            # Not rebooted yet (or we died before asking): the host is disabled and empty.
+            await self.ctx.call(self.ctx.driver.reboot, self.host)
+        timeout = self.ctx.policy.host_timeout_seconds
+        back = await self.ctx.call(self.ctx.driver.wait_back, self.host, before, timeout)
+        journal.forget(run_id, self.host, "boot_mark_before")
+        return f"back at {back.version}"
+
+    async def _do_verifying(self) -> str:
+        pool = await self.ctx.snapshot()
+        host = pool.host(self.host)
+        target = self.ctx.policy.target_version
+        if not host.live:
+            raise HostFailed(f"{self.name} is not live after its reboot")
+        if target and version_key(host.version) < version_key(target):
+            raise HostFailed(
+                f"{self.name} came back at version {host.version}, expected {target}:"
+                " check the patch output, fix the host, then resume",
+                "VERSION_MISMATCH",
+            )
+        remote = self.ctx.remotes.get(self.host)
+        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+            raise HostFailed(f"{self.name} is back in the pool but does not answer SSH")
+        return f"running {host.version}"
+
+    async def _do_enabling(self) -> str:
+        await self.ctx.call(self.ctx.driver.enable, self.host)
+        return ""
+
+    async def _do_restoring(self) -> str:
+        pool = await self.ctx.snapshot()
+        moved, left = 0, []
+        for move in self.step.restore:
+            vm = _find(pool, move.vm)
+            if vm is None or not vm.running or vm.host == move.dest:
+                continue
+            dest = choose_destination(
+                pool, vm, self.ctx.ledger, avoid=set(), preferred=move.dest, only=move.dest
+            )
+            if dest is None:
+                left.append(f"{move.vm_name} (not enough memory on {move.dest})")
+                continue
+            try:
+                await self._migrate(pool, vm, dest)
+                moved += 1
+            except DriverError as error:
+                # One VM that cannot go home must not fail the host: it runs where it is.
+                left.append(f"{move.vm_name} ({error.message})")
+            finally:
+                self.ctx.ledger.release(dest, vm.memory)
+        started = await self._start_stopped(pool)
+        if left:
+            self.ctx.bus.emit(
+                Message(
+                    self.ctx.run_id,
+                    level="warning",
+                    text=f"{self.name}: {len(left)} VM(s) stay where they run: " + "; ".join(left),
+                    host=self.host,
+                )
+            )
+        if self.ctx.policy.post_host_playbook:
+            await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
+        return f"{moved} VM(s) back, {started} restarted"
+
+    async def _start_stopped(self, pool: Pool) -> int:
+        started = 0
+        for vm in pool.vms:
+            if self.ctx.journal.recall(self.ctx.run_id, self.host, f"stopped:{vm.id}") is None:
+                continue
+            if vm.power_state == "Halted":
+                await self.ctx.call(self.ctx.driver.start_vm, vm.id, self.host)
+                started += 1
+            self.ctx.journal.forget(self.ctx.run_id, self.host, f"stopped:{vm.id}")
+        return started
+
+
+def _find(pool: Pool, vm_id: str) -> VM | None:
+    for vm in pool.vms:
+        if vm.id == vm_id:
+            return vm
+    return None

@@ -1,0 +1,84 @@
+"""Opening a pool named by an inventory: its driver, its hosts' remotes, and the lab.
+
+A lab pool (`rollup_lab` in the inventory) is started here, in-process, and lives as
+long as the session; its inventory hosts are then reached through the lab's own
+connection settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollup import drivers
+from rollup.drivers import Connection, Driver
+from rollup.errors import BadInput
+from rollup.inventory import InventoryHost, PoolConfig, match_hosts
+from rollup.model import Pool
+from rollup.remote import RemoteHost
+
+
+@dataclass
+class PoolSession:
+    config: PoolConfig
+    driver: Driver
+    lab: Any = None  # rollup.lab.running.RunningLab when the inventory asks for a lab
+
+    def remotes(self, pool: Pool) -> dict[str, RemoteHost]:
+        """Pool host id → how to reach that host's OS, from the inventory's hosts."""
+        if not self.config.hosts:
+            return {}
+        matched = match_hosts(self.config.hosts, pool.hosts, source=self.config.source)
+        by_name = {host.name: host for host in self.config.hosts}
+        return {host_id: by_name[name].remote for name, host_id in matched.items()}
+
+    def close(self) -> None:
+        try:
+            self.driver.close()
+        finally:
+            if self.lab is not None:
+                self.lab.stop()
+
+
+def open_session(config: PoolConfig, state_dir: Path) -> PoolSession:
+    lab = None
+    if config.lab is not None:
+        from rollup.lab.running import RunningLab
+
+        lab = RunningLab.start_for(config.lab, state_dir / "labs" / config.name)
+        config = _with_lab(config, lab)
+    if config.connection is None:
+        raise BadInput(
+            f"{config.source}: pool {config.name} has no rollup_api_url: set it in the group's vars"
+        )
+    try:
+        driver = drivers.connect(config.driver, config.connection)
+    except BaseException:
+        if lab is not None:
+            lab.stop()
+        raise
+    return PoolSession(config=config, driver=driver, lab=lab)
+
+
+def _with_lab(config: PoolConfig, lab: Any) -> PoolConfig:
+    """The inventory's lab hosts, connected the way the running lab says."""
+    remotes: dict[str, RemoteHost] = lab.remote_hosts()
+    hosts: list[InventoryHost] = []
+    for host in config.hosts:
+        remote = remotes.get(host.pool_host_name or host.name)
+        if remote is None:
+            known = ", ".join(sorted(remotes))
+            raise BadInput(
+                f"{config.source}: host {host.name} is not in the lab (it has {known}):"
+                " name inventory hosts after the lab's hosts or remove it"
+            )
+        hosts.append(dataclasses.replace(host, remote=remote, address=remote.address))
+    if not hosts:
+        hosts = [
+            InventoryHost(name=name, pool_host_name=name, address=remote.address, remote=remote)
+            for name, remote in remotes.items()
+        ]
+    connection = Connection(url=lab.url, user=lab.user, password=lab.password)
+    return dataclasses.replace(config, hosts=tuple(hosts), connection=connection)
