@@ -2,25 +2,26 @@
 
 What each call does to the pool follows /work/shared/XAPI.md; the pieces live next door:
 xenapi_session (connection, retries, error translation), xenapi_records (records →
-model), xenapi_tasks (waiting on tasks), xenapi_lock (the run lock), xenapi_failures
-(readable error codes).
+model), xenapi_tasks (waiting on tasks), xenapi_boot (waiting for a rebooted host),
+xenapi_lock (the run lock), xenapi_failures (readable error codes).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rollup.drivers import Connection, HaState, Progress, register
+from rollup.drivers.xenapi_boot import wait_back
 from rollup.drivers.xenapi_failures import describe
 from rollup.drivers.xenapi_lock import PoolLock
-from rollup.drivers.xenapi_records import NULL_REF, PoolRecords, parse_pool, sr_refs
+from rollup.drivers.xenapi_records import PoolRecords, parse_pool, sr_refs
 from rollup.drivers.xenapi_session import Session, Timing
 from rollup.drivers.xenapi_tasks import destroy, failure_of, watch
-from rollup.errors import DriverError, HostTimeout, MigrationRefused, TransientDriverError
+from rollup.errors import DriverError, MigrationRefused, TransientDriverError
 from rollup.model import Host, Lock, Pool
 
 log = logging.getLogger("rollup.drivers.xenapi")
@@ -38,6 +39,7 @@ class XenApiDriver:
         self.api = Session(connection, self.timing)
         self.api.connect()
         self._lock = PoolLock(self.api)
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- reading ---------------------------------------------------------------------
 
@@ -51,15 +53,14 @@ class XenApiDriver:
         metrics = call("read the host metrics", "host_metrics.get_all_records")
         evacuation: dict[str, Mapping[str, list[str]]] = {}
         if blockers:
-            for ref, host in hosts.items():
-                live = metrics.get(host.get("metrics"), {}).get("live", False)
-                if not live:
-                    continue  # nothing runs on a host that is down; xapi would refuse
-                evacuation[ref] = call(
-                    f"ask host {host['name_label']} which VMs prevent its evacuation",
-                    "host.get_vms_which_prevent_evacuation",
-                    ref,
-                )
+            # Nothing runs on a host that is down (and xapi would refuse to plan for it).
+            live = [
+                (ref, host)
+                for ref, host in hosts.items()
+                if metrics.get(host.get("metrics"), {}).get("live", False)
+            ]
+            # xapi plans each host's evacuation in turn: ask several hosts at once.
+            evacuation = dict(self._readers().map(self._evacuation_errors, live))
         return PoolRecords(
             pool=call("read the pool", "pool.get_all_records"),
             hosts=hosts,
@@ -70,6 +71,24 @@ class XenApiDriver:
                 sr: call("read an SR's name", "SR.get_name_label", sr) for sr in sr_refs(evacuation)
             },
         )
+
+    def _evacuation_errors(
+        self, item: tuple[str, Mapping[str, Any]]
+    ) -> tuple[str, Mapping[str, list[str]]]:
+        ref, host = item
+        errors = self.api.call(
+            f"ask host {host['name_label']} which VMs prevent its evacuation",
+            "host.get_vms_which_prevent_evacuation",
+            ref,
+        )
+        return ref, errors
+
+    def _readers(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.timing.parallel_reads, thread_name_prefix="rollup-xenapi"
+            )
+        return self._executor
 
     # -- hosts -----------------------------------------------------------------------
 
@@ -107,60 +126,17 @@ class XenApiDriver:
     def wait_back(self, host: str, since: str, timeout: float) -> Host:
         """Block until `host` booted after boot mark `since`, is live and enabled.
 
-        Wakes on host and host_metrics events rather than polling. When the API drops
-        (the master itself rebooting) it reconnects with backoff until the deadline.
+        Wakes on host and host_metrics events rather than polling; survives the API
+        dropping while the master reboots (see xenapi_boot).
         """
-        deadline = time.monotonic() + timeout
-        cap = min(self.timing.backoff_cap, max(self.timing.backoff_start, timeout / 20))
-        delays = self._backoff(cap)
-        name, ref, token = host, None, None
-        state: _HostState | None = None
-        last = "not reached yet"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise HostTimeout(
-                    f"host {name} did not come back within {_duration(timeout)} "
-                    f"(last seen: {last})",
-                    "HOST_TIMEOUT",
-                    (host, since),
-                )
-            try:
-                if ref is None:
-                    ref, name = self._host(host, retry_seconds=0)
-                if token is None:
-                    token = self._event_token(["host", "host_metrics"], f"wait for host {name}")
-                    state = self._host_state(ref)
-                    last = state.describe()
-                    if state.back(since):
-                        return self._read_host(host)
-                batch = self.api.call(
-                    f"wait for host {name}",
-                    "event.from",
-                    ["host", "host_metrics"],
-                    token,
-                    float(min(remaining, self.timing.event_timeout)),
-                    retry_seconds=0,
-                )
-                token = batch["token"]
-                delays = self._backoff(cap)
-                metrics = state.metrics if state else NULL_REF
-                if any(_touches(event, ref, metrics) for event in batch["events"]):
-                    state = self._host_state(ref)
-                    last = state.describe()
-                    if state.back(since):
-                        return self._read_host(host)
-            except TransientDriverError as exc:
-                # The API went away (master rebooting) or is busy: back off, start over.
-                token = None
-                delay = min(next(delays), max(0.0, deadline - time.monotonic()))
-                log.debug("waiting for host %s: %s; retrying in %.1fs", name, exc, delay)
-                last = f"API unreachable ({exc.code or 'connection lost'})"
-                time.sleep(delay)
-            except DriverError as exc:
-                if exc.code != "EVENTS_LOST":
-                    raise
-                token = None
+        return wait_back(
+            self.api,
+            host,
+            since,
+            timeout,
+            find=lambda uuid: self._host(uuid, retry_seconds=0),
+            read_host=lambda uuid: parse_pool(self.records(blockers=False)).host(uuid),
+        )
 
     # -- VMs -------------------------------------------------------------------------
 
@@ -286,6 +262,9 @@ class XenApiDriver:
         log.info("HA enabled again")
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.api.close()
 
     # -- plumbing --------------------------------------------------------------------
@@ -302,32 +281,6 @@ class XenApiDriver:
     def _vm(self, vm: str) -> tuple[str, str]:
         ref = self.api.call(f"find VM {vm}", "VM.get_by_uuid", vm)
         return ref, str(self.api.call(f"read VM {vm}", "VM.get_name_label", ref))
-
-    def _read_host(self, host: str) -> Host:
-        return parse_pool(self.records(blockers=False)).host(host)
-
-    def _host_state(self, ref: str) -> _HostState:
-        record = self.api.call("read a host", "host.get_record", ref, retry_seconds=0)
-        metrics = record.get("metrics", NULL_REF)
-        live = False
-        if metrics != NULL_REF:
-            live = bool(
-                self.api.call(
-                    "read host metrics", "host_metrics.get_live", metrics, retry_seconds=0
-                )
-            )
-        return _HostState(
-            metrics=metrics,
-            boot_mark=str(record.get("other_config", {}).get("boot_time", "")),
-            enabled=bool(record.get("enabled")),
-            live=live,
-        )
-
-    def _event_token(self, classes: list[str], what: str) -> str:
-        return str(self.api.call(what, "event.from", classes, "", 0.0, retry_seconds=0)["token"])
-
-    def _backoff(self, cap: float) -> Iterator[float]:
-        return Timing(backoff_start=min(self.timing.backoff_start, cap), backoff_cap=cap).backoff()
 
     def _refused(
         self,
@@ -354,46 +307,6 @@ class XenApiDriver:
             except Exception:
                 continue
         return ref
-
-
-@dataclass(frozen=True)
-class _HostState:
-    """Enough of a host to tell whether it is back from a reboot."""
-
-    metrics: str
-    boot_mark: str
-    enabled: bool
-    live: bool
-
-    def back(self, since: str) -> bool:
-        return booted_since(self.boot_mark, since) and self.live and self.enabled
-
-    def describe(self) -> str:
-        return f"boot_time {self.boot_mark or '?'}, live {self.live}, enabled {self.enabled}"
-
-
-def booted_since(boot_mark: str, since: str) -> bool:
-    """A boot_time newer than `since` (seconds since epoch), or merely different if odd."""
-    if not boot_mark:
-        return False
-    if not since:
-        return True
-    try:
-        return float(boot_mark) > float(since)
-    except ValueError:
-        return boot_mark != since
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    return f"{seconds / 60:.0f} min"
-
-
-def _touches(event: Mapping[str, Any], host_ref: str, metrics_ref: str) -> bool:
-    return event.get("ref") in (host_ref, metrics_ref)
 
 
 def _factory(connection: Connection) -> XenApiDriver:

@@ -56,6 +56,7 @@ class Timing:
     poll_interval: float = 2.0  # task polling when event.from is not available
     shutdown_timeout: float = 120.0  # clean shutdown before a hard one
     enable_retry_seconds: float = 300.0  # HOST_STILL_BOOTING after a reboot can last
+    parallel_reads: int = 8  # hosts asked at once for the VMs preventing their evacuation
 
     def backoff(self) -> Iterator[float]:
         delay = self.backoff_start

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rollup.drivers.xenapi import booted_since
+from rollup.drivers.xenapi_boot import booted_since
 from rollup.drivers.xenapi_failures import describe, size
 from rollup.drivers.xenapi_records import (
     PoolRecords,
