@@ -75,7 +75,8 @@ def generate(
     sizes = [rng.choice(VM_SIZES_GIB) * GiB for _ in range(vms)]
     halted = set(rng.sample(range(vms), k=round(vms * 0.10))) if vms >= 3 else set()
     pinned = set(rng.sample(range(vms), k=max(1, round(vms * 0.08)))) if vms >= 3 else set()
-    target = rng.uniform(low, high)
+    # A pool of N hosts can only be emptied one host at a time below (N-1)/N full.
+    target = rng.uniform(low, max(low, min(high, (hosts - 1) / hosts - 0.05)))
     running_load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
     memory_total = _host_size(running_load, hosts, target, low)
     # In a small pool one 16 GiB VM could need a host so big the pool would be nearly
@@ -106,6 +107,20 @@ def generate(
         else:
             memory_total += 256 * MiB
         homes = _place(sizes, halted, names, memory_total)
+    # A pool admins keep is N+1: any one host can be emptied onto the others. Without
+    # that the lab would teach nothing but refusals, so halve the VM that does not fit
+    # (the fill stays in range) until every host can be evacuated.
+    while (stuck := _unevacuable(sizes, halted, pinned, homes, names, memory_total)) is not None:
+        if sizes[stuck] > GiB:
+            sizes[stuck] //= 2
+            load = sum(s + overhead(s) for i, s in enumerate(sizes) if i not in halted)
+            memory_total = _host_size(load, hosts, target, low)
+        else:
+            memory_total += 256 * MiB
+        homes = _place(sizes, halted, names, memory_total)
+        while homes is None:
+            memory_total += 256 * MiB
+            homes = _place(sizes, halted, names, memory_total)
     host_specs = tuple(
         HostSpec(
             name=name,
@@ -149,6 +164,35 @@ def generate(
         hosts=host_specs,
         vms=tuple(vm_specs),
     )
+
+
+def _unevacuable(
+    sizes: list[int],
+    halted: set[int],
+    pinned: set[int],
+    homes: dict[int, str],
+    names: list[str],
+    memory_total: int,
+) -> int | None:
+    """The biggest VM that has no place when its host is emptied (best fit), if any."""
+    capacity = guest_capacity(memory_total)
+    used = dict.fromkeys(names, 0)
+    for i, home in homes.items():
+        used[home] += sizes[i] + overhead(sizes[i])
+    for name in names:
+        free = {other: capacity - used[other] for other in names if other != name}
+        leaving = sorted(
+            (i for i, home in homes.items() if home == name and i not in pinned),
+            key=lambda i: (-sizes[i], i),
+        )
+        for i in leaving:
+            need = sizes[i] + overhead(sizes[i])
+            fits = [other for other in free if free[other] >= need]
+            if not fits:
+                return i
+            best = min(fits, key=lambda other: (free[other], other))
+            free[best] -= need
+    return None
 
 
 def _shrink(size: int, capacity: int) -> int:
