@@ -115,19 +115,17 @@ def test_snapshot_reports_pinned_vms_with_reasons(lab, driver):
             assert vm.movable, vm
 
 
-def test_snapshot_of_a_large_pool_is_quick():
+def test_snapshot_of_a_large_pool_sees_every_host_and_vm():
+    # How fast it is belongs to bench/; here: nothing is lost at 64 hosts x 2,000 VMs.
     pool = LabPool.generate(hosts=64, vms=2000, seed=3, address_prefix=PREFIX, speed=200)
     with XapiServer(pool, user="root", password=PASSWORD) as server:
         driver = XenApiDriver(Connection(server.url, "root", PASSWORD), FAST)
         try:
-            started = time.monotonic()
             snapshot = driver.snapshot()
-            elapsed = time.monotonic() - started
         finally:
             driver.close()
     pool.close()
     assert (len(snapshot.hosts), len(snapshot.vms)) == (64, 2000)
-    assert elapsed < 3.0, f"snapshot took {elapsed:.2f}s"
 
 
 # -- connecting ----------------------------------------------------------------------
