@@ -20,10 +20,13 @@ from rollup.events import Event, EventBus, RunFinished
 from rollup.model import Plan
 from rollup.tui.dashboard import Dashboard
 from rollup.tui.inbox import EventInbox
-from rollup.tui.plan_screen import PlanScreen
+from rollup.tui.plan_screen import PlanOnlyScreen, PlanScreen
 from rollup.tui.state import RUN_CHANGED, RunView
 
 REFRESH_HZ = 15  # fast enough to look live, slow enough to fold bursts into one redraw
+# Folding stops after this long per tick and goes on at the next one, so a backlog of
+# events cannot freeze keys and mouse; the screen catches up within a few ticks.
+DRAIN_BUDGET_SECONDS = 0.025
 Clock = Callable[[], float]
 
 
@@ -75,7 +78,7 @@ class RollupApp(App[RunFinished | None]):
 
     def on_mount(self) -> None:
         if self.rollout is None:
-            self.push_screen(PlanScreen(self.plan, confirm=False), lambda _: self.exit(None))
+            self.push_screen(PlanOnlyScreen(self.plan), lambda _: self.exit(None))
         elif self.confirm:
             self.push_screen(PlanScreen(self.plan, confirm=True), self._confirmed)
         else:
@@ -106,8 +109,13 @@ class RollupApp(App[RunFinished | None]):
     def drain(self) -> None:
         """Fold every waiting event into the view and redraw what changed, once."""
         changed: set[str] = set()
-        for event in self.inbox.take():
-            changed |= self.view.apply(event)
+        deadline = time.perf_counter() + DRAIN_BUDGET_SECONDS
+        while time.perf_counter() < deadline:
+            events = self.inbox.take(500)
+            if not events:
+                break
+            for event in events:
+                changed |= self.view.apply(event)
         now = self.clock()
         if self.dashboard is None or not self.dashboard.is_mounted:
             return

@@ -96,7 +96,7 @@ class Dashboard(Screen[None]):
                 self.pause_requested = False
             self._write_log()
             self.refresh_bindings()
-        self.query_one(RunHeader).show(self.view, now, self.detaching)
+        self.query_one(RunHeader).show(self.view, now, self.detaching, self.pause_requested)
 
     def tick(self, now: float) -> None:
         """Once a second: clocks move even when no event comes (a long reboot)."""

@@ -51,7 +51,7 @@ KEYS = (
     ("l", "log", "show or hide the log"),
     ("/", "filter", "show only hosts whose name or state contains the text"),
     ("q", "quit", "detach: the run stops at a safe point, `rollup resume RUN` continues it"),
-    ("↑ ↓ / click", "select", "choose the host the right pane shows"),
+    ("↑ ↓ / click", "select", "choose the host the detail pane shows"),
 )
 STATES = (
     "A host goes: pending → checking → disabling → evacuating (VMs out) → patching →"

@@ -24,8 +24,8 @@ class EventInbox:
         self._events.append(event)
         self.received += 1
 
-    def take(self) -> list[Event]:
+    def take(self, limit: int = 1_000_000) -> list[Event]:
         taken: list[Event] = []
-        while self._events:
+        while self._events and len(taken) < limit:
             taken.append(self._events.popleft())
         return taken

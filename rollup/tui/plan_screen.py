@@ -166,3 +166,12 @@ class PlanScreen(Screen[bool]):
 
     def action_leave(self) -> None:
         self.dismiss(False)
+
+
+class PlanOnlyScreen(PlanScreen):
+    """`rollup plan --tui`: the same screen with nothing to confirm, only to close."""
+
+    BINDINGS = [Binding("escape,q", "leave", "Close", id="plan.close")]
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan, confirm=False)

@@ -41,7 +41,7 @@ def render_host(host: HostView, now: float) -> RenderableType:
 
 def _title(host: HostView, now: float) -> Text:
     batch = f"batch {host.batch + 1}" if host.batch >= 0 else "not in the plan"
-    return Text.assemble(
+    title = Text.assemble(
         cells.mark(host.state),
         " ",
         (host.name, "bold"),
@@ -52,6 +52,9 @@ def _title(host: HostView, now: float) -> Text:
         ("  ", ""),
         (cells.duration(host.duration(now)), "dim"),
     )
+    title.no_wrap = True
+    title.overflow = "ellipsis"
+    return title
 
 
 def _timeline(host: HostView, now: float) -> RenderableType:

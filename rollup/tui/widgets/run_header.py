@@ -16,7 +16,7 @@ from rollup.tui import cells
 from rollup.tui.state import RunView
 
 
-def banner(view: RunView, detaching: bool) -> Text:
+def banner(view: RunView, detaching: bool, pause_requested: bool = False) -> Text:
     if detaching and view.finished is None:
         return Text(
             "detaching: the run stops at the next safe point and stays resumable with"
@@ -34,26 +34,32 @@ def banner(view: RunView, detaching: bool) -> Text:
         return Text(f"p resumes — paused: {view.reason}", style="yellow")
     if view.state == "planned":
         return Text("starting…", style="dim")
+    if pause_requested and view.state == "running":
+        return Text(
+            "pause requested: the run pauses between steps, no migration is cut — p resumes",
+            style="yellow",
+        )
     if view.state == "running":
         return Text("running — p pauses between steps, ? explains every key", style="dim")
     return Text(view.reason, style="dim")
 
 
 class RunHeader(Static):
-    def show(self, view: RunView, now: float, detaching: bool = False) -> None:
+    def show(
+        self, view: RunView, now: float, detaching: bool = False, pause_requested: bool = False
+    ) -> None:
         counts = view.counts()
         eta = view.eta(now)
-        first = Table.grid(expand=True)
-        first.add_column(ratio=1)
-        first.add_column(justify="right")
+        first = Table.grid(expand=True, padding=(0, 1))
+        first.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        first.add_column(justify="right", no_wrap=True)
         title = Text.assemble(
             ("rollup ", "bold"),
-            ("pool ", "dim"),
+            cells.run_state_text(view.state),
+            ("  pool ", "dim"),
             (view.pool_name, "bold cyan"),
             ("  run ", "dim"),
             (view.run_id or "-", "cyan"),
-            "  ",
-            cells.run_state_text(view.state),
         )
         times = Text.assemble(
             ("elapsed ", "dim"),
@@ -62,9 +68,9 @@ class RunHeader(Static):
             cells.duration(eta) if eta is not None else "-",
         )
         first.add_row(title, times)
-        second = Table.grid(expand=True)
+        second = Table.grid(expand=True, padding=(0, 1))
         second.add_column(ratio=1)
-        second.add_column(justify="right")
+        second.add_column(justify="right", no_wrap=True)
         done = view.progress()
         progress = Table.grid()
         progress.add_column(width=5)
@@ -85,7 +91,7 @@ class RunHeader(Static):
             (" moved", "dim"),
         )
         second.add_row(progress, tally)
-        last = banner(view, detaching)
+        last = banner(view, detaching, pause_requested)
         last.no_wrap = True
         last.overflow = "ellipsis"
         self.update(Group(first, second, last))
