@@ -231,7 +231,7 @@ class _Collector:
         if status == "ok" and data.get("task_action") in _SET_FACT:
             self.facts.update(res.get("ansible_facts") or {})
         task = str(data.get("task", ""))
-        msg = _message(res)
+        msg = _message(res, with_stderr=status in ("failed", "unreachable"))
         fatal = status == "unreachable" or (status == "failed" and not data.get("ignore_errors"))
         if fatal and self.failed_task is None:
             self.failed_task = task
@@ -250,10 +250,10 @@ _STATUS: dict[str, TaskStatus] = {
 }
 
 
-def _message(res: Mapping[str, Any]) -> str:
-    """One line: the module's message and, for commands, the last line of stderr."""
+def _message(res: Mapping[str, Any], with_stderr: bool) -> str:
+    """One line: the module's message and, for a failed command, its last line of stderr."""
     msg = str(res.get("msg") or "").strip()
-    stderr = str(res.get("stderr") or "").strip()
+    stderr = str(res.get("stderr") or "").strip() if with_stderr else ""
     if stderr:
         last = stderr.splitlines()[-1].strip()
         msg = f"{msg}: {last}" if msg else last

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+_DEATH_SECONDS = 5.0
 _ROUNDS = 10  # a tree that keeps forking faster than we freeze it is not one we start
 
 
@@ -96,4 +98,18 @@ def kill_tree(roots: set[int], also: Callable[[], set[int]] | None = None) -> se
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously: a killed listener may hold its port a moment
+    # longer, and a "rebooted" host must not answer. Return once they are all gone.
+    deadline = time.monotonic() + _DEATH_SECONDS
+    while any(running(pid) for pid in victims) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return victims
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and is no zombie (a zombie holds no ports or files)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")

@@ -43,15 +43,7 @@ def machine(make_machine) -> LabMachine:
 
 def alive(pids: set[int]) -> set[int]:
     """The pids still running (zombies waiting for a reaper count as gone)."""
-    running = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            running.add(pid)
-    return running
+    return {pid for pid in pids if processes.running(pid)}
 
 
 def sshd_processes(machine: LabMachine) -> set[int]:
