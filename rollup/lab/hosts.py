@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,12 @@ class LabMachine:
         self.user = getpass.getuser()
         self.key: Path | None = None
         self.port = 0
-        self._sshd: subprocess.Popen[bytes] | None = None
+        self._sshd: _Sshd | None = None
         self._powered = False
         self._refuse_ssh = False
+        # The pool powers hosts off and on from its scheduler while faults come from the
+        # operator's thread.
+        self._lock = threading.RLock()
         for directory in (self.root / "etc/rollup-lab", self.root / BOOT_ID.parent, self.bin):
             directory.mkdir(parents=True, exist_ok=True)
         _write(self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755)
@@ -170,30 +174,34 @@ class LabMachine:
         return _read(self.root / BOOT_ID)
 
     def power_off(self) -> None:
-        self._powered = False
-        self._stop_sshd()
+        with self._lock:
+            self._powered = False
+            self._stop_sshd()
 
     def power_on(self, boot_id: str, version: str) -> None:
-        _write(self.root / BOOT_ID, boot_id + "\n")
-        _write(self.root / RUNNING_VERSION, version + "\n")
-        self._powered = True
-        if not self._refuse_ssh:
-            self._start_sshd()
+        with self._lock:
+            _write(self.root / BOOT_ID, boot_id + "\n")
+            _write(self.root / RUNNING_VERSION, version + "\n")
+            self._powered = True
+            if not self._refuse_ssh:
+                self._start_sshd()
 
     def set_faults(self, refuse_ssh: bool, fail_patch: bool) -> None:
-        if fail_patch:
-            _write(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
-        else:
-            (self.root / FAIL_PATCH).unlink(missing_ok=True)
-        self._refuse_ssh = refuse_ssh
-        if refuse_ssh:
-            self._stop_sshd()
-        elif self._powered:
-            self._start_sshd()
+        with self._lock:
+            if fail_patch:
+                _write(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
+            else:
+                (self.root / FAIL_PATCH).unlink(missing_ok=True)
+            self._refuse_ssh = refuse_ssh
+            if refuse_ssh:
+                self._stop_sshd()
+            elif self._powered:
+                self._start_sshd()
 
     def close(self) -> None:
-        self._powered = False
-        self._stop_sshd()
+        with self._lock:
+            self._powered = False
+            self._stop_sshd()
 
     def __enter__(self) -> LabMachine:
         return self
@@ -212,7 +220,14 @@ class LabMachine:
         return self.dir / "sshd.log"
 
     def sshd_running(self) -> bool:
-        return self._sshd is not None and self._sshd.poll() is None
+        return self._sshd is not None and self._sshd.running()
+
+    @property
+    def sshd_pid(self) -> int | None:
+        """The listening daemon's pid while it runs (its sessions are its descendants)."""
+        if self._sshd is None or self._sshd.process is None or not self._sshd.running():
+            return None
+        return self._sshd.process.pid
 
     def _prepare_sshd(self) -> None:
         host_key = self.dir / "ssh_host_ed25519_key"
@@ -223,7 +238,7 @@ class LabMachine:
         _write(self.dir / "authorized_keys", public, 0o600)
         path = f"{self.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         config = f"""\
-# rollup lab host {self.name}: written by rollup/lab/hosts.py, rewritten at every start
+# rollup lab host {self.name}, written by rollup/lab/hosts.py
 ListenAddress {self.address}:{self.port}
 HostKey {host_key}
 PidFile {self.dir / "sshd.pid"}
@@ -244,51 +259,82 @@ Subsystem sftp internal-sftp
 SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}"
 """
         _write(self.sshd_config, config, 0o600)
+        self._sshd = _Sshd(self.name, self.dir, self.root)
+        # A lab that dies without close() must not leave daemons holding its addresses.
+        weakref.finalize(self, self._sshd.stop)
 
     def _start_sshd(self) -> None:
-        if self.address is None or self.sshd_running():
+        if self._sshd is not None:
+            self._sshd.start()
+
+    def _stop_sshd(self) -> None:
+        if self._sshd is not None:
+            self._sshd.stop()
+
+
+class _Sshd:
+    """One host's OpenSSH daemon: started in its own session, stopped with its sessions."""
+
+    def __init__(self, host: str, host_dir: Path, root: Path) -> None:
+        self.host = host
+        self.config = host_dir / "sshd_config"
+        self.log = host_dir / "sshd.log"
+        self.pid_file = host_dir / "sshd.pid"
+        # Every process of this host's sessions has it in its environment (SetEnv).
+        self.mark = f"ROLLUP_LAB_ROOT={root}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        if self.running():
             return
-        self._kill_stale_sshd()
+        self._kill_stale()
         if os.geteuid() == 0:
             # sshd's privilege separation directory; no init system creates it here.
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        self._sshd = subprocess.Popen(
-            [str(SSHD), "-D", "-f", str(self.sshd_config), "-E", str(self.sshd_log)],
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        self.process = subprocess.Popen(
+            [str(SSHD), "-D", "-f", str(self.config), "-E", str(self.log)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        # Ready when it says so in its log: a connect test could reach another daemon
+        # (another lab) that holds the same address while ours failed to bind.
         deadline = time.monotonic() + START_TIMEOUT
-        while not _accepts(self.address, self.port):
-            if self._sshd.poll() is not None or time.monotonic() > deadline:
-                self._stop_sshd()
-                tail = _tail(self.sshd_log)
-                cause = tail.splitlines()[-1] if tail else "no log output"
+        while "Server listening on" not in (news := _read_from(self.log, offset)):
+            if not self.running() or time.monotonic() > deadline:
+                self.stop()
+                lines = news.strip().splitlines()
+                # sshd says why on one line and that it gives up on the next.
+                cause = "; ".join(lines[-2:]) if lines else "no log output"
                 raise RemoteError(
-                    f"{self.name}: sshd did not start on {self.address}:{self.port}: {cause}",
-                    host=self.name,
-                    output_tail=tail,
+                    f"{self.host}: sshd did not start: {cause}", host=self.host, output_tail=news
                 )
-            time.sleep(0.01)
+            time.sleep(0.005)
 
-    def _stop_sshd(self) -> None:
-        if self._sshd is None:
+    def stop(self) -> None:
+        if self.process is None:
             return
-        self._kill(self._sshd.pid)
-        self._sshd.wait()
-        self._sshd = None
-        (self.dir / "sshd.pid").unlink(missing_ok=True)
+        if self.process.poll() is None:
+            self._kill(self.process.pid)
+        else:  # the daemon died (or was killed) on its own: its sessions may live on
+            processes.kill_tree(set(), also=lambda: processes.with_environ(self.mark))
+        self.process.wait()
+        self.process = None
+        self.pid_file.unlink(missing_ok=True)
 
-    def _kill(self, sshd: int) -> None:
+    def _kill(self, pid: int) -> None:
         """The daemon, its sessions, and what they started (even if it left them)."""
-        mark = f"ROLLUP_LAB_ROOT={self.root}"
-        processes.kill_tree({sshd}, also=lambda: processes.with_environ(mark))
+        processes.kill_tree({pid}, also=lambda: processes.with_environ(self.mark))
 
-    def _kill_stale_sshd(self) -> None:
+    def _kill_stale(self) -> None:
         """A daemon left by an earlier, crashed lab run on this host dir holds the address."""
-        pid = _read(self.dir / "sshd.pid")
-        if pid and pid.isdigit() and str(self.sshd_config) in processes.cmdline(int(pid)):
+        pid = _read(self.pid_file)
+        if pid and pid.isdigit() and str(self.config) in processes.cmdline(int(pid)):
             self._kill(int(pid))
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(int(pid), os.WNOHANG)
@@ -314,14 +360,6 @@ def _keygen(path: Path, comment: str) -> None:
         raise BadInput("ssh-keygen is not installed: apt-get install -y openssh-client") from None
 
 
-def _accepts(address: str, port: int) -> bool:
-    try:
-        with socket.create_connection((address, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
@@ -338,8 +376,10 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     partial.replace(path)
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _read_from(path: Path, offset: int) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
     except FileNotFoundError:
         return ""

@@ -101,7 +101,7 @@ def test_power_off_ends_open_sessions_and_what_they_started(machine):
     client.connect(machine.address, username="root", key_filename=str(machine.key), timeout=5)
     channel = client.get_transport().open_session()
     channel.exec_command("sleep 57.125")
-    daemon = machine._sshd.pid
+    daemon = machine.sshd_pid
     deadline = time.monotonic() + 5
     while not processes.with_cmdline("sleep 57.125") and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -169,12 +169,12 @@ def test_close_leaves_no_sshd_running(make_machine):
 
 def test_a_daemon_left_by_a_crashed_lab_is_replaced(make_machine, tmp_path):
     first = make_machine("h1")
-    stale = first._sshd
+    stale = first.sshd_pid
     # A new lab process on the same dir knows nothing of the old daemon.
     second = LabMachine("h1", tmp_path / "lab", address=first.address)
     try:
         second.power_on(str(uuid.uuid4()), "8.2.1")
-        stale.wait(timeout=5)
+        assert not processes.running(stale)
         assert ssh.boot_id(second.remote_host()) == second.boot_id()
     finally:
         second.close()
@@ -228,3 +228,14 @@ def test_without_openssh_server_the_lab_says_how_to_install_it(monkeypatch, tmp_
 def test_a_host_name_that_is_no_file_name_is_refused(tmp_path):
     with pytest.raises(BadInput, match=r"^lab host name '\.\./x' is not usable"):
         LabMachine("../x", tmp_path)
+
+
+def test_an_address_held_by_another_daemon_fails_the_boot_with_sshds_reason(make_machine):
+    first = make_machine("h1")
+    squatter = LabMachine("h3", first.root.parents[2], address=first.address)
+
+    refused = r"^h3: sshd did not start: .*Address already in use.*; .*Cannot bind any address"
+    with pytest.raises(RemoteError, match=refused):
+        squatter.power_on(str(uuid.uuid4()), "8.2.1")
+    assert not squatter.sshd_running()
+    assert ssh.run(first.remote_host(), ["hostname"]).stdout == "h1\n"
