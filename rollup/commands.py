@@ -76,8 +76,10 @@ def _load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
 
 
 @contextlib.contextmanager
-def _session(config: inventories.PoolConfig, args: argparse.Namespace) -> Iterator[PoolSession]:
-    session = open_session(config, state_dir(args))
+def _session(
+    config: inventories.PoolConfig, args: argparse.Namespace, wait_seconds: float = 0.0
+) -> Iterator[PoolSession]:
+    session = open_session(config, state_dir(args), wait_seconds)
     try:
         yield session
     finally:
@@ -131,12 +133,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rollup import report
 
     config = _load_pool(args)
-    interactive = _interactive(args)
-    if not args.yes and not interactive:
-        raise BadInput(
-            "rollup run changes the pool and needs --yes when it cannot ask"
-            " (stdin or stdout is not a terminal, or --json/--no-tui): add --yes"
-        )
     journal = Journal(state_dir(args))
     with _session(config, args) as session:
         pool = session.driver.snapshot()
@@ -151,11 +147,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_REFUSED
-        if not args.yes:
+        if not args.yes and _terminal() and not _tui_wanted(args):
             report.print_plan(plan)
             if not _confirm("Upgrade this pool now?"):
                 print("rollup: nothing was changed", file=sys.stderr)
                 return EXIT_OK
+        elif not args.yes and not _terminal():
+            # Nobody to ask here: the plan goes to the log and the run waits for
+            # `rollup approve RUN` from whoever reviews it (a change board, a person).
+            report.print_plan(plan, file=sys.stderr)
         run_id = new_run_id()
         journal.create_run(
             run_id,
@@ -183,7 +183,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     loaded = inventories.load(record.inventory, vault_password_file=args.vault_password_file)
     config = inventories.select_pool(loaded, record.pool)
-    with _session(config, args) as session:
+    # The controller may have died while the master rebooted: give its API time.
+    with _session(config, args, wait_seconds=config.policy.host_timeout_seconds) as session:
         pool = session.driver.snapshot()
         if pool.id != record.pool_id:
             raise BadInput(
@@ -202,13 +203,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
 
 
-def _interactive(args: argparse.Namespace) -> bool:
-    return (
-        sys.stdin.isatty()
-        and sys.stdout.isatty()
-        and not getattr(args, "json", False)
-        and not getattr(args, "no_tui", False)
-    )
+def _terminal() -> bool:
+    """Someone is there to ask (Textual draws on stderr, so it must be a terminal too)."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def _tui_wanted(args: argparse.Namespace) -> bool:
+    # The dashboard needs a terminal; the pipeline mode never loads Textual.
+    return _terminal() and not getattr(args, "json", False) and not args.no_tui
 
 
 def _confirm(question: str) -> bool:
@@ -232,7 +234,7 @@ def _execute(
 
     bus = EventBus()
     bus.subscribe(JournalSink(journal))
-    use_tui = _interactive(args) and not args.yes
+    use_tui = _tui_wanted(args)
     if args.json:
         bus.subscribe(JsonLinesSink(sys.stdout))
     if not use_tui:
@@ -253,7 +255,12 @@ def _execute(
         remotes=remotes,
         homes=homes,
     )
-    options = RunOptions(yes=args.yes, break_lock=args.break_lock, wait_when_paused=use_tui)
+    options = RunOptions(
+        yes=args.yes,
+        break_lock=args.break_lock,
+        wait_when_paused=use_tui,
+        approve_start=not args.yes and not _terminal() and resumed is None,
+    )
     rollout = Rollout(ctx, plan, options, resumed=resumed)
     if not use_tui:
         print(
@@ -261,8 +268,19 @@ def _execute(
             f" ({len(plan.steps)} host(s), journal {journal.path})",
             file=sys.stderr,
         )
-    finished = asyncio.run(_drive(rollout))
-    if finished.outcome == "paused":
+    if use_tui:
+        from rollup.tui.app import run_dashboard
+
+        # The plan screen asks first unless --yes or a resume (already approved).
+        shown = run_dashboard(rollout, bus, confirm=not args.yes and resumed is None)
+        if shown is None:
+            journal.discard_run(run_id)
+            print("rollup: nothing was changed", file=sys.stderr)
+            return EXIT_OK
+        finished = shown
+    else:
+        finished = asyncio.run(_drive(rollout))
+    if finished.outcome == "paused" and use_tui:
         print(f"rollup: run {run_id} paused: {finished.message}", file=sys.stderr)
     return finished.exit_code
 
@@ -358,7 +376,6 @@ def cmd_lab(args: argparse.Namespace) -> int:
     try:
         print(lab.banner(), flush=True)
         while not stop:
-            lab.poll_faults()
             time.sleep(0.25)
     finally:
         lab.stop()

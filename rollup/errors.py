@@ -38,7 +38,15 @@ class BadInput(RollupError):
 
 
 class PoolUnreachable(BadInput):
-    """The pool's API cannot be reached or refuses our credentials."""
+    """The pool's API cannot be reached or refuses our credentials.
+
+    `transient` marks a connection that was refused or timed out, as while the master
+    reboots: worth waiting for when resuming a run, never for wrong credentials.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Refused(RollupError):

@@ -214,8 +214,16 @@ class LogSink:
         match event:
             case RunStateChanged(state="completed" | "failed" | "aborted"):
                 return None  # RunFinished says it, with the summary
+            case RunStateChanged(state="paused", previous="running") as e if e.reason.startswith(
+                ("paused by", "detached")
+            ):
+                return f"run      paused: {e.reason}"
+            case RunStateChanged(state="paused"):
+                return "run      paused"  # RunFinished says why, once
             case RunStateChanged(state=state, reason=reason):
                 return f"run      {state}" + (f": {reason}" if reason else "")
+            case HostStateChanged(host_name=name, state="failed"):
+                return f"{name:<8} failed"  # the action's FAILED line holds the evidence
             case HostStateChanged(host_name=name, state=state, reason=reason):
                 return f"{name:<8} {state}" + (f" ({reason})" if reason else "")
             case ActionResult(ok=False, host_name=name, state=state, error=error):

@@ -167,6 +167,13 @@ class Journal:
                 (state, outcome, message, finished, os.getpid(), run_id),
             )
 
+    def discard_run(self, run_id: str) -> None:
+        """Forget a run that was never started (its plan was declined)."""
+        with self._lock:
+            for table in ("events", "transitions", "notes", "commands"):
+                self._db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            self._db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
     def set_ha(self, run_id: str, ha: dict[str, Any] | None) -> None:
         with self._lock:
             self._db.execute(

@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as clock
@@ -50,6 +51,9 @@ class RunOptions:
     # Interactive runs wait in `paused` for a command; pipeline runs exit 5 instead.
     wait_when_paused: bool = False
     command_poll_seconds: float = 0.5
+    # Pipeline runs without --yes wait here for `rollup approve RUN` before any change.
+    approve_start: bool = False
+    clock: Callable[[], datetime] = datetime.now  # the window's clock (a test seam)
 
 
 def in_window(window: Window | None, now: datetime) -> bool:
@@ -104,6 +108,7 @@ class Rollout:
         self._wake = asyncio.Event()
         self._pause_requested = False
         self._approved = False
+        self._canary_approved = False
         self._detach = False
         self._skip: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -162,6 +167,15 @@ class Rollout:
         ha: HaState | None = None
         refresher = asyncio.create_task(self._refresh_lock())
         try:
+            if self.options.approve_start and not await self._approval(
+                f"the plan waits for approval: `rollup approve {self.ctx.run_id}` starts it"
+            ):
+                outcome, message = (
+                    self._aborted()
+                    if self.ctx.cancelled
+                    else self._paused_by("detached before the start: nothing was changed")
+                )
+                return self._finish(outcome, message)
             ha = await self._pause_ha()
             outcome, message = await self._run_batches()
         except DriverError as error:
@@ -239,7 +253,7 @@ class Rollout:
             if not pending:
                 continue
             fresh = any(u.state == "pending" for u in pending)
-            if fresh and not in_window(policy.window, datetime.now()):
+            if fresh and not in_window(policy.window, self.options.clock()):
                 return self._paused_by(
                     f"the maintenance window {_window_text(policy.window)} is closed;"
                     f" no new host starts outside it. Run `rollup resume {self.ctx.run_id}`"
@@ -249,9 +263,8 @@ class Rollout:
                 if self.ctx.cancelled:
                     return self._aborted()
                 return self._paused_by(
-                    f"waiting for approval after {policy.canary} canary host(s):"
-                    f" run `rollup approve {self.ctx.run_id}`, then `rollup resume"
-                    f" {self.ctx.run_id}`"
+                    f"detached at the canary gate: `rollup resume {self.ctx.run_id}`"
+                    " asks for the approval again"
                 )
             await self._gate()
             if self.ctx.cancelled:
@@ -276,13 +289,17 @@ class Rollout:
         first = failed[0]
         where = first.failed_in or "?"
         evidence = first.error.message if first.error else first.reason
-        self._say(
-            f"{first.name} failed while {where}: {evidence}. It stays disabled"
-            f" {'and out of service' if where in OUT_OF_SERVICE else ''}; every other host"
-            " is enabled and every VM runs.",
-            "error",
-            first.host,
-        )
+        if where in OUT_OF_SERVICE:
+            vms = (
+                "the VMs that could not move still run on it"
+                if where in ("disabling", "evacuating")
+                else "its VMs run on the other hosts"
+            )
+            self._say(
+                f"{first.name} stays disabled until the run resumes; {vms}",
+                "warning",
+                first.host,
+            )
         policy = self.ctx.policy.on_failure
         if policy == "continue":
             return None
@@ -332,27 +349,31 @@ class Rollout:
     async def _canary_gate(self) -> bool:
         canary = self.ctx.policy.canary
         done = sum(1 for u in self.hosts.values() if u.state == "done")
-        if not canary or done < canary or self._approved:
+        if not canary or done < canary or self._canary_approved:
             return True
         if self.options.yes:
-            self._approved = True
+            self._canary_approved = True
             self._say(f"{done} canary host(s) done; approved by --yes")
             return True
-        self._reason = f"{done} canary host(s) done: approve to go on"
+        self._canary_approved = await self._approval(
+            f"{done} canary host(s) done: check them, then approve with"
+            f" `rollup approve {self.ctx.run_id}` (or `y` in the TUI)"
+        )
+        return self._canary_approved
+
+    async def _approval(self, reason: str) -> bool:
+        """Wait in awaiting_approval until approved (True), or aborted/detached (False)."""
+        self._approved = False
+        self._reason = reason
         self.gate()
         while not self._approved and not self.ctx.cancelled and not self._detach:
-            self._take_commands()
-            if not self.options.wait_when_paused and not self._approved:
-                # Pipeline mode: an approval may already be waiting in the journal.
-                self._take_commands()
-                if not self._approved:
-                    return False
             await self._sleep()
-        if self._approved:
-            self._reason = "approved"
-            self.approve()
-            return True
-        return False
+            self._take_commands()
+        if not self._approved:
+            return False
+        self._reason = "approved"
+        self.approve()
+        return True
 
     async def _gate(self) -> None:
         """Between steps: honour pause requests and commands from other processes."""

@@ -8,16 +8,20 @@ connection settings.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rollup import drivers
 from rollup.drivers import Connection, Driver
-from rollup.errors import BadInput
+from rollup.errors import BadInput, PoolUnreachable
 from rollup.inventory import InventoryHost, PoolConfig, match_hosts
 from rollup.model import Pool
 from rollup.remote import RemoteHost
+
+log = logging.getLogger("rollup")
 
 
 @dataclass
@@ -42,7 +46,7 @@ class PoolSession:
                 self.lab.stop()
 
 
-def open_session(config: PoolConfig, state_dir: Path) -> PoolSession:
+def open_session(config: PoolConfig, state_dir: Path, wait_seconds: float = 0.0) -> PoolSession:
     lab = None
     if config.lab is not None:
         from rollup.lab.running import RunningLab
@@ -54,12 +58,28 @@ def open_session(config: PoolConfig, state_dir: Path) -> PoolSession:
             f"{config.source}: pool {config.name} has no rollup_api_url: set it in the group's vars"
         )
     try:
-        driver = drivers.connect(config.driver, config.connection)
+        driver = _connect(config, wait_seconds)
     except BaseException:
         if lab is not None:
             lab.stop()
         raise
     return PoolSession(config=config, driver=driver, lab=lab)
+
+
+def _connect(config: PoolConfig, wait_seconds: float) -> Driver:
+    """Connect; with `wait_seconds`, ride out a pool API that is down for a while."""
+    assert config.connection is not None
+    deadline = time.monotonic() + wait_seconds
+    delay = 1.0
+    while True:
+        try:
+            return drivers.connect(config.driver, config.connection)
+        except PoolUnreachable as error:
+            if not error.transient or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; retrying in %.0fs (the master may be rebooting)", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _with_lab(config: PoolConfig, lab: Any) -> PoolConfig:

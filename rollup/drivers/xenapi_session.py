@@ -266,5 +266,6 @@ class Session:
             reason = str(exc) or type(exc).__name__
         return PoolUnreachable(
             f"pool {self.url} is unreachable ({reason}): check the pool master's address "
-            "(rollup_api_url) and that the XenAPI port is open from here"
+            "(rollup_api_url) and that the XenAPI port is open from here",
+            transient=isinstance(exc, ConnectionRefusedError | TimeoutError),
         )

@@ -105,12 +105,17 @@ class RunningLab:
         lab = cls(pool, server, machines, directory, password, faults)
         lab.poll_faults()
         lab.write_inventory(directory / "inventory.yml")
+        if faults:
+            lab._watcher = threading.Thread(
+                target=lab._watch_faults, name="lab-faults", daemon=True
+            )
+            lab._watcher.start()
         return lab
 
     @classmethod
     def start_for(cls, spec: LabSpec, directory: Path) -> RunningLab:
-        """The in-process lab an inventory asks for; it watches its fault file itself."""
-        lab = cls.start(
+        """The in-process lab an inventory asks for."""
+        return cls.start(
             hosts=spec.hosts,
             vms=spec.vms,
             seed=spec.seed,
@@ -120,9 +125,6 @@ class RunningLab:
             directory=directory,
             faults=spec.faults,
         )
-        lab._watcher = threading.Thread(target=lab._watch_faults, name="lab-faults", daemon=True)
-        lab._watcher.start()
-        return lab
 
     def stop(self) -> None:
         self._stop.set()

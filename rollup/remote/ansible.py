@@ -130,6 +130,9 @@ def play(
     output_file = output_dir / f"{_SAFE_NAME.sub('_', host.name)}.ansible.log"
     collector = _Collector(host.name, on_event)
     private = Path(tempfile.mkdtemp(prefix=".ansible-run-", dir=output_dir))
+    # ssh's control socket path must stay under 108 bytes: a short private dir in the
+    # system's temp dir, not under a state dir of any depth.
+    control = Path(tempfile.mkdtemp(prefix="rollup-cp-"))
     stop = _Stop(private, cancel, timeout)
     # Given as a dict, runner would put the extra vars on ansible-playbook's command line,
     # where any local user can read them (ps); in its env/extravars file they stay private.
@@ -149,7 +152,7 @@ def play(
                 playbook=str(path),
                 inventory=inventory(host),
                 limit=host.name,
-                envvars=environment(host, private / "cp"),
+                envvars=environment(host, control),
                 suppress_env_files=True,
                 quiet=True,
                 event_handler=collector.handle,
@@ -161,6 +164,7 @@ def play(
                 collector.write(text)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(control, ignore_errors=True)
     return PlayResult(
         host=host.name,
         playbook=str(path),

@@ -1,0 +1,124 @@
+"""A lab pool with real sshd per host, and the real `rollup` command against it.
+
+The lab runs in the test process (so it outlives a controller killed with SIGKILL);
+`rollup` runs as a child process, exactly as a user or a pipeline runs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rollup.drivers import Connection
+from rollup.drivers.xenapi import XenApiDriver
+from rollup.lab.running import RunningLab
+from rollup.model import Pool
+
+# Each lab of this package gets its own loopback /24, so a daemon left by one test
+# can never answer for the next.
+_networks = itertools.count(50)
+SPEED = 200.0
+
+
+@dataclass
+class Lab:
+    running: RunningLab
+    dir: Path
+    state: Path
+    faults: Path
+
+    @property
+    def inventory(self) -> Path:
+        return self.dir / "inventory.yml"
+
+    def snapshot(self) -> Pool:
+        driver = XenApiDriver(
+            Connection(self.running.url, self.running.user, self.running.password)
+        )
+        try:
+            return driver.snapshot()
+        finally:
+            driver.close()
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        self.faults.write_text(yaml.safe_dump(faults))
+        # The lab re-reads the file when its mtime changes; make sure it does.
+        self.running.poll_faults()
+
+    def rollup(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=env(),
+        )
+
+    def start_rollup(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env(),
+        )
+
+    def write_inventory(self, **group_vars: Any) -> Path:
+        """The lab's inventory with some group variables changed."""
+        data = yaml.safe_load(self.inventory.read_text())
+        group = next(iter(data["all"]["children"].values()))
+        group["vars"].update(group_vars)
+        path = self.dir / "inventory-custom.yml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+
+def env() -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop("ROLLUP_API_PASSWORD", None)
+    environment["PYTHONUNBUFFERED"] = "1"
+    return environment
+
+
+def read_events(stream: Any, until: Any) -> list[dict[str, Any]]:
+    """Read JSON events from a child's stdout until `until(event)` is true."""
+    seen: list[dict[str, Any]] = []
+    for line in stream:
+        event = json.loads(line)
+        seen.append(event)
+        if until(event):
+            break
+    return seen
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    faults = tmp_path / "faults.yml"
+    faults.write_text("{}\n")
+    running = RunningLab.start(
+        hosts=4,
+        vms=24,
+        seed=1,
+        speed=SPEED,
+        ssh=True,
+        port=0,
+        directory=tmp_path / "lab",
+        faults=str(faults),
+        network=f"127.0.{next(_networks)}.0",
+    )
+    try:
+        yield Lab(running, tmp_path / "lab", tmp_path / "state", faults)
+    finally:
+        running.stop()
