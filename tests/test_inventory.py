@@ -368,26 +368,19 @@ def test_bad_flag_values_name_the_flag(overrides, flag_names, expected):
 # --- the shipped inventories ---------------------------------------------------------------------
 
 
-def _playbook_override(path: Path) -> dict[str, object]:
-    # The playbooks are written elsewhere; until they exist, check everything else.
-    return {} if path.is_file() else {"rollup_playbook": PATCH}
-
-
 def test_lab_inventory_describes_a_lab_pool():
     playbook = REPO / "playbooks" / "lab-patch.yml"
-    loaded = inventory.load(
-        str(REPO / "inventories" / "lab.yml"), environ={}, overrides=_playbook_override(playbook)
-    )
+    loaded = inventory.load(str(REPO / "inventories" / "lab.yml"), environ={})
     pool = inventory.select_pool(loaded, None)
     assert pool.name == "lab"
     assert pool.connection is None
-    assert pool.lab == inventory.LabSpec(hosts=4, vms=24, seed=1)
+    assert pool.lab == inventory.LabSpec(hosts=4, vms=24, seed=1, speed=20)
     assert pool.policy.target_version == "8.3.0"
     assert pool.policy.reboot == "if-required"
     assert pool.policy.host_order == ("h1", "h2", "h3", "h4")
     assert all(not host.remote.check_host_keys for host in pool.hosts)
-    if playbook.is_file():
-        assert pool.policy.playbook == str(playbook.absolute())
+    assert pool.policy.unmovable == "shutdown-restart"
+    assert pool.policy.playbook == str(playbook.absolute())
 
 
 def test_example_inventory_describes_a_three_host_xcpng_pool():
@@ -395,7 +388,6 @@ def test_example_inventory_describes_a_three_host_xcpng_pool():
     loaded = inventory.load(
         str(REPO / "inventories" / "example-xcpng.yml"),
         environ={"ROLLUP_API_PASSWORD": "pw"},
-        overrides=_playbook_override(playbook),
     )
     pool = inventory.select_pool(loaded, None)
     assert len(pool.hosts) == 3
@@ -405,6 +397,7 @@ def test_example_inventory_describes_a_three_host_xcpng_pool():
     assert pool.policy.canary == 1
     assert pool.policy.window is not None
     assert pool.policy.migration_bandwidth == GiB
+    assert pool.policy.playbook == str(playbook.absolute())
 
 
 # --- matching inventory hosts to pool hosts (pure) ----------------------------------------------
