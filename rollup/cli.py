@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from rollup import __version__
 from rollup.errors import EXIT_BAD_INPUT, EXIT_FAILED, RollupError
@@ -45,6 +46,13 @@ POLICY_FLAGS = {
     "ha": "--ha",
     "migration_bandwidth": "--migration-bandwidth",
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def _policy_flags(parser: argparse.ArgumentParser, run: bool) -> None:
@@ -97,7 +105,7 @@ def _inventory_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rollup",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
