@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rollup.lab import lifecycle, migration, placement, power, records, wire
+from rollup.lab import lifecycle, migration, placement, power, records, where, wire
 from rollup.lab.failure import XapiFailure
 from rollup.lab.objects import SimTask
 from rollup.lab.pool import LabPool
@@ -141,6 +141,7 @@ class Api:
         pool = self.pool
         self._add(f"{cls}.get_all", 0, 0, lambda: list(pool.refs(cls)))
         self._add(f"{cls}.get_all_records", 0, 0, lambda: pool.records_of(cls))
+        self._add(f"{cls}.get_all_records_where", 1, 1, lambda e: self._records_where(cls, e))
         self._add(f"{cls}.get_record", 1, 1, lambda ref: pool.record(cls, ref))
         self._add(f"{cls}.get_by_uuid", 1, 1, lambda u: self._by_uuid(cls, u))
         if cls in NAMED:
@@ -154,6 +155,10 @@ class Api:
         if cls == "task":  # there may be no task yet: build the field set from a blank one
             return list(records.task_record(self.pool, SimTask("", "", "", "", 0.0)))
         return list(self.pool.record(cls, next(iter(self.pool.refs(cls)))))
+
+    def _records_where(self, cls: str, expression: str) -> dict[str, dict[str, Any]]:
+        keep = where.compile_where(str(expression))
+        return {ref: rec for ref, rec in self.pool.records_of(cls).items() if keep(rec)}
 
     def _by_name(self, cls: str, label: str) -> list[str]:
         return [r for r, rec in self.pool.records_of(cls).items() if rec["name_label"] == label]

@@ -246,8 +246,7 @@ def _upgrade_by_hand(admin: Admin, inventory_hosts: dict[str, Any]) -> None:
     pool_ref = x.pool.get_all()[0]
     master = x.pool.get_master(pool_ref)
     hosts = x.host.get_all_records()
-    vms = x.VM.get_all_records()
-    guests = {ref: vm for ref, vm in vms.items() if not vm["is_control_domain"]}
+    guests = x.VM.get_all_records_where('field "is_control_domain" = "false"')
     running = {
         ref: vm["resident_on"] for ref, vm in guests.items() if vm["power_state"] == "Running"
     }
