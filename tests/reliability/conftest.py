@@ -1,0 +1,74 @@
+"""Labs for the reliability tests: small pools on 127.0.70-99.x, one fresh lab per case.
+
+The Lab of tests/rollout (a RunningLab in the test process, real sshd per host, the real
+`rollup` command as a child process) is reused; here a factory lets each case choose
+the pool's size, its speed and whether hosts are reached over SSH.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rollup.lab.running import RunningLab
+from tests.reliability.matrix import MATRICES
+from tests.rollout.conftest import Lab
+
+# 127.0.70.0 - 127.0.99.0 are this package's: never another package's daemons.
+_networks = itertools.count(70)
+LAST_NETWORK = 99
+
+MakeLab = Callable[..., Lab]
+
+
+def next_network() -> str:
+    third = next(_networks)
+    if third > LAST_NETWORK:
+        raise RuntimeError("tests/reliability ran out of its loopback networks (70-99)")
+    return f"127.0.{third}.0"
+
+
+@pytest.fixture
+def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
+    """`make_lab(hosts=3, vms=12, ...)` starts a lab that stops when the test ends."""
+    started: list[RunningLab] = []
+
+    def make(
+        hosts: int = 3,
+        vms: int = 12,
+        seed: int = 1,
+        speed: float = 200.0,
+        ssh: bool = True,
+    ) -> Lab:
+        faults = tmp_path / "faults.yml"
+        faults.write_text("{}\n")
+        running = RunningLab.start(
+            hosts=hosts,
+            vms=vms,
+            seed=seed,
+            speed=speed,
+            ssh=ssh,
+            port=0,
+            directory=tmp_path / "lab",
+            faults=str(faults),
+            network=next_network(),
+        )
+        started.append(running)
+        return Lab(running, tmp_path / "lab", tmp_path / "state", faults)
+
+    try:
+        yield make
+    finally:
+        for running in started:
+            running.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every matrix this session filled, after the test results."""
+    for matrix in MATRICES:
+        if matrix.rows:
+            terminalreporter.write_sep("=", "reliability")
+            terminalreporter.write_line(matrix.table())
