@@ -47,7 +47,9 @@ SEQUENCE = (
 )
 HOST_STATES = (*SEQUENCE, "failed", "skipped")
 # States in which a host is out of service because of us.
-OUT_OF_SERVICE = ("disabling", "evacuating", "patching", "rebooting", "verifying", "enabling")
+OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
+# A failure in these states puts the host back in service: it was never patched.
+BEFORE_PATCH = ("checking", "disabling", "evacuating")
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,9 @@ class HostUpgrade:
     async def run(self, gate: Callable[[], Any]) -> str:
         """Drive the host to done (or failed/skipped); `gate` waits while the run is paused."""
         if self.state == "failed" and self.failed_in:
-            getattr(self, f"retry_{self.failed_in}")()
+            # Before the patch, a failed host was put back in service: start it over.
+            retry = "checking" if self.failed_in in BEFORE_PATCH else self.failed_in
+            getattr(self, f"retry_{retry}")()
         if self.state == "pending":
             self.advance()
         while self.state not in ("done", "failed", "skipped"):
@@ -211,14 +215,26 @@ class HostUpgrade:
                 )
                 self.error = failure
                 self.failed_in = state
-                self.reason = f"{state}: {failure.message}"
                 self._emit_result(state, started, ok=False, error=failure)
+                if state in BEFORE_PATCH:
+                    failure.message += await self._back_in_service()
+                self.reason = f"{state}: {failure.message}"
                 self.fail()
                 break
             self._emit_result(state, started, ok=True, detail=detail or "")
             if self.state == state:  # an action may have moved the machine itself
                 self.advance()
         return self.state
+
+    async def _back_in_service(self) -> str:
+        """Nothing was patched: enable the host again and restart what we stopped on it."""
+        try:
+            await self.ctx.call(self.ctx.driver.enable, self.host)
+            started = await self._start_stopped(await self.ctx.snapshot())
+        except (DriverError, RemoteError) as error:
+            return f"; could not put {self.name} back in service: {error.message}"
+        restarted = f", {started} stopped VM(s) started again" if started else ""
+        return f"; {self.name} is enabled again, nothing was patched{restarted}"
 
     def _emit_result(
         self,
@@ -261,6 +277,7 @@ class HostUpgrade:
                 " to shutdown-restart or skip-host, or move it by hand",
                 vm.blockers[0].code,
             )
+        self._assert_room(pool)
         planned = {move.vm for move in self.step.evacuate}
         actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
         if planned != actual:
@@ -278,6 +295,20 @@ class HostUpgrade:
         if self.ctx.policy.pre_host_playbook:
             await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
         return f"{len(actual)} VM(s) to move" + (f", target {target}" if target else "")
+
+    def _assert_room(self, pool: Pool) -> None:
+        """Refuse to take a host out of service whose VMs have nowhere to go right now."""
+        trial = Ledger()
+        for vm in sorted(pool.resident(self.host), key=lambda v: (-v.memory, v.name)):
+            if vm.blockers:
+                continue
+            if choose_destination(pool, vm, trial, avoid=self.batch_hosts) is None:
+                raise HostFailed(
+                    f"not enough room to evacuate {self.name} now: no host has"
+                    f" {vm.memory / 2**30:.1f} GiB free for {vm.name} (a host the plan"
+                    " counted on is out of service or fuller than planned); it stays in service",
+                    "HOST_NOT_ENOUGH_FREE_MEMORY",
+                )
 
     async def _do_disabling(self) -> str:
         await self.ctx.call(self.ctx.driver.disable, self.host)

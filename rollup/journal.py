@@ -255,6 +255,14 @@ class Journal:
             ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def recall_prefix(self, run_id: str, host: str, prefix: str) -> dict[str, Any]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM notes WHERE run_id = ? AND host = ? AND key LIKE ?",
+                (run_id, host, prefix + "%"),
+            ).fetchall()
+        return {key[len(prefix) :]: json.loads(value) for key, value in rows}
+
     def forget(self, run_id: str, host: str, key: str) -> None:
         with self._lock:
             self._db.execute(

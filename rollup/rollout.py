@@ -290,16 +290,21 @@ class Rollout:
         where = first.failed_in or "?"
         evidence = first.error.message if first.error else first.reason
         if where in OUT_OF_SERVICE:
-            vms = (
-                "the VMs that could not move still run on it"
-                if where in ("disabling", "evacuating")
-                else "its VMs run on the other hosts"
-            )
             self._say(
-                f"{first.name} stays disabled until the run resumes; {vms}",
+                f"{first.name} stays disabled until the run resumes; its VMs run on the"
+                " other hosts",
                 "warning",
                 first.host,
             )
+        for upgrade in failed:
+            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
+            for name in stopped.values():
+                self._say(
+                    f"{name} stays shut down until {upgrade.name} is upgraded: it cannot"
+                    f" run elsewhere (`rollup resume {self.ctx.run_id}` starts it again)",
+                    "warning",
+                    upgrade.host,
+                )
         policy = self.ctx.policy.on_failure
         if policy == "continue":
             return None

@@ -70,11 +70,12 @@ class RunningLab:
         directory: Path,
         faults: str | None = None,
         network: str | None = None,
+        fill: tuple[float, float] = (0.5, 0.75),
     ) -> RunningLab:
         directory = directory.resolve()
         use_ssh = SSHD.exists() if ssh == "auto" else bool(ssh)
         prefix = _prefix(network) if network else _free_network(use_ssh)
-        layout = generate(hosts, vms, seed, address_prefix=prefix)
+        layout = generate(hosts, vms, seed, address_prefix=prefix, fill=fill)
         # A lab starts fresh: what an earlier lab in this directory installed is gone.
         shutil.rmtree(directory / "hosts", ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)

@@ -75,11 +75,13 @@ class Lab:
             env=env(),
         )
 
-    def write_inventory(self, **group_vars: Any) -> Path:
-        """The lab's inventory with some group variables changed."""
+    def write_inventory(self, drop: tuple[str, ...] = (), **group_vars: Any) -> Path:
+        """The lab's inventory with some group variables changed or dropped."""
         data = yaml.safe_load(self.inventory.read_text())
         group = next(iter(data["all"]["children"].values()))
         group["vars"].update(group_vars)
+        for name in drop:
+            group["vars"].pop(name)
         path = self.dir / "inventory-custom.yml"
         path.write_text(yaml.safe_dump(data))
         return path
@@ -103,8 +105,7 @@ def read_events(stream: Any, until: Any) -> list[dict[str, Any]]:
     return seen
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def start_lab(tmp_path: Path, fill: tuple[float, float] = (0.5, 0.75)) -> Lab:
     faults = tmp_path / "faults.yml"
     faults.write_text("{}\n")
     running = RunningLab.start(
@@ -117,8 +118,25 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         directory=tmp_path / "lab",
         faults=str(faults),
         network=f"127.0.{next(_networks)}.0",
+        fill=fill,
     )
+    return Lab(running, tmp_path / "lab", tmp_path / "state", faults)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    started = start_lab(tmp_path)
     try:
-        yield Lab(running, tmp_path / "lab", tmp_path / "state", faults)
+        yield started
     finally:
-        running.stop()
+        started.running.stop()
+
+
+@pytest.fixture
+def roomy_lab(tmp_path: Path) -> Iterator[Lab]:
+    """A pool with room to spare: it can lose a host and still empty another."""
+    started = start_lab(tmp_path, fill=(0.3, 0.35))
+    try:
+        yield started
+    finally:
+        started.running.stop()

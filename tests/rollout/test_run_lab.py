@@ -174,6 +174,6 @@ def test_the_canary_gate_waits_for_approval_from_another_shell(lab: Lab):
     done = {e["host_name"] for e in events if e["kind"] == "host-state" and e["state"] == "done"}
     assert done == {"h1"}, "the canary gate comes after the first host"
     assert lab.rollup("approve", run_id).returncode == 0
-    out, err = child.communicate(timeout=240)
+    _, err = child.communicate(timeout=240)
     assert child.returncode == 0, err
     assert_upgraded_and_whole(before, lab.snapshot())

@@ -1,0 +1,190 @@
+"""Policies a user sets in the inventory or by flag, seen on a lab pool."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+
+from rollup import inventory, planner
+from rollup.events import EventBus
+from rollup.host_upgrade import RunContext
+from rollup.journal import Journal
+from rollup.remote.patcher import AnsiblePatcher
+from rollup.rollout import Rollout, RunOptions
+from rollup.session import open_session
+from tests.rollout.conftest import Lab
+from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running
+
+
+def states(lab: Lab, host: str) -> list[str]:
+    with sqlite3.connect(lab.state / "journal.sqlite") as db:
+        rows = db.execute(
+            "SELECT state FROM transitions WHERE host_name = ? ORDER BY seq", (host,)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_patch_that_needs_no_reboot_skips_the_reboot(lab: Lab):
+    before = lab.snapshot()
+    # Without a target version the lab's patch reinstalls what runs: nothing to reboot for.
+    inventory_file = lab.write_inventory(drop=("rollup_target_version",))
+    result = lab.rollup("run", str(inventory_file), "--yes", "--no-tui")
+    assert result.returncode == 0, result.stderr
+    after = lab.snapshot()
+    assert "rebooting" not in states(lab, "h2")
+    assert "the patch needs no reboot" in result.stderr
+    assert [h.boot_mark for h in after.hosts] == [h.boot_mark for h in before.hosts]
+    assert running(after) == running(before)
+
+
+def test_on_failure_continue_upgrades_the_other_hosts_and_exits_1(roomy_lab: Lab):
+    lab = roomy_lab
+    before = lab.snapshot()
+    lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--on-failure", "continue")
+    assert result.returncode == 1, result.stderr
+    assert "1 host(s) failed: h2" in result.stderr
+    after = lab.snapshot()
+    versions = {h.name: (h.version, h.enabled) for h in after.hosts}
+    assert versions == {
+        "h1": (TARGET, True),
+        "h2": ("8.2.1", False),
+        "h3": (TARGET, True),
+        "h4": (TARGET, True),
+    }
+    h2 = next(h for h in before.hosts if h.name == "h2")
+    pinned_on_h2 = {vm.id for vm in before.resident(h2.id) if vm.blockers}
+    # Only the VMs pinned to the failed host are down, on purpose, and the log says so.
+    assert set(running(before)) - set(running(after)) == pinned_on_h2
+    for vm in before.vms:
+        if vm.id in pinned_on_h2:
+            assert f"{vm.name} stays shut down" in result.stderr
+
+
+def test_on_failure_abort_stops_and_touches_no_other_host(lab: Lab):
+    lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--on-failure", "abort")
+    assert result.returncode == 1, result.stderr
+    after = lab.snapshot()
+    assert {h.name: h.version for h in after.hosts} == {
+        "h1": TARGET,
+        "h2": "8.2.1",
+        "h3": "8.2.1",
+        "h4": "8.2.1",
+    }
+    assert states(lab, "h3") == []
+
+
+def test_unmovable_fail_refuses_the_run_naming_the_pinned_vm(lab: Lab):
+    before = lab.snapshot()
+    pinned = next(vm for vm in before.vms if vm.blockers and vm.running)
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--unmovable", "fail")
+    assert result.returncode == 3, result.stderr
+    assert pinned.name in result.stderr
+    after = lab.snapshot()
+    assert (after.hosts, after.vms, after.lock) == (before.hosts, before.vms, None)
+
+
+def test_unmovable_skip_host_leaves_that_host_alone_and_says_why(lab: Lab):
+    before = lab.snapshot()
+    pinned_hosts = {before.host(vm.host).name for vm in before.vms if vm.blockers and vm.host}
+    result = lab.rollup(
+        "run", str(lab.inventory), "--yes", "--no-tui", "--unmovable", "skip-host", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    after = lab.snapshot()
+    for host in after.hosts:
+        expected = "8.2.1" if host.name in pinned_hosts else TARGET
+        assert (host.name, host.version, host.enabled) == (host.name, expected, True)
+    assert running(after) == running(before)
+
+
+def _rollout(lab: Lab, run_id: str, clock, resumed=None, plan=None) -> Rollout:
+    config = inventory.select_pool(
+        inventory.load(str(lab.write_inventory(rollup_window="01:00-02:00"))), None
+    )
+    session = open_session(config, lab.state)
+    pool = session.driver.snapshot()
+    journal = Journal(lab.state)
+    if plan is None:
+        plan = planner.plan(pool, config.policy)
+        journal.create_run(run_id, config.name, pool.id, "inv", "test", {})
+    ctx = RunContext(
+        run_id=run_id,
+        driver=session.driver,
+        patcher=AnsiblePatcher(lab.state / "runs" / run_id),
+        journal=journal,
+        bus=EventBus(),
+        policy=plan.policy,
+        remotes=session.remotes(pool),
+        homes={},
+    )
+    return Rollout(ctx, plan, RunOptions(yes=True, clock=clock), resumed=resumed)
+
+
+def test_a_maintenance_window_that_closes_mid_run_pauses_and_resume_finishes(lab: Lab):
+    before = lab.snapshot()
+    inside, outside = datetime(2026, 11, 25, 1, 30), datetime(2026, 11, 25, 2, 30)
+    calls = []
+
+    def closing_clock() -> datetime:
+        # The window is open for the first two hosts, then it closes.
+        calls.append(1)
+        return inside if len(calls) <= 2 else outside
+
+    first = _rollout(lab, "window-run", closing_clock)
+    finished = asyncio.run(first.execute())
+    first.ctx.driver.close()
+    assert finished.outcome == "paused" and finished.exit_code == 5
+    assert "maintenance window 01:00-02:00 is closed" in finished.message
+    assert finished.hosts_done == 2
+    during = lab.snapshot()
+    assert all(h.enabled for h in during.hosts) and during.lock is None
+    assert set(running(before)) <= set(running(during))
+
+    journal = Journal(lab.state)
+    second = _rollout(
+        lab,
+        "window-run",
+        lambda: inside,
+        resumed=journal.host_states("window-run"),
+        plan=first.plan,
+    )
+    finished = asyncio.run(second.execute())
+    second.ctx.driver.close()
+    assert finished.outcome == "completed", finished.message
+    assert_upgraded_and_whole(before, lab.snapshot())
+
+
+def test_status_and_history_tell_what_happened(lab: Lab, tmp_path: Path):
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    assert result.returncode == 0
+    status = lab.rollup("status")
+    assert status.returncode == 0
+    assert "completed" in status.stdout
+    for host in ("h1", "h2", "h3", "h4"):
+        assert host in status.stdout
+    history = lab.rollup("history", "--json")
+    assert '"outcome": "completed"' in history.stdout
+
+
+def test_a_host_whose_vms_have_nowhere_to_go_now_is_left_in_service(lab: Lab):
+    # A full pool that loses h2 (failed patch) cannot also empty h3 or h4: with
+    # --on-failure continue they are refused before being disabled, not half-evacuated.
+    before = lab.snapshot()
+    lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--on-failure", "continue")
+    assert result.returncode == 1, result.stderr
+    after = lab.snapshot()
+    for host in after.hosts:
+        if host.name == "h2":
+            assert not host.enabled and not after.resident(host.id)
+        else:
+            assert host.enabled, f"{host.name} was left out of service"
+    h2 = next(h for h in before.hosts if h.name == "h2")
+    pinned_on_h2 = {vm.id for vm in before.resident(h2.id) if vm.blockers}
+    assert set(running(before)) - set(running(after)) == pinned_on_h2
+    refused = [line for line in result.stderr.splitlines() if "not enough room" in line]
+    assert all("stays in service" in line for line in refused)
