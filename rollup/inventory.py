@@ -331,6 +331,11 @@ class _Builder:
             source=self.source,
         )
 
+    def setting(self, host: str, name: str) -> tuple[bool, object]:
+        """Whether `host` has variable `name`, and its value: unset and null differ."""
+        variables = self.listing.host_vars(host)
+        return name in variables, variables.get(name)
+
     def pool_settings(self, group: str, hosts: list[str], skip: Iterable[str]) -> dict[str, object]:
         """Pool variables as Ansible merged them, the same on every host of the pool."""
         first = self.listing.host_vars(hosts[0])
@@ -341,14 +346,9 @@ class _Builder:
             if not present:
                 continue
             origin = self.origin(name, group, hosts)
-            if len(present) != len(hosts) or any(
-                self.listing.host_vars(host)[name] != first.get(name) for host in present
-            ):
-                differs = next(
-                    host
-                    for host in hosts
-                    if self.listing.host_vars(host).get(name) != first.get(name)
-                )
+            reference = self.setting(hosts[0], name)
+            differs = next((h for h in hosts if self.setting(h, name) != reference), None)
+            if differs is not None:
                 raise origin.fail(
                     name,
                     f"differs between hosts {hosts[0]} and {differs} of pool {group}",

@@ -109,6 +109,11 @@ CASES = {
         ("rollup_playbook names", "which does not exist", "fix the path"),
         edit=with_vars(rollup_playbook="no/such/playbook.yml"),
     ),
+    "pool_variable_null_on_one_host": Case(
+        ("plan", "{inv}"),
+        ("rollup_verify_tls differs between hosts h1 and h2", "set pool variables once"),
+        edit=lambda data: pool_group(data)["hosts"]["h1"].update(rollup_verify_tls=None),
+    ),
     "no_password_anywhere": Case(
         ("plan", "{inv}"),
         ("rollup_api_password is not set", "export ROLLUP_API_PASSWORD"),
