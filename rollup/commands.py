@@ -322,6 +322,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     record = journal.run(args.run) if args.run else next(iter(journal.runs(1)), None)
     if record is None:
         raise BadInput(f"no run {args.run or ''} in {journal.path}: see `rollup history`")
+    if args.watch and _terminal() and not args.json:
+        from rollup.follow import JournalFollower
+        from rollup.tui.app import run_dashboard
+
+        bus = EventBus()
+        finished = run_dashboard(JournalFollower(journal, record, bus), bus, confirm=False)
+        return finished.exit_code if finished is not None else EXIT_OK
     return print_status(journal, record, as_json=args.json, watch=args.watch)
 
 

@@ -138,6 +138,18 @@ def to_dict(event: Event) -> dict[str, Any]:
     return {"kind": event.kind, **dataclasses.asdict(event)}
 
 
+def from_dict(data: dict[str, Any]) -> Event | None:
+    """An event back from its JSON form (the journal's); None for an unknown kind."""
+    for cls in EVENT_TYPES:
+        if cls.kind == data.get("kind"):
+            names = {f.name for f in dataclasses.fields(cls)}
+            try:
+                return cls(**{k: v for k, v in data.items() if k in names})
+            except TypeError:
+                return None
+    return None
+
+
 def to_json(event: Event) -> str:
     return json.dumps(to_dict(event), separators=(",", ":"), sort_keys=True)
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rollup.errors import EXIT_OK
+from rollup.events import from_dict
 from rollup.journal import Journal, RunRecord
 
 FINAL = ("completed", "failed", "aborted")
@@ -115,17 +116,9 @@ def _watch(journal: Journal, record: RunRecord) -> int:
         time.sleep(0.5)
 
 
-def _line(sink: Any, event: dict[str, Any]) -> str | None:
-    from rollup import events as kinds
-
-    for cls in kinds.EVENT_TYPES:
-        if cls.kind == event.get("kind"):
-            fields = {k: v for k, v in event.items() if k != "kind"}
-            try:
-                return sink.format(cls(**fields))
-            except TypeError:
-                return None
-    return None
+def _line(sink: Any, data: dict[str, Any]) -> str | None:
+    event = from_dict(data)
+    return sink.format(event) if event is not None else None
 
 
 def print_history(journal: Journal, as_json: bool) -> int:

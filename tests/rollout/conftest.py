@@ -24,9 +24,10 @@ from rollup.drivers.xenapi import XenApiDriver
 from rollup.lab.running import RunningLab
 from rollup.model import Pool
 
-# Each lab of this package gets its own loopback /24, so a daemon left by one test
+# Each lab of this package gets its own loopback /24 (127.0.130.0 upward; other
+# packages use other ranges), so a daemon left by one test
 # can never answer for the next.
-_networks = itertools.count(50)
+_networks = itertools.count(130)
 SPEED = 200.0
 
 
