@@ -116,7 +116,10 @@ def run_rollup(
 ) -> tuple[RunResult, float, int, list[float]]:
     """One `rollup run` on a fresh lab; also the lower bound from its plan, and (when
     asked) that many bare `ansible-playbook` runs of the same patch on the same host."""
-    lab = _start_lab(case, workdir / "lab", ssh=True)
+    # Real sshd only where the patch step itself is measured (bench/overhead.py): the
+    # window takes the patch time out anyway, and Ansible's local connection saves a
+    # second a host on the big pools.
+    lab = _start_lab(case, workdir / "lab", ssh=bare_ansible > 0)
     try:
         recorder = Recorder(lab.pool)
         plan = planner.plan(snapshot(lab.pool), lab_policy(strategy))
