@@ -244,7 +244,6 @@ def _execute(
 
         bus.subscribe(JUnitSink(args.junit, session.config.name))
     patcher = AnsiblePatcher(state_dir(args) / "runs" / run_id)
-    homes = {vm.id: vm.host for vm in plan.pool.vms if vm.running and vm.host}
     ctx = RunContext(
         run_id=run_id,
         driver=session.driver,
@@ -253,7 +252,6 @@ def _execute(
         bus=bus,
         policy=plan.policy,
         remotes=remotes,
-        homes=homes,
     )
     options = RunOptions(
         yes=args.yes,

@@ -119,7 +119,6 @@ def _rollout(lab: Lab, run_id: str, clock, resumed=None, plan=None) -> Rollout:
         bus=EventBus(),
         policy=plan.policy,
         remotes=session.remotes(pool),
-        homes={},
     )
     return Rollout(ctx, plan, RunOptions(yes=True, clock=clock), resumed=resumed)
 

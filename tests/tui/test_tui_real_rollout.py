@@ -43,7 +43,6 @@ def make_rollout(lab: Lab, bus: EventBus) -> Rollout:
         bus=bus,
         policy=plan.policy,
         remotes=session.remotes(pool),
-        homes={},
     )
     return Rollout(ctx, plan, RunOptions(wait_when_paused=True))
 
