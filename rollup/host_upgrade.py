@@ -104,7 +104,6 @@ class RunContext:
     bus: EventBus
     policy: Policy
     remotes: Mapping[str, RemoteHost]  # host id → how to reach its OS
-    homes: Mapping[str, str]  # VM id → host id it started the run on
     ledger: Ledger = field(default_factory=Ledger)
     cancelled: bool = False
     migrations: int = 0
