@@ -315,29 +315,21 @@ class HostUpgrade:
 
     async def _do_evacuating(self) -> str:
         moved = 0
-        for attempt in range(3):
+        attempts = 3
+        for attempt in range(attempts + 1):
             pool = await self.ctx.snapshot()
-            to_stop = [vm for vm in pool.resident(self.host) if vm.blockers]
-            for vm in to_stop:
-                # Only shutdown-restart reaches here with pinned VMs (checking refused the rest).
-                self.ctx.journal.note(self.ctx.run_id, self.host, f"stopped:{vm.id}", vm.name)
-                self.ctx.bus.emit(
-                    Message(
-                        self.ctx.run_id,
-                        level="warning",
-                        text=f"{self.name}: shutting down {vm.name} ({vm.blockers[0].reason});"
-                        " it starts again here after the upgrade",
-                        host=self.host,
-                    )
-                )
-                await self.ctx.call(self.ctx.driver.shutdown_vm, vm.id)
             movable = [vm for vm in pool.resident(self.host) if not vm.blockers]
             if not movable:
+                # Pinned VMs stop last: a failed evacuation stops nothing, and their
+                # downtime does not include the others' migrations.
+                await self._stop_pinned(pool)
                 return f"{moved} VM(s) moved"
+            if attempt == attempts:
+                break
             planned = {move.vm: move.dest for move in self.step.evacuate}
             failures = await self._migrate_all(pool, movable, planned)
             moved += len(movable) - len(failures)
-            if failures and attempt == 2:
+            if failures and attempt == attempts - 1:
                 vm, error = failures[0]
                 raise HostFailed(
                     f"could not evacuate {vm.name}: {error.message}"
@@ -345,6 +337,21 @@ class HostUpgrade:
                     error.code,
                 )
         raise HostFailed(f"{self.name} still has running VMs after evacuation")
+
+    async def _stop_pinned(self, pool: Pool) -> None:
+        for vm in [vm for vm in pool.resident(self.host) if vm.blockers]:
+            # Only shutdown-restart reaches here with pinned VMs (checking refused the rest).
+            self.ctx.journal.note(self.ctx.run_id, self.host, f"stopped:{vm.id}", vm.name)
+            self.ctx.bus.emit(
+                Message(
+                    self.ctx.run_id,
+                    level="warning",
+                    text=f"{self.name}: shutting down {vm.name} ({vm.blockers[0].reason});"
+                    " it starts again here after the upgrade",
+                    host=self.host,
+                )
+            )
+            await self.ctx.call(self.ctx.driver.shutdown_vm, vm.id)
 
     async def _migrate_all(
         self, pool: Pool, vms: list[VM], planned: Mapping[str, str]
