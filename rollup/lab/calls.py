@@ -91,6 +91,7 @@ class Api:
     def _register(self) -> None:
         pool = self.pool
         self._add("session.logout", 0, 0, lambda: "")
+        self._add("session.get_this_host", 1, 1, self._this_host)
         for cls in CLASSES:
             self._register_getters(cls)
         host = pool.host
@@ -99,6 +100,10 @@ class Api:
         )
         self._add("host.enable", 1, 1, lambda h, task=None: lifecycle.enable(pool, h) or "", True)
         self._add("host.reboot", 1, 1, lambda h, task=None: lifecycle.reboot(pool, h) or "", True)
+        self._add(
+            "host.restart_agent", 1, 1,
+            lambda h, task=None: lifecycle.restart_agent(pool, h) or "", True,
+        )  # fmt: skip
         self._add("host.evacuate", 1, 3, self._evacuate, True)
         self._add("host.assert_can_evacuate", 1, 1, self._assert_can_evacuate, True)
         self._add(
@@ -170,6 +175,13 @@ class Api:
         raise XapiFailure("UUID_INVALID", cls, object_uuid)
 
     # ---- calls with arguments to interpret ---------------------------------------------
+
+    def _this_host(self, session: str) -> str:
+        if session not in self.pool.sessions:
+            raise XapiFailure("HANDLE_INVALID", "session", session)
+        # Logins only succeed on the master (members answer HOST_IS_SLAVE): every session
+        # lives there.
+        return self.pool.master
 
     def _evacuate(self, host_ref: str, *rest: Any, task: SimTask | None = None) -> str:
         batch_size = as_int(rest[1]) if len(rest) > 1 else 10

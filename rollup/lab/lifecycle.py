@@ -6,6 +6,13 @@ its machine is powered off. It boots `reboot_seconds` * 5/6 later (plus a `retur
 fault; never while a `no_return` fault holds it) with the version its machine installed,
 and xapi enables it once the toolstack is up, at `reboot_seconds`. While the master is
 down, or during a `master_api_drop`, its API listener is closed (lab/xapi.py watches).
+
+host.restart_agent restarts the toolstack only, as xapi does: AGENT_PAUSE_SECONDS after
+the call returns the host's API stops answering for AGENT_START_SECONDS; then xapi is
+back with a newer `agent_start_time` and the same `boot_time`, its VMs still running,
+and the host enabled again (xapi enables a host when it starts, after a reboot or a
+toolstack restart alike: a disabled host comes back enabled). The master's sessions do
+not survive its toolstack restart.
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ if TYPE_CHECKING:
 
 GOING_DOWN_SECONDS = 10.0
 BOOT_SHARE = 5 / 6  # of reboot_seconds until xapi answers; the rest until it is enabled
+AGENT_PAUSE_SECONDS = 10.0  # xapi: "restarts the agent after a 10 second pause"
+AGENT_START_SECONDS = 5.0  # toolstack down until it answers again
+# The caller's reply must leave before the API closes, whatever the lab's speed.
+AGENT_PAUSE_REAL_MIN = 0.05
 
 
 def disable(pool: LabPool, host_ref: str) -> None:
@@ -120,3 +131,46 @@ def started(pool: LabPool, host: SimHost) -> None:
             return
         host.phase, host.enabled = "up", True
         pool.emit(host)
+
+
+def restart_agent(pool: LabPool, host_ref: str) -> None:
+    with pool.lock:
+        host = pool.host(host_ref)
+        if not host.live:
+            raise XapiFailure("HOST_OFFLINE", host.ref)
+        if host.phase != "up" or host.agent_restarting:
+            raise XapiFailure(
+                "OTHER_OPERATION_IN_PROGRESS", "host", host.ref, "restart_agent", NULL
+            )
+        host.agent_restarting = True
+    pause = max(AGENT_PAUSE_SECONDS, pool.speed * AGENT_PAUSE_REAL_MIN)
+    pool.scheduler.call_later(pause, lambda: stop_agent(pool, host))
+
+
+def stop_agent(pool: LabPool, host: SimHost) -> None:
+    with pool.lock:
+        if pool.closed or not host.agent_restarting:
+            return
+        if not host.live or host.phase != "up":
+            # A reboot overtook it: the boot starts a new toolstack anyway.
+            host.agent_restarting = False
+            return
+        host.agent_down = True
+        if host.ref == pool.master:
+            pool.sessions.clear()  # xapi's sessions do not survive its restart
+    pool.notify_watchers()
+    pool.scheduler.call_later(AGENT_START_SECONDS, lambda: start_agent(pool, host))
+
+
+def start_agent(pool: LabPool, host: SimHost) -> None:
+    """The toolstack is back: a new agent_start_time, the same boot, the host enabled."""
+    with pool.lock:
+        if pool.closed:
+            return
+        host.agent_down = host.agent_restarting = False
+        if host.live and host.phase == "up":
+            host.agent_start_time = pool.now()
+            pool.stamp_boot(host)
+            host.enabled = True
+            pool.emit(host)
+    pool.notify_watchers()

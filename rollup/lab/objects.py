@@ -53,6 +53,8 @@ class SimHost:
     phase: Phase = "up"
     evacuating: bool = False
     held_down: bool = False  # stayed down because of a no_return fault
+    agent_restarting: bool = False  # host.restart_agent called, toolstack not back yet
+    agent_down: bool = False  # the toolstack is restarting: its API does not answer
     boot_time: float = 0.0
     agent_start_time: float = 0.0
     other_config: dict[str, str] = field(default_factory=dict)

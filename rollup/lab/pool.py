@@ -192,7 +192,7 @@ class LabPool:
         """Whether the host's API listener accepts connections now."""
         with self.lock:
             host = self.hosts[host_ref]
-            if not host.live or self.closed:
+            if not host.live or self.closed or host.agent_down:
                 return False
             return not (host_ref == self.master and self.now() < self.api_down_until)
 
