@@ -222,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         from rollup import commands
+        from rollup.inventory import secrets_withheld_from_children
 
-        return commands.dispatch(args, parser)
+        with secrets_withheld_from_children():
+            return commands.dispatch(args, parser)
     except RollupError as error:
         print(f"rollup: {error.message}", file=sys.stderr)
         return error.exit_code

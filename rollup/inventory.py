@@ -12,9 +12,10 @@ the environment fill what the inventory leaves unset; the user defaults to root.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,9 +41,14 @@ __all__ = [
     "PoolConfig",
     "load",
     "match_hosts",
+    "secrets_withheld_from_children",
     "select_pool",
 ]
 
+# Read by rollup, never inherited by its children (ansible-inventory, ansible-playbook, ssh):
+# any process of the same user can read a child's /proc/PID/environ.
+SECRET_ENVIRONMENT = ("ROLLUP_API_PASSWORD",)
+_withheld: dict[str, str] = {}
 _POOL_MARKERS = ("rollup_driver", "rollup_api_url", "rollup_lab")
 _SSH_CONNECTIONS = {"ssh", "smart", "paramiko", "paramiko_ssh", "ansible.builtin.ssh"}
 _LOCAL_CONNECTIONS = {"local", "ansible.builtin.local"}
@@ -99,9 +105,23 @@ def load(
         decrypt=vault_decrypter(source, password_file),
         overrides=overrides,
         flag_names=flag_names,
-        environ=os.environ if environ is None else environ,
+        environ={**os.environ, **_withheld} if environ is None else environ,
         cwd=Path.cwd(),
     )
+
+
+@contextlib.contextmanager
+def secrets_withheld_from_children() -> Iterator[None]:
+    """While it lasts, SECRET_ENVIRONMENT is out of os.environ, so no child process
+    inherits it, and `load` still reads it."""
+    taken = {name: os.environ.pop(name) for name in SECRET_ENVIRONMENT if name in os.environ}
+    _withheld.update(taken)
+    try:
+        yield
+    finally:
+        for name in taken:
+            _withheld.pop(name, None)
+        os.environ.update(taken)
 
 
 def select_pool(inventory: Inventory, name: str | None) -> PoolConfig:

@@ -141,7 +141,6 @@ def connect(host: RemoteHost, timeout: float = CONNECT_TIMEOUT) -> paramiko.SSHC
     else:
         # Only inventories that opt out (the lab) get here: their host keys are throwaway.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    use_default_keys = host.key_file is None
     try:
         client.connect(
             host.address,
@@ -151,8 +150,10 @@ def connect(host: RemoteHost, timeout: float = CONNECT_TIMEOUT) -> paramiko.SSHC
             timeout=timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
-            look_for_keys=use_default_keys,
-            allow_agent=use_default_keys,
+            look_for_keys=host.key_file is None,
+            # After the key file, as OpenSSH (and so Ansible) does: a key with a passphrase
+            # is used through ssh-agent, and rollup never holds the passphrase.
+            allow_agent=True,
         )
     except Exception as error:
         client.close()
@@ -172,7 +173,10 @@ def _cause(host: RemoteHost, error: Exception) -> str:
             f"and add it with ssh-keyscan -p {host.port} {host.address} >> {known_hosts}"
         )
     if isinstance(error, paramiko.PasswordRequiredException):
-        return f"key {host.key_file} needs a passphrase: load it into ssh-agent instead"
+        return (
+            f"key {host.key_file} needs a passphrase: load it into ssh-agent"
+            f" (ssh-add {host.key_file}) and run rollup with SSH_AUTH_SOCK set"
+        )
     if isinstance(error, paramiko.AuthenticationException):
         key = f"key {host.key_file}" if host.key_file else "default keys and agent"
         return f"authentication failed for {host.user}@{where} ({key})"
