@@ -77,9 +77,12 @@ def _load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
 
 @contextlib.contextmanager
 def _session(
-    config: inventories.PoolConfig, args: argparse.Namespace, wait_seconds: float = 0.0
+    config: inventories.PoolConfig,
+    args: argparse.Namespace,
+    wait_seconds: float = 0.0,
+    restore_lab: bool = False,
 ) -> Iterator[PoolSession]:
-    session = open_session(config, state_dir(args), wait_seconds)
+    session = open_session(config, state_dir(args), wait_seconds, restore_lab)
     try:
         yield session
     finally:
@@ -183,8 +186,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
     loaded = inventories.load(record.inventory, vault_password_file=args.vault_password_file)
     config = inventories.select_pool(loaded, record.pool)
-    # The controller may have died while the master rebooted: give its API time.
-    with _session(config, args, wait_seconds=config.policy.host_timeout_seconds) as session:
+    # The controller may have died while the master rebooted: give its API time. An
+    # in-process lab comes back as the paused run left it, not fresh.
+    wait = config.policy.host_timeout_seconds
+    with _session(config, args, wait_seconds=wait, restore_lab=True) as session:
         pool = session.driver.snapshot()
         if pool.id != record.pool_id:
             raise BadInput(

@@ -46,12 +46,17 @@ class PoolSession:
                 self.lab.stop()
 
 
-def open_session(config: PoolConfig, state_dir: Path, wait_seconds: float = 0.0) -> PoolSession:
+def open_session(
+    config: PoolConfig, state_dir: Path, wait_seconds: float = 0.0, restore_lab: bool = False
+) -> PoolSession:
+    """`restore_lab`: an in-process lab comes back as the last one left it (`rollup
+    resume`), not fresh (a new run)."""
     lab = None
     if config.lab is not None:
         from rollup.lab.running import RunningLab
 
-        lab = RunningLab.start_for(config.lab, state_dir / "labs" / config.name)
+        lab_dir = state_dir / "labs" / config.name
+        lab = RunningLab.start_for(config.lab, lab_dir, restore=restore_lab)
         config = _with_lab(config, lab)
     if config.connection is None:
         raise BadInput(

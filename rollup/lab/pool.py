@@ -170,6 +170,15 @@ class LabPool:
     def now(self) -> float:
         return self.scheduler.now()
 
+    def resume_clock(self, at: float) -> None:
+        """Go on from simulated time `at` (a restored lab), never back from now.
+
+        rollup compares boot_time values read before and after a lab restart: a clock that
+        went back would hide the next reboot.
+        """
+        # The scheduler has no public setter; its epoch is where simulated time starts.
+        self.scheduler._epoch += max(0.0, at - self.scheduler.now())
+
     def close(self) -> None:
         with self.lock:
             self.closed = True

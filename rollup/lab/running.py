@@ -3,11 +3,17 @@
 `rollup lab up` runs one in the foreground; an inventory with `rollup_lab` makes rollup
 start one in-process (`start_for`). Either way the lab writes an Ansible inventory that
 rollup and ansible-playbook can use as they would a real pool's.
+
+An in-process lab outlives rollup: it keeps its pool's state in `pool-state.json` beside
+its hosts' disks (lab/persistence.py has the rule), and `start_for(..., restore=True)`
+(what `rollup resume` asks for) brings that pool back; otherwise a lab starts fresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import secrets
 import shutil
 import socket
@@ -19,9 +25,11 @@ from typing import Any
 import yaml
 
 from rollup.errors import BadInput
+from rollup.lab import persistence
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
 from rollup.lab.hosts import SSHD, LabMachine
+from rollup.lab.layout import Layout
 from rollup.lab.pool import LabPool
 from rollup.lab.xapi import XapiServer
 from rollup.policy import LabSpec
@@ -29,6 +37,12 @@ from rollup.remote import RemoteHost
 
 TARGET_VERSION = "8.3.0"  # what the lab's patch installs unless told otherwise
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+log = logging.getLogger("rollup")
+
+
+class _UnusableState(Exception):
+    """A saved state that matched the spec but could not be applied."""
 
 
 class RunningLab:
@@ -51,6 +65,8 @@ class RunningLab:
         self._faults_mtime: float | None = None
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._saver: persistence.Saver | None = None
+        self.restored = False  # the pool came back from pool-state.json
 
     @property
     def url(self) -> str:
@@ -71,27 +87,76 @@ class RunningLab:
         faults: str | None = None,
         network: str | None = None,
         fill: tuple[float, float] = (0.5, 0.75),
+        persist: bool = False,
+        restore: bool = False,
     ) -> RunningLab:
+        """Start a lab; `persist`: keep its state in `directory` (lab/persistence.py);
+        `restore`: bring back the state kept there if it is this lab's, else start fresh."""
         directory = directory.resolve()
         use_ssh = SSHD.exists() if ssh == "auto" else bool(ssh)
         prefix = _prefix(network) if network else _free_network(use_ssh)
         layout = generate(hosts, vms, seed, address_prefix=prefix, fill=fill)
-        # A lab starts fresh: what an earlier lab in this directory installed is gone.
-        shutil.rmtree(directory / "hosts", ignore_errors=True)
+        spec = persistence.identity(hosts, vms, seed, fill)
+        state: dict[str, Any] | None = None
+        if restore:
+            path = directory / persistence.STATE_FILE
+            state, why = persistence.load(path, spec, layout.pool_uuid)
+            if state is None:
+                log.warning("lab pool %s: %s: starting a fresh lab", layout.pool_name, why)
+        build = functools.partial(
+            cls._start, layout, directory, spec,
+            speed=speed, use_ssh=use_ssh, port=port, faults=faults, persist=persist,
+        )  # fmt: skip
+        try:
+            return build(state)
+        except _UnusableState as error:
+            log.warning("lab pool %s: %s: starting a fresh lab", layout.pool_name, error)
+            return build(None)
+
+    @classmethod
+    def _start(
+        cls,
+        layout: Layout,
+        directory: Path,
+        spec: dict[str, Any],
+        state: dict[str, Any] | None,
+        *,
+        speed: float,
+        use_ssh: bool,
+        port: int,
+        faults: str | None,
+        persist: bool,
+    ) -> RunningLab:
+        if state is None:
+            # A lab starts fresh: what an earlier lab in this directory installed is gone.
+            # A restored one keeps its hosts' disks: they hold each host's installed version.
+            shutil.rmtree(directory / "hosts", ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
         machines: dict[str, LabMachine] = {}
         pool: LabPool | None = None
         server: XapiServer | None = None
         try:
-            for spec in layout.hosts:
-                machines[spec.name] = LabMachine(
-                    spec.name, directory, address=spec.address if use_ssh else None
+            for host_spec in layout.hosts:
+                machines[host_spec.name] = LabMachine(
+                    host_spec.name, directory, address=host_spec.address if use_ssh else None
                 )
             initial = load_faults(faults) if faults else Faults()
             pool = LabPool(layout, speed=speed, machines=dict(machines), faults=initial)
-            for spec in layout.hosts:
-                machines[spec.name].power_on(str(uuid.uuid4()), spec.version)
+            if state is not None:
+                try:
+                    persistence.apply(pool, state)
+                except (KeyError, ValueError, TypeError, AttributeError) as error:
+                    raise _UnusableState(f"its saved state is unusable ({error!r})") from error
+                # Faults again: a host saved down by `no_return` boots now if it was cleared.
+                pool.set_faults(initial)
+            for host_spec in layout.hosts:
+                host = pool.host_named(host_spec.name)
+                if host.live:
+                    machine = machines[host_spec.name]
+                    # A restored host did not reboot: same boot id, its running version.
+                    boot_id = (machine.boot_id() if state else None) or str(uuid.uuid4())
+                    machine.power_on(boot_id, host.version)
             password = secrets.token_urlsafe(12)
             server = XapiServer(pool, port=port, user="root", password=password)
             server.start()
@@ -104,6 +169,7 @@ class RunningLab:
                 machine.close()
             raise
         lab = cls(pool, server, machines, directory, password, faults)
+        lab.restored = state is not None
         lab.poll_faults()
         lab.write_inventory(directory / "inventory.yml")
         if faults:
@@ -111,11 +177,19 @@ class RunningLab:
                 target=lab._watch_faults, name="lab-faults", daemon=True
             )
             lab._watcher.start()
+        if persist:
+            lab._saver = persistence.Saver(
+                pool, directory / persistence.STATE_FILE, spec, restored=lab.restored
+            )
         return lab
 
     @classmethod
-    def start_for(cls, spec: LabSpec, directory: Path) -> RunningLab:
-        """The in-process lab an inventory asks for."""
+    def start_for(cls, spec: LabSpec, directory: Path, restore: bool = False) -> RunningLab:
+        """The in-process lab an inventory asks for, its state kept in `directory`.
+
+        `restore`: the pool as the last lab in `directory` left it (`rollup resume`);
+        otherwise a fresh one (`rollup run` starts a new run on a new lab).
+        """
         return cls.start(
             hosts=spec.hosts,
             vms=spec.vms,
@@ -125,14 +199,25 @@ class RunningLab:
             port=0,
             directory=directory,
             faults=spec.faults,
+            persist=True,
+            restore=restore,
         )
+
+    def save_state(self) -> bool:
+        """Save the pool's state now if it changed (a persistent lab only)."""
+        return self._saver.save_if_changed() if self._saver is not None else False
 
     def stop(self) -> None:
         self._stop.set()
-        self.server.stop()
-        self.pool.close()
-        for machine in self.machines.values():
-            machine.close()
+        try:
+            # No more calls first, so the state saved is the last one clients saw settled.
+            self.server.stop()
+            if self._saver is not None:
+                self._saver.close()
+        finally:
+            self.pool.close()
+            for machine in self.machines.values():
+                machine.close()
 
     # -- faults ---------------------------------------------------------------------------
 
