@@ -1,0 +1,91 @@
+"""`rollup resume` of a run on an in-process lab finds the pool the paused run left.
+
+The lab lives inside each `rollup` process (`rollup_lab` in the inventory): the run that
+pauses takes it down with it, and the resume must bring back the same pool, not a fresh
+one whose hosts are all at their old version while the journal says some are done.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rollup.drivers import Connection
+from rollup.drivers.xenapi import XenApiDriver
+from rollup.lab.running import PLAYBOOKS, RunningLab
+from rollup.policy import LabSpec
+from tests.rollout.conftest import env
+
+SPEED = 200.0
+TARGET = "8.3.0"
+
+
+def lab_inventory(tmp_path: Path, faults: Path) -> Path:
+    """inventories/lab.yml, faster, with a fault file and an absolute playbook path."""
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventories/lab.yml").read_text())
+    group = data["all"]["children"]["lab"]["vars"]
+    group["rollup_lab"].update(speed=SPEED, faults=str(faults))
+    group["rollup_playbook"] = str(PLAYBOOKS / "lab-patch.yml")
+    path = tmp_path / "lab.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def rollup(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+    )
+
+
+def status(state: Path) -> dict[str, Any]:
+    shown = rollup(state, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def test_a_paused_lab_run_resumes_on_the_pool_it_left(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.yml"
+    faults.write_text(yaml.safe_dump({"hosts": {"h2": {"fail_patch": True}}}))
+    inventory = lab_inventory(tmp_path, faults)
+    state = tmp_path / "state"
+
+    run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
+    assert run.returncode == 5, run.stderr
+    paused = status(state)
+    hosts = {host["name"]: host["state"] for host in paused["hosts"]}
+    assert hosts["h1"] == "done" and hosts["h2"] == "failed", paused
+
+    faults.write_text("{}\n")
+    resumed = rollup(state, "resume", "--yes", "--no-tui")
+    assert resumed.returncode == 0, resumed.stderr
+    finished = status(state)
+    assert finished["state"] == "completed", finished
+    assert {host["state"] for host in finished["hosts"]} == {"done"}, finished
+
+    # The lab the resume left, brought back once more: every host really upgraded.
+    spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
+    lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
+    try:
+        assert lab.restored
+        driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
+        try:
+            pool = driver.snapshot()
+        finally:
+            driver.close()
+        assert {host.name: host.version for host in pool.hosts} == {
+            name: TARGET for name in ("h1", "h2", "h3", "h4")
+        }
+        assert all(host.enabled for host in pool.hosts)
+        assert all(lab.machines[name].running_version() == TARGET for name in lab.machines)
+    finally:
+        lab.stop()
