@@ -50,6 +50,8 @@ HOST_STATES = (*SEQUENCE, "failed", "skipped")
 OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
 # A failure in these states puts the host back in service: it was never patched.
 BEFORE_PATCH = ("checking", "disabling", "evacuating")
+# Journal note: the version a host came back at when it should have been upgraded.
+CAME_BACK_AT = "came_back_at"
 
 
 @dataclass(frozen=True)
@@ -186,9 +188,7 @@ class HostUpgrade:
     async def run(self, gate: Callable[[], Any]) -> str:
         """Drive the host to done (or failed/skipped); `gate` waits while the run is paused."""
         if self.state == "failed" and self.failed_in:
-            # Before the patch, a failed host was put back in service: start it over.
-            retry = "checking" if self.failed_in in BEFORE_PATCH else self.failed_in
-            getattr(self, f"retry_{retry}")()
+            getattr(self, f"retry_{self._retry_from()}")()
         if self.state == "pending":
             self.advance()
         while self.state not in ("done", "failed", "skipped"):
@@ -224,6 +224,19 @@ class HostUpgrade:
             if self.state == state:  # an action may have moved the machine itself
                 self.advance()
         return self.state
+
+    def _retry_from(self) -> str:
+        """The state a failed host starts again from when the run resumes."""
+        if self.failed_in in BEFORE_PATCH:
+            # Before the patch, a failed host was put back in service: start it over.
+            return "checking"
+        old = self.ctx.journal.recall(self.ctx.run_id, self.host, CAME_BACK_AT)
+        if self.failed_in == "verifying" and old is not None:
+            # Verifying again would fail again: patch and reboot it again, after disabling
+            # and emptying it (xapi enabled it when it came back, VMs may have arrived).
+            self.reason = f"it came back at version {old}: patched and rebooted again"
+            return "disabling"
+        return self.failed_in or "checking"
 
     async def _back_in_service(self) -> str:
         """Nothing was patched: enable the host again and restart what we stopped on it."""
@@ -425,7 +438,10 @@ class HostUpgrade:
     async def _do_patching(self) -> str:
         result = await self._play(self.ctx.policy.playbook, "patch")
         self.ctx.journal.note(self.ctx.run_id, self.host, "reboot_required", result.reboot_required)
-        if not result.reboot_required and self.ctx.policy.reboot == "if-required":
+        # A host that came back at its old version reboots whatever the playbook says:
+        # the update is installed, the boot is what failed.
+        again = self.ctx.journal.recall(self.ctx.run_id, self.host, CAME_BACK_AT) is not None
+        if not result.reboot_required and self.ctx.policy.reboot == "if-required" and not again:
             self.reason = "the patch needs no reboot"
             self.skip_reboot()
             return "no reboot needed"
@@ -485,6 +501,7 @@ class HostUpgrade:
         timeout = self.ctx.policy.host_timeout_seconds
         back = await self.ctx.call(self.ctx.driver.wait_back, self.host, before, timeout)
         journal.forget(run_id, self.host, "boot_mark_before")
+        journal.forget(run_id, self.host, CAME_BACK_AT)
         return f"back at {back.version}"
 
     async def _do_verifying(self) -> str:
@@ -494,9 +511,11 @@ class HostUpgrade:
         if not host.live:
             raise HostFailed(f"{self.name} is not live after its reboot")
         if target and version_key(host.version) < version_key(target):
+            self.ctx.journal.note(self.ctx.run_id, self.host, CAME_BACK_AT, host.version)
             raise HostFailed(
                 f"{self.name} came back at version {host.version}, expected {target}:"
-                " check the patch output, fix the host, then resume",
+                " check the patch output and what the host boots; resume patches and"
+                " reboots it again",
                 "VERSION_MISMATCH",
             )
         remote = self.ctx.remotes.get(self.host)
@@ -510,6 +529,11 @@ class HostUpgrade:
 
     async def _do_restoring(self) -> str:
         pool = await self.ctx.snapshot()
+        # The VMs we shut down can run nowhere else: they start first, before the VMs
+        # coming back take the memory they need (those can stay where they run).
+        started = await self._start_stopped(pool)
+        if started:
+            pool = await self.ctx.snapshot()
         moved, left = 0, []
         for move in self.step.restore:
             vm = _find(pool, move.vm)
@@ -519,7 +543,7 @@ class HostUpgrade:
                 pool, vm, self.ctx.ledger, avoid=set(), preferred=move.dest, only=move.dest
             )
             if dest is None:
-                left.append(f"{move.vm_name} (not enough memory on {move.dest})")
+                left.append(f"{move.vm_name} (not enough memory on {self.name})")
                 continue
             try:
                 await self._migrate(pool, vm, dest)
@@ -529,7 +553,6 @@ class HostUpgrade:
                 left.append(f"{move.vm_name} ({error.message})")
             finally:
                 self.ctx.ledger.release(dest, vm.memory)
-        started = await self._start_stopped(pool)
         if left:
             self.ctx.bus.emit(
                 Message(
