@@ -121,6 +121,12 @@ class Session:
 
     def connect(self) -> None:
         """First login: fail fast with PoolUnreachable, the fix named, nothing retried."""
+        if self.url.startswith("https:") and not self.connection.verify_tls:
+            log.warning(
+                "TLS verification is off for %s (rollup_verify_tls: false): anyone on the way"
+                " can pose as the pool and take its password; set rollup_ca_file instead",
+                self.url,
+            )
         try:
             self._session()
         except (*CONNECTION_ERRORS, xmlrpc.client.Fault) as exc:

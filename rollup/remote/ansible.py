@@ -135,8 +135,10 @@ def play(
     path = Path(playbook).resolve()
     if not path.is_file():
         raise BadInput(f"playbook not found: {path}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _private_dirs(output_dir)
     output_file = output_dir / f"{_SAFE_NAME.sub('_', host.name)}.ansible.log"
+    # A play prints whatever its tasks print: the log is the user's alone, like the journal.
+    output_file.touch(mode=0o600)
     collector = _Collector(host.name, on_event)
     private = Path(tempfile.mkdtemp(prefix=".ansible-run-", dir=output_dir))
     # ssh's control socket path must stay under 108 bytes: a short private dir in the
@@ -148,7 +150,7 @@ def play(
     extravars_file = private / "env" / "extravars"
     extravars_file.parent.mkdir(mode=0o700)
     extravars_file.touch(mode=0o600)
-    extravars_file.write_text(json.dumps(dict(extra_vars or {})))
+    extravars_file.write_text(json.dumps(_unsafe(dict(extra_vars or {}))))
     # Runner ignores its `settings=` argument when env/settings is missing: use the file.
     (private / "env" / "settings").write_text(json.dumps({"pexpect_timeout": CANCEL_POLL_SECONDS}))
     try:
@@ -185,6 +187,28 @@ def play(
         output_tail="\n".join(collector.lines[-TAIL_LINES:]),
         message=collector.failed_msg,
     )
+
+
+def _unsafe(value: Any) -> Any:
+    """Extra vars marked as data for Ansible: a pool's host name like "{{ lookup('pipe',
+    ...) }}" is printed as written, never templated (which would run it on this machine)."""
+    if isinstance(value, str):
+        return {"__ansible_unsafe": value}
+    if isinstance(value, Mapping):
+        return {key: _unsafe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unsafe(item) for item in value]
+    return value
+
+
+def _private_dirs(path: Path) -> None:
+    """`path` and its missing parents, created 0700 (plain mkdir would make them 0755)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
 
 
 class _Stop:

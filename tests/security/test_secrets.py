@@ -28,7 +28,7 @@ import yaml
 from rollup.errors import RemoteError
 from rollup.remote import ssh
 from tests.rollout.conftest import Lab, env
-from tests.security.conftest import watched_run
+from tests.security.labs import watched_run
 
 ANSIBLE_VAULT = Path(sys.executable).parent / "ansible-vault"
 VAULT_PASSWORD = "vault-pass-7Qm2xZ"
