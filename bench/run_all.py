@@ -5,8 +5,8 @@
 Runs, in order: migration economy (bench/migrations.py), maintenance window with full
 lab runs (bench/window.py), control overhead from those runs (bench/overhead.py), and
 scale (bench/scale.py); prints each one's details, then one markdown table with the
-machine it ran on. About 7 minutes on 2 cores; `--quick` takes the small pools only
-(about 2 minutes). Benchmarks, not tests: nothing here asserts.
+machine it ran on. About 9.5 minutes on 2 cores; `--quick` runs only the 8- and 16-host
+window runs (about 2 minutes). Benchmarks, not tests: nothing here asserts.
 """
 
 from __future__ import annotations
