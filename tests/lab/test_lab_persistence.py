@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import XenAPI
+import yaml
 
 from rollup.lab.machine import INSTALLED_VERSION
 from rollup.lab.persistence import STATE_FILE
@@ -157,9 +158,12 @@ def test_a_restored_lab_is_the_pool_its_predecessor_left(tmp_path: Path, labs):
     saved = json.loads(state_file.read_text())
     assert saved["spec"] == {"hosts": 4, "vms": 24, "seed": 1, "fill": [0.5, 0.75]}
 
+    boot_ids = {name: machine.boot_id() for name, machine in lab.machines.items()}
     again = start(labs, directory, restore=True)
     assert again.restored
     assert view(again) == before
+    # Not a reboot: each host keeps its boot.
+    assert {name: m.boot_id() for name, m in again.machines.items()} == boot_ids
     # Its disk was kept and it runs what it booted.
     assert again.machines["h2"].installed_version() == "8.3.0"
     assert again.machines["h2"].running_version() == "8.3.0"
@@ -233,6 +237,33 @@ def test_operations_in_flight_are_saved_settled(tmp_path: Path, labs):
     assert on_h3 and all(state["vms"][name] == ("Halted", None) for name in on_h3)
     assert state["pool"]["other_config"]["rolling_upgrade_in_progress"] == "true"
     assert again.machines["h3"].running_version() == "8.3.0"
+
+
+def test_a_host_held_down_stays_down_until_its_fault_is_cleared(tmp_path: Path, labs):
+    directory = tmp_path / "lab"
+    faults = tmp_path / "faults.yml"
+    faults.write_text(yaml.safe_dump({"hosts": {"h2": {"no_return": True}}}))
+    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=False, faults=str(faults))
+    lab = start(labs, directory, spec)
+    x = login(lab)
+    h2 = host_ref(x, "h2")
+    install(lab, "h2", "8.3.0")
+    x.host.disable(h2)
+    x.host.reboot(h2)
+    wait_until(lambda: not x.host_metrics.get_live(x.host.get_metrics(h2)))
+    stop(labs, lab)
+
+    held = start(labs, directory, spec, restore=True)
+    state = view(held)
+    assert (state["hosts"]["h2"]["live"], state["hosts"]["h2"]["enabled"]) == (False, False)
+    assert held.machines["h2"].running_version() == "8.2.1"  # written by its last boot
+    stop(labs, held)
+
+    faults.write_text("{}\n")
+    released = start(labs, directory, spec, restore=True)
+    y = login(released)
+    wait_until(lambda: y.host.get_enabled(host_ref(y, "h2")), timeout=10)
+    assert y.host.get_software_version(host_ref(y, "h2"))["product_version"] == "8.3.0"
 
 
 CHILD = textwrap.dedent(
