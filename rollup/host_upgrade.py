@@ -29,7 +29,7 @@ from rollup.events import (
     PlanDivergence,
 )
 from rollup.journal import Journal
-from rollup.model import VM, HostStep, Policy, Pool, version_key
+from rollup.model import VM, HostStep, Move, Policy, Pool, version_key
 from rollup.placement_live import Ledger, choose_destination
 from rollup.remote import RemoteHost
 
@@ -534,25 +534,7 @@ class HostUpgrade:
         started = await self._start_stopped(pool)
         if started:
             pool = await self.ctx.snapshot()
-        moved, left = 0, []
-        for move in self.step.restore:
-            vm = _find(pool, move.vm)
-            if vm is None or not vm.running or vm.host == move.dest:
-                continue
-            dest = choose_destination(
-                pool, vm, self.ctx.ledger, avoid=set(), preferred=move.dest, only=move.dest
-            )
-            if dest is None:
-                left.append(f"{move.vm_name} (not enough memory on {self.name})")
-                continue
-            try:
-                await self._migrate(pool, vm, dest)
-                moved += 1
-            except DriverError as error:
-                # One VM that cannot go home must not fail the host: it runs where it is.
-                left.append(f"{move.vm_name} ({error.message})")
-            finally:
-                self.ctx.ledger.release(dest, vm.memory)
+        moved, left = await self._return_vms(pool)
         if left:
             self.ctx.bus.emit(
                 Message(
@@ -565,6 +547,41 @@ class HostUpgrade:
         if self.ctx.policy.post_host_playbook:
             await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
         return f"{moved} VM(s) back, {started} restarted"
+
+    async def _return_vms(self, pool: Pool) -> tuple[int, list[str]]:
+        """The plan's returns, in parallel: `parallel_migrations` at once per source host,
+        as evacuations go (returns come from many hosts, so they overlap well)."""
+        limits: dict[str, asyncio.Semaphore] = {}
+        left: list[str] = []
+        moved = 0
+
+        async def one(move: Move) -> None:
+            nonlocal moved
+            vm = _find(pool, move.vm)
+            if vm is None or not vm.running or vm.host == move.dest:
+                return
+            source = vm.host or ""
+            limit = limits.setdefault(
+                source, asyncio.Semaphore(max(1, self.ctx.policy.parallel_migrations))
+            )
+            async with limit:
+                dest = choose_destination(
+                    pool, vm, self.ctx.ledger, avoid=set(), preferred=move.dest, only=move.dest
+                )
+                if dest is None:
+                    left.append(f"{move.vm_name} (not enough memory on {self.name})")
+                    return
+                try:
+                    await self._migrate(pool, vm, dest)
+                    moved += 1
+                except DriverError as error:
+                    # One VM that cannot go home must not fail the host: it runs where it is.
+                    left.append(f"{move.vm_name} ({error.message})")
+                finally:
+                    self.ctx.ledger.release(dest, vm.memory)
+
+        await asyncio.gather(*(one(move) for move in self.step.restore))
+        return moved, left
 
     async def _start_stopped(self, pool: Pool) -> int:
         started = 0
