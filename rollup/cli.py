@@ -202,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=20.0, metavar="X", help="time runs X times faster (20)"
     )
     up.add_argument("--ssh", action="store_true", help="give each host a real sshd")
+    up.add_argument(
+        "--libvirt",
+        action="store_true",
+        help="real libvirtd hosts and QEMU guests (root; --hosts, --vms, --dir, --network)",
+    )
     up.add_argument("--port", type=int, default=0, metavar="P", help="API port (default: free)")
     up.add_argument("--dir", default="lab", metavar="D", help="lab directory (default ./lab)")
     up.add_argument("--faults", metavar="FILE", help="YAML fault script, re-read when changed")

@@ -364,6 +364,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
             raise BadInput(f"--{name} must be at least 1")
     if args.speed <= 0:
         raise BadInput("--speed must be a positive number, e.g. 20")
+    if args.libvirt:
+        from rollup.lab.libvirt_lab import LibvirtLab
+
+        network = "127.0.20.0" if args.network == "127.0.10.0" else args.network
+        return _serve_lab(LibvirtLab.start(args.hosts, args.vms, Path(args.dir), network))
     lab = RunningLab.start(
         hosts=args.hosts,
         vms=args.vms,
@@ -375,6 +380,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
         faults=args.faults,
         network=args.network,
     )
+    return _serve_lab(lab)
+
+
+def _serve_lab(lab: Any) -> int:
+    """Print the lab's banner and keep it up until SIGTERM or Ctrl-C."""
     stop = False
 
     def stop_lab(signum: int, frame: object) -> None:

@@ -60,6 +60,8 @@ class InventoryHost:
     pool_host_name: str | None  # rollup_host_name: the host's name in the pool
     address: str | None  # ansible_host
     remote: RemoteHost
+    libvirt_uri: str | None = None  # rollup_libvirt_uri (libvirt pools)
+    libvirt_block_migration: bool = False  # rollup_libvirt_block_migration
 
 
 @dataclass(frozen=True)
@@ -340,7 +342,14 @@ class _Builder:
                 "is set together with rollup_lab",
                 "remove one: the lab serves its own API",
             )
-        connection = None if lab is not None else self.connection(group, checked)
+        if driver not in policy.API_DRIVERS and "rollup_api_url" in checked:
+            raise origin.fail(
+                "rollup_api_url",
+                f"is set for a {driver} pool, which has no pool API",
+                "remove it: each host is reached by its rollup_libvirt_uri",
+            )
+        needs_api = lab is None and driver in policy.API_DRIVERS
+        connection = self.connection(group, checked) if needs_api else None
         return PoolConfig(
             name=group,
             driver=str(driver),
@@ -432,11 +441,14 @@ class _Builder:
             ansible_vars=variables,
         )
         pool_host_name = checked.get("rollup_host_name")
+        libvirt_uri = checked.get("rollup_libvirt_uri")
         return InventoryHost(
             name=host,
             pool_host_name=str(pool_host_name) if pool_host_name else None,
             address=address,
             remote=remote,
+            libvirt_uri=str(libvirt_uri) if libvirt_uri else None,
+            libvirt_block_migration=bool(checked.get("rollup_libvirt_block_migration", False)),
         )
 
     def refuse_shared_hosts(self, pools: tuple[PoolConfig, ...]) -> None:

@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 from rollup.errors import BadInput
 from rollup.model import GiB, MiB, Policy, Window
 
-KNOWN_DRIVERS = ("xenapi",)  # kept here, not from the registry, so loading never imports XenAPI
+KNOWN_DRIVERS = ("xenapi", "libvirt")  # kept here, not from the registry: no driver imports
+# Drivers that reach a pool through one API (rollup_api_url); libvirt reaches each host.
+API_DRIVERS = ("xenapi",)
 
 LabSsh = Literal["auto", True, False]
 
@@ -245,6 +247,15 @@ def _url(value: object, context: Context) -> str:
     raise Problem(f"must be the pool master's http(s) URL, got {shown(value, context)}", example)
 
 
+def _libvirt_uri(value: object, context: Context) -> str:
+    example = "qemu+ssh://root@kvm1.example.org/system"
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        if parts.scheme.split("+")[0] == "qemu" and parts.path in ("/system", "/session"):
+            return value.strip()
+    raise Problem(f"must be a QEMU libvirt URI, got {shown(value, context)}", example)
+
+
 def _driver(value: object, context: Context) -> str:
     return str(_choice(*KNOWN_DRIVERS)(value, context))
 
@@ -378,6 +389,10 @@ _VARIABLES = (
     Variable("rollup_host_name", "host", _text("xcp-host-1")),
     Variable("rollup_check_host_keys", "host", _boolean),
     Variable("rollup_lab_env", "host", _environment),
+    # libvirt pools: how to reach each host's libvirtd (default qemu+ssh://<ansible_host>/system)
+    # and whether VMs with local disks may move by copying them (block migration).
+    Variable("rollup_libvirt_uri", "host", _libvirt_uri),
+    Variable("rollup_libvirt_block_migration", "host", _boolean),
 )
 
 VARIABLES: Mapping[str, Variable] = {variable.name: variable for variable in _VARIABLES}

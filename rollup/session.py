@@ -19,6 +19,7 @@ from rollup.drivers import Connection, Driver
 from rollup.errors import BadInput, PoolUnreachable
 from rollup.inventory import InventoryHost, PoolConfig, match_hosts
 from rollup.model import Pool
+from rollup.policy import API_DRIVERS
 from rollup.remote import RemoteHost
 
 log = logging.getLogger("rollup")
@@ -58,7 +59,7 @@ def open_session(
         lab_dir = state_dir / "labs" / config.name
         lab = RunningLab.start_for(config.lab, lab_dir, restore=restore_lab)
         config = _with_lab(config, lab)
-    if config.connection is None:
+    if config.connection is None and config.driver in API_DRIVERS:
         raise BadInput(
             f"{config.source}: pool {config.name} has no rollup_api_url: set it in the group's vars"
         )
@@ -73,12 +74,11 @@ def open_session(
 
 def _connect(config: PoolConfig, wait_seconds: float) -> Driver:
     """Connect; with `wait_seconds`, ride out a pool API that is down for a while."""
-    assert config.connection is not None
     deadline = time.monotonic() + wait_seconds
     delay = 1.0
     while True:
         try:
-            return drivers.connect(config.driver, config.connection)
+            return drivers.connect(config.driver, config.connection, config.hosts, config.name)
         except PoolUnreachable as error:
             if not error.transient or time.monotonic() + delay > deadline:
                 raise

@@ -7,11 +7,14 @@ exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rollup.model import Host, Lock, Pool
+
+if TYPE_CHECKING:
+    from rollup.inventory import InventoryHost
 
 Progress = Callable[[float], None]  # called with 0.0 .. 1.0 while an operation runs
 
@@ -70,7 +73,10 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
-DriverFactory = Callable[[Connection], Driver]
+# Built from the pool's API connection (None for drivers without a pool API), its
+# inventory hosts and its inventory group's name: drivers that reach each host
+# themselves (libvirt) know the pool only from the inventory.
+DriverFactory = Callable[[Connection | None, Sequence["InventoryHost"], str], Driver]
 
 _registry: dict[str, DriverFactory] = {}
 
@@ -84,7 +90,12 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(_registry))
 
 
-def connect(name: str, connection: Connection) -> Driver:
+def connect(
+    name: str,
+    connection: Connection | None,
+    hosts: Sequence[InventoryHost] = (),
+    pool_name: str = "",
+) -> Driver:
     """Build the driver an inventory names; raises BadInput for an unknown name."""
     from rollup.errors import BadInput
 
@@ -94,10 +105,13 @@ def connect(name: str, connection: Connection) -> Driver:
     except KeyError:
         known = ", ".join(sorted(_registry))
         raise BadInput(f"unknown rollup_driver {name!r}: use one of {known}") from None
-    return factory(connection)
+    return factory(connection, hosts, pool_name)
 
 
 def _load_builtin() -> None:
     # Imported lazily so `rollup --help` does not pay for XenAPI's import.
     if "xenapi" not in _registry:
         from rollup.drivers import xenapi  # noqa: F401  (registers itself)
+    if "libvirt" not in _registry:
+        # Registers itself; libvirt-python is imported only when a libvirt pool connects.
+        from rollup.drivers import libvirt  # noqa: F401

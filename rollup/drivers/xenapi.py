@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,7 +21,7 @@ from rollup.drivers.xenapi_lock import PoolLock
 from rollup.drivers.xenapi_records import PoolRecords, parse_pool, sr_refs
 from rollup.drivers.xenapi_session import Session, Timing
 from rollup.drivers.xenapi_tasks import destroy, failure_of, watch
-from rollup.errors import DriverError, MigrationRefused, TransientDriverError
+from rollup.errors import BadInput, DriverError, MigrationRefused, TransientDriverError
 from rollup.model import Host, Lock, Pool
 
 log = logging.getLogger("rollup.drivers.xenapi")
@@ -309,7 +309,9 @@ class XenApiDriver:
         return ref
 
 
-def _factory(connection: Connection) -> XenApiDriver:
+def _factory(connection: Connection | None, hosts: Sequence[object], pool: str) -> XenApiDriver:
+    if connection is None:
+        raise BadInput("a xenapi pool needs rollup_api_url: set it in the pool group's vars")
     return XenApiDriver(connection)
 
 
