@@ -197,7 +197,7 @@ def ssh_to(host_vars: dict[str, Any]) -> Iterator[paramiko.SSHClient]:
         port=int(host_vars.get("ansible_port", 22)),
         username=host_vars["ansible_user"],
         key_filename=host_vars["ansible_ssh_private_key_file"],
-        timeout=5, banner_timeout=5, auth_timeout=5, look_for_keys=False, allow_agent=False,
+        timeout=15, banner_timeout=15, auth_timeout=15, look_for_keys=False, allow_agent=False,
     )  # fmt: skip
     try:
         yield client
@@ -206,7 +206,7 @@ def ssh_to(host_vars: dict[str, Any]) -> Iterator[paramiko.SSHClient]:
 
 
 def run(client: paramiko.SSHClient, command: str) -> str:
-    _, stdout, stderr = client.exec_command(command, timeout=10)
+    _, stdout, stderr = client.exec_command(command, timeout=30)
     output = stdout.read().decode()
     status = stdout.channel.recv_exit_status()
     assert status == 0, f"{command!r} exited {status}: {stderr.read().decode()}"
