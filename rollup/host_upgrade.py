@@ -200,7 +200,9 @@ class HostUpgrade:
             state = self.state
             started = time.monotonic()
             try:
+                self._check_aborted(state)
                 detail = await getattr(self, f"_do_{state}")()
+                self._check_aborted(state)
             except HostSkipped as skipped:
                 self._emit_result(state, started, ok=True, detail=str(skipped))
                 self.reason = str(skipped)
@@ -224,6 +226,11 @@ class HostUpgrade:
             if self.state == state:  # an action may have moved the machine itself
                 self.advance()
         return self.state
+
+    def _check_aborted(self, state: str) -> None:
+        """An abort before the patch stops here: the host goes back in service (run)."""
+        if self.ctx.cancelled and state in ("disabling", "evacuating"):
+            raise HostFailed("the run was aborted before this host's patch", "ABORTED")
 
     def _retry_from(self) -> str:
         """The state a failed host starts again from when the run resumes."""
@@ -278,6 +285,15 @@ class HostUpgrade:
         target = self.ctx.policy.target_version
         if not host.live:
             raise HostFailed(f"{self.name} is not live: bring it back before upgrading it")
+        # Before anything moves: a host we cannot patch is not disabled, emptied and its
+        # pinned VMs stopped, only to fail at the patch.
+        remote = self.ctx.remotes.get(self.host)
+        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+            raise HostFailed(
+                f"{self.name} does not answer SSH at {remote.address}:{remote.port}: fix SSH"
+                " before it is upgraded",
+                "HOST_UNREACHABLE",
+            )
         pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
         if pinned and self.ctx.policy.unmovable == "skip-host":
             names = ", ".join(vm.name for vm in pinned)
@@ -330,6 +346,7 @@ class HostUpgrade:
         moved = 0
         attempts = 3
         for attempt in range(attempts + 1):
+            self._check_aborted("evacuating")
             pool = await self.ctx.snapshot()
             movable = [vm for vm in pool.resident(self.host) if not vm.blockers]
             if not movable:
@@ -379,6 +396,8 @@ class HostUpgrade:
 
         async def one(vm: VM) -> None:
             async with limit:
+                if self.ctx.cancelled:
+                    return  # aborted: no new migration starts; those in flight land
                 dest = choose_destination(
                     pool, vm, self.ctx.ledger, avoid=avoid, preferred=planned.get(vm.id)
                 )

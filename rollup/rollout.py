@@ -166,6 +166,7 @@ class Rollout:
         await self.ctx.call(self.ctx.driver.lock, self._lock_record(), self.options.break_lock)
         ha: HaState | None = None
         refresher = asyncio.create_task(self._refresh_lock())
+        listener = asyncio.create_task(self._listen())
         try:
             if self.options.approve_start and not await self._approval(
                 f"the plan waits for approval: `rollup approve {self.ctx.run_id}` starts it"
@@ -185,6 +186,7 @@ class Rollout:
                 self.pause()
         finally:
             refresher.cancel()
+            listener.cancel()
             if ha is not None:
                 await self._restore_ha(ha)
             await self._unlock()
@@ -210,6 +212,13 @@ class Rollout:
                 await self.ctx.call(refresh, self._lock_record())
             except DriverError as error:
                 self._say(f"could not refresh the run lock: {error.message}", "warning")
+
+    async def _listen(self) -> None:
+        """Commands from other processes (`rollup abort RUN`) are taken during a step too,
+        so an abort stops a playbook or an evacuation at once, not when it ends."""
+        while True:
+            await asyncio.sleep(self.options.command_poll_seconds)
+            self._take_commands()
 
     async def _pause_ha(self) -> HaState:
         record = self.ctx.journal.run(self.ctx.run_id)
@@ -347,6 +356,24 @@ class Rollout:
         return "paused", reason
 
     def _aborted(self) -> tuple[str, str]:
+        # Where the abort left each host it stopped, and why: nothing out of service
+        # without a reason printed.
+        for upgrade in self.hosts.values():
+            if upgrade.state != "failed" or upgrade.error is None:
+                continue
+            if upgrade.failed_in in OUT_OF_SERVICE:
+                self._say(
+                    f"{upgrade.name} stays disabled: the abort stopped it while"
+                    f" {upgrade.failed_in} ({upgrade.error.message}); check it, enable it"
+                    " (xe host-enable), then run rollup again",
+                    "warning",
+                    upgrade.host,
+                )
+            else:
+                self._say(f"{upgrade.name}: {upgrade.error.message}", "warning", upgrade.host)
+            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
+            for name in stopped.values():
+                self._say(f"{name} stays shut down: it can run only on {upgrade.name}", "warning")
         return self._transition(
             self.stop, "aborted", "aborted by the operator; the pool is left safe"
         )
