@@ -1,14 +1,22 @@
-"""Load: a 64-host pool with 2,000 VMs upgraded end to end, 8 hosts at once.
+"""Load: a 64-host pool upgraded end to end, 8 hosts at once, with nothing lost.
 
 The lab runs at speed 2000 (a 90 s reboot lasts 45 ms, an 8 GiB migration 4 ms) and
-without sshd: Ansible reaches each host through its local connection, the same playbook
-and inventory variables as over SSH. What dominates the time is not the pool but one
-`ansible-playbook` start per host (~1.5 s of CPU each, 64 of them on 2 cores) and the
-controller's snapshots of a 2,000-VM pool (one per host state).
+without sshd: Ansible reaches each host through its local connection, with the same
+playbook and inventory variables as over SSH.
+
+Size: 64 hosts with 1,000 VMs by default; `ROLLUP_LOAD_VMS=2000` runs the 2,000-VM pool.
+On the 2-core machine the 2,000-VM run took 387 s (6.5 min), over the few minutes this
+suite may take. What dominates is not Ansible (one `ansible-playbook` per host, ~1.5 s
+of CPU, ~100 s for 64 hosts) but the controller's whole-pool snapshots: ~7 per host
+(checking, evacuating twice, rebooting, verifying, restoring...), 0.58 s of CPU each
+for 2,000 VMs with the evacuation checks (lab server and client together), so ~450
+snapshots and ~260 s of CPU. The snapshot cost grows with the VMs, so 1,000 VMs keep
+all 64 hosts, the 8-host batches and every invariant at about half the time.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 
@@ -18,7 +26,8 @@ from tests.reliability.conftest import MakeLab
 from tests.reliability.matrix import Matrix, record_row
 from tests.reliability.pool_checks import assert_finished, latest_run, running
 
-HOSTS, VMS, PARALLEL = 64, 2000, 8
+HOSTS, PARALLEL = 64, 8
+VMS = int(os.environ.get("ROLLUP_LOAD_VMS", "1000"))
 MATRIX = Matrix(f"Load: {HOSTS} hosts, {VMS} VMs, up to {PARALLEL} hosts at once")
 
 
@@ -29,7 +38,7 @@ def matrix() -> Iterator[Matrix]:
 
 
 @pytest.mark.timeout(900)  # a safety bound for a slow machine, not a performance claim
-def test_a_64_host_pool_with_2000_vms_is_upgraded_with_nothing_lost(
+def test_a_64_host_pool_with_1000_vms_or_more_is_upgraded_with_nothing_lost(
     make_lab: MakeLab, matrix: Matrix
 ):
     with record_row(matrix, f"{HOSTS} hosts x {VMS} VMs, local connection") as row:
