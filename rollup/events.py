@@ -198,6 +198,8 @@ class JsonLinesSink:
         self._last_progress: dict[str, float] = {}
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, MigrationProgress) and event.status == "started":
+            self._last_progress.pop(event.vm, None)  # a VM's next move starts from zero
         if isinstance(event, MigrationProgress) and event.status == "running":
             # Progress arrives many times a second; a pipeline needs milestones.
             last = self._last_progress.get(event.vm, 0.0)

@@ -133,18 +133,27 @@ class HostLink:
             return self._conn
 
     def call(self, what: str, fn: Callable[[Any], T]) -> T:
-        """`fn(connection)` with libvirt's errors translated; a lost connection is dropped."""
+        """`fn(connection)` with libvirt's errors translated.
+
+        A connection the daemon dropped (it restarted: the host rebooted) is replaced
+        and the call made once more on the new one; a second failure is the answer.
+        """
         libvirt = binding()
-        conn = self.conn()
-        try:
-            return fn(conn)
-        except libvirt.libvirtError as error:
-            translated = translate(error, what)
-            if isinstance(translated, TransientDriverError):
+        for attempt in (1, 2):
+            conn = self.conn()
+            try:
+                return fn(conn)
+            except libvirt.libvirtError as error:
+                translated = translate(error, what)
+                if not isinstance(translated, TransientDriverError):
+                    raise translated from None
                 with self._lock:
                     if self._conn is conn:
                         self._drop()
-            raise translated from None
+                if attempt == 2:
+                    raise translated from None
+                log.debug("host %s: connection lost (%s); reconnecting", self.name, error)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         with self._lock:

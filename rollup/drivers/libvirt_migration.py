@@ -141,7 +141,10 @@ def _report(
     try:
         stats = dest.call(
             f"read VM {vm_name}'s finished migration",
-            lambda c: c.lookupByUUIDString(vm).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED),
+            # Kept: an admin's `virsh domjobinfo --completed` still shows it afterwards.
+            lambda c: c.lookupByUUIDString(vm).jobStats(
+                libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
+            ),
         )
     except DriverError as error:
         log.info("migrated VM %s to %s in %.1fs (%s)", vm_name, dest.name, seconds, error)
@@ -150,10 +153,10 @@ def _report(
     if done is not None and progress is not None:
         progress(done)
     log.info(
-        "migrated VM %s to %s in %.1fs: %d MiB copied, downtime %s ms",
+        "migrated VM %s to %s in %.1fs: %.1f MiB copied, downtime %s ms",
         vm_name,
         dest.name,
         seconds,
-        int(stats.get("data_processed", 0)) // 2**20,
+        int(stats.get("data_processed", 0)) / 2**20,
         stats.get("downtime", "?"),
     )
