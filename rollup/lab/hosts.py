@@ -70,6 +70,18 @@ def client_key(lab_dir: Path) -> Path:
     return key
 
 
+def stop_stale_daemons(lab_dir: Path) -> None:
+    """Stop the sshd daemons (and their sessions) an earlier lab in `lab_dir` left running.
+
+    A controller killed with SIGKILL takes its in-process lab down without stopping its
+    hosts' daemons (they run in sessions of their own). Their pid files are the only
+    trace of them: a lab starting fresh must stop them before it deletes the files.
+    """
+    for host_dir in sorted((lab_dir / "hosts").glob("*")):
+        if (host_dir / "sshd.pid").exists():
+            _Sshd(host_dir.name, host_dir, host_dir / "root").stop_stale()
+
+
 class LabMachine:
     """One lab host's disk and daemons; implements lab.machine.HostMachine.
 
@@ -330,6 +342,11 @@ class _Sshd:
     def _kill(self, pid: int) -> None:
         """The daemon, its sessions, and what they started (even if it left them)."""
         processes.kill_tree({pid}, also=lambda: processes.with_environ(self.mark))
+
+    def stop_stale(self) -> None:
+        """Stop a daemon an earlier run on this host dir left behind, if any."""
+        self._kill_stale()
+        self.pid_file.unlink(missing_ok=True)
 
     def _kill_stale(self) -> None:
         """A daemon left by an earlier, crashed lab run on this host dir holds the address."""

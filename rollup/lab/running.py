@@ -28,7 +28,7 @@ from rollup.errors import BadInput
 from rollup.lab import persistence
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
-from rollup.lab.hosts import SSHD, LabMachine
+from rollup.lab.hosts import SSHD, LabMachine, stop_stale_daemons
 from rollup.lab.layout import Layout
 from rollup.lab.pool import LabPool
 from rollup.lab.xapi import XapiServer
@@ -127,6 +127,7 @@ class RunningLab:
         faults: str | None,
         persist: bool,
     ) -> RunningLab:
+        stop_stale_daemons(directory)
         if state is None:
             # A lab starts fresh: what an earlier lab in this directory installed is gone.
             # A restored one keeps its hosts' disks: they hold each host's installed version.

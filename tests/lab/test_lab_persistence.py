@@ -273,7 +273,7 @@ CHILD = textwrap.dedent(
     from rollup.lab.running import RunningLab
     from rollup.policy import LabSpec
 
-    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=False)
+    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=sys.argv[2] == "ssh")
     lab = RunningLab.start_for(spec, Path(sys.argv[1]))
     print(lab.url, lab.password, flush=True)
     time.sleep(600)
@@ -284,7 +284,7 @@ CHILD = textwrap.dedent(
 def test_a_lab_killed_with_sigkill_leaves_a_recent_state(tmp_path: Path, labs):
     directory = tmp_path / "lab"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory)],
+        [sys.executable, "-c", CHILD, str(directory), "no-ssh"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
@@ -338,3 +338,32 @@ def test_a_state_for_another_lab_or_unreadable_gives_a_fresh_lab(tmp_path: Path,
     unreadable = start(labs, directory, restore=True)
     assert not unreadable.restored
     assert all(h["enabled"] for h in view(unreadable)["hosts"].values())
+
+
+def test_the_sshd_daemons_of_a_killed_lab_are_stopped_by_the_next_one(tmp_path: Path, labs):
+    directory = tmp_path / "lab"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(directory), "ssh"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    pids = [int((d / "sshd.pid").read_text()) for d in sorted((directory / "hosts").iterdir())]
+    assert len(pids) == 4
+    assert all(Path(f"/proc/{pid}").exists() for pid in pids)  # left behind by SIGKILL
+
+    start(labs, directory, SPEC)  # fresh, without ssh: nothing of the old lab may survive
+    wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
