@@ -17,6 +17,7 @@ import yaml
 
 from rollup.drivers import Connection
 from rollup.drivers.xenapi import XenApiDriver
+from rollup.lab.hosts import stop_stale_daemons
 from rollup.lab.running import PLAYBOOKS, RunningLab
 from rollup.policy import LabSpec
 from tests.rollout.conftest import env
@@ -59,33 +60,37 @@ def test_a_paused_lab_run_resumes_on_the_pool_it_left(tmp_path: Path) -> None:
     inventory = lab_inventory(tmp_path, faults)
     state = tmp_path / "state"
 
-    run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
-    assert run.returncode == 5, run.stderr
-    paused = status(state)
-    hosts = {host["name"]: host["state"] for host in paused["hosts"]}
-    assert hosts["h1"] == "done" and hosts["h2"] == "failed", paused
-
-    faults.write_text("{}\n")
-    resumed = rollup(state, "resume", "--yes", "--no-tui")
-    assert resumed.returncode == 0, resumed.stderr
-    finished = status(state)
-    assert finished["state"] == "completed", finished
-    assert {host["state"] for host in finished["hosts"]} == {"done"}, finished
-
-    # The lab the resume left, brought back once more: every host really upgraded.
-    spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
-    lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
     try:
-        assert lab.restored
-        driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
+        run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
+        assert run.returncode == 5, run.stderr
+        paused = status(state)
+        hosts = {host["name"]: host["state"] for host in paused["hosts"]}
+        assert hosts["h1"] == "done" and hosts["h2"] == "failed", paused
+
+        faults.write_text("{}\n")
+        resumed = rollup(state, "resume", "--yes", "--no-tui")
+        assert resumed.returncode == 0, resumed.stderr
+        finished = status(state)
+        assert finished["state"] == "completed", finished
+        assert {host["state"] for host in finished["hosts"]} == {"done"}, finished
+
+        # The lab the resume left, brought back once more: every host really upgraded.
+        spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
+        lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
         try:
-            pool = driver.snapshot()
+            assert lab.restored
+            driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
+            try:
+                pool = driver.snapshot()
+            finally:
+                driver.close()
+            assert {host.name: host.version for host in pool.hosts} == {
+                name: TARGET for name in ("h1", "h2", "h3", "h4")
+            }
+            assert all(host.enabled for host in pool.hosts)
+            assert all(lab.machines[name].running_version() == TARGET for name in lab.machines)
         finally:
-            driver.close()
-        assert {host.name: host.version for host in pool.hosts} == {
-            name: TARGET for name in ("h1", "h2", "h3", "h4")
-        }
-        assert all(host.enabled for host in pool.hosts)
-        assert all(lab.machines[name].running_version() == TARGET for name in lab.machines)
+            lab.stop()
     finally:
-        lab.stop()
+        # A rollup killed by a timeout leaves its lab's sshd daemons: stop them.
+        stop_stale_daemons(state / "labs" / "lab")
