@@ -56,12 +56,9 @@ def from_window(results: list[window.PoolResult]) -> Overhead:
 def measure() -> Overhead:
     case = window.cases(quick=True)[0]
     with tempfile.TemporaryDirectory(prefix="rollup-bench-") as tmp:
-        rollup_run, bound, planned, bare = window.run_rollup(
-            case, "upgraded-first", Path(tmp) / "rollup", bare_ansible=3
-        )
+        rollout, bare = window.run_rollup(case, "upgraded-first", Path(tmp) / "rollup", 3)
         baseline_run = window.run_baseline(case, Path(tmp) / "baseline")
-    result = window.PoolResult(case, "upgraded-first", rollup_run, baseline_run, bound, planned)
-    result.bare_ansible_wall = bare
+    result = window.PoolResult(case, baseline_run, {window.MAIN: rollout}, bare)
     return from_window([result])
 
 

@@ -13,7 +13,11 @@ lab makes goes through it, under the pool's lock) and keeps:
 * how long the pool was busy (a migration in flight or a host rebooting) and how long
   it sat idle waiting for its controller. The lab runs `speed` times faster than real
   time, but a controller's think time (API calls, SSH, Ansible) does not: idle time is
-  controller time, and bench/window.py converts it back to real seconds.
+  controller time, and bench/window.py converts it back to real seconds;
+* the same, host by host, for runs that upgrade several hosts at once (where one host's
+  patch overlaps another's reboot, so the pool-wide split says little): each host's
+  disable and enable times, its reboots, and every migration with its source and
+  destination, all in pool seconds. bench/window.py cuts them by the plan's steps.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ class Recorder:
     busy: float = 0.0  # pool seconds with something in flight, inside the window
     _in_flight: set[str] = field(default_factory=set)  # VMs migrating, hosts not up
     _busy_since: float | None = None
+    # Per host (names), pool seconds: for bench/window.py's host-by-host accounting.
+    disabled_at: dict[str, list[float]] = field(default_factory=dict)
+    enabled_at: dict[str, list[float]] = field(default_factory=dict)
+    down: list[tuple[str, float, float]] = field(default_factory=list)  # host, from, to
+    moves: list[tuple[str, str, float, float]] = field(default_factory=list)  # src, dst, ...
+    started: list[tuple[str, float]] = field(default_factory=list)  # host, VM started on it
+    _down_since: dict[str, float] = field(default_factory=dict)
+    _moving: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # VM ref → ...
 
     def __post_init__(self) -> None:
         with self.pool.lock:
@@ -62,9 +74,12 @@ class Recorder:
         if isinstance(obj, SimHost):
             enabled, _, _ = self._host_state[obj.ref]
             self._host_state[obj.ref] = (obj.enabled, obj.live, obj.boot_time)
-            if enabled and not obj.enabled and self.first_disable is None:
-                self.first_disable = now
+            if enabled and not obj.enabled:
+                self.disabled_at.setdefault(obj.name, []).append(now)
+                if self.first_disable is None:
+                    self.first_disable = now
             if obj.enabled and not enabled:
+                self.enabled_at.setdefault(obj.name, []).append(now)
                 self.last_change = now
                 if obj.live and obj.boot_time > self._first_boot[obj.ref]:
                     self.back_wall[obj.name] = time.time()
@@ -75,15 +90,34 @@ class Recorder:
                 return
             self._vm_state[obj.ref] = state
             self.last_change = now
+            if state[0] == "Running" and (not before or before[0] != "Running"):
+                self.started.append((self._name(state[1]), now))
             if before and before[0] == "Running" == state[0] and before[1] != state[1]:
                 self.migrations += 1
                 self.bytes_moved += obj.footprint
 
+    def _name(self, host_ref: str) -> str:
+        host = self.pool.hosts.get(host_ref)
+        return host.name if host is not None else host_ref
+
     def _track_busy(self, obj: Any, now: float) -> None:
         if isinstance(obj, SimHost):
             active = obj.phase != "up"
+            if active and obj.name not in self._down_since:
+                self._down_since[obj.name] = now
+            elif not active and obj.name in self._down_since:
+                self.down.append((obj.name, self._down_since.pop(obj.name), now))
         elif isinstance(obj, SimVM):
             active = obj.migrating_to is not None
+            if active and obj.ref not in self._moving:
+                self._moving[obj.ref] = (
+                    self._name(obj.resident_on),
+                    self._name(obj.migrating_to or ""),
+                    now,
+                )
+            elif not active and obj.ref in self._moving:
+                source, dest, since = self._moving.pop(obj.ref)
+                self.moves.append((source, dest, since, now))
         else:
             return
         was_busy = bool(self._in_flight)
@@ -96,6 +130,18 @@ class Recorder:
         elif was_busy and not self._in_flight and self._busy_since is not None:
             self.busy += now - self._busy_since
             self._busy_since = None
+
+    def busy_between(self, host: str, start: float, end: float) -> float:
+        """Pool seconds in [start, end] with `host` rebooting or a migration in flight out
+        of it or into it: the lab's work on that host's step."""
+        spans = [(a, b) for h, a, b in self.down if h == host]
+        spans += [(a, b) for src, dst, a, b in self.moves if host in (src, dst)]
+        total, reach = 0.0, start
+        for a, b in sorted((max(a, start), min(b, end)) for a, b in spans):
+            if a < b and b > reach:
+                total += b - max(a, reach)
+                reach = b
+        return total
 
     @property
     def idle(self) -> float:

@@ -4,9 +4,11 @@
 
 Runs, in order: migration economy (bench/migrations.py), maintenance window with full
 lab runs (bench/window.py), control overhead from those runs (bench/overhead.py), and
-scale (bench/scale.py); prints each one's details, then one markdown table with the
-machine it ran on. About 9.5 minutes on 2 cores; `--quick` runs only the 8- and 16-host
-window runs (about 2 minutes). Benchmarks, not tests: nothing here asserts.
+scale (bench/scale.py); prints each one's details, then the markdown tables with the
+machine it ran on and its load average (timings are real time: a loaded machine shows).
+About 10 minutes on 2 cores (617 s with load average 2.5 to 11 from other jobs);
+`--quick` runs only the 8-host window runs and smaller grids (about 2 minutes: the full
+run's 8-host window runs took 114 s). Benchmarks, not tests: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -50,17 +52,29 @@ def timed(what: str, run: Callable[[], T]) -> T:
     return result
 
 
+def _cell(result: window.PoolResult, config: tuple[str, int]) -> str:
+    rollout = result.rollouts.get(config)  # type: ignore[call-overload]
+    if rollout is None:
+        return "not run"
+    run, base = rollout.run, result.baseline.charged
+    batches = f", {run.batches} batches" if rollout.parallel > 1 else ""
+    return (
+        f"{base / run.charged:.2f}x ({run.charged:,.0f} s{batches};"
+        f" {run.charged / rollout.lower_bound:.2f}x its bound {rollout.lower_bound:,.0f} s)"
+    )
+
+
 def summary(
     economy: list[migrations.Economy],
     windows: list[window.PoolResult],
     control: overhead.Overhead,
     big: scale.Scale,
+    load: str,
 ) -> str:
     rows = [
         "| hosts | pools | migrations: baseline / rollup `return` / `upgraded-first`"
-        " | GiB moved ratio (`upgraded-first`) | window: baseline / rollup"
-        " | rollup / lower bound |",
-        "|---|---|---|---|---|---|",
+        " | GiB moved ratio (`upgraded-first`) |",
+        "|---|---|---|---|",
     ]
     sizes = sorted({e.case.hosts for e in economy})
     for hosts in sizes:
@@ -71,28 +85,35 @@ def summary(
         gib = sum(e.baseline.bytes_moved for e in mine) / sum(
             e.rollup["upgraded-first"][1] for e in mine
         )
-        runs = [w for w in windows if w.case.hosts == hosts]
-        if runs:
-            w = runs[0]
-            win = (
-                f"{w.baseline.charged / w.rollup.charged:.2f}x"
-                f" ({w.baseline.charged:,.0f} s / {w.rollup.charged:,.0f} s)"
-            )
-            bound = f"{w.rollup.charged / w.lower_bound:.2f}x ({w.lower_bound:,.0f} s)"
-        else:
-            win = bound = "not run (--quick)"
         rows.append(
             f"| {hosts} | {len(mine)} | {base / ret:.2f}x / {base / upg:.2f}x"
-            f" ({base:,} / {ret:,} / {upg:,}) | {gib:.2f}x | {win} | {bound} |"
+            f" ({base:,} / {ret:,} / {upg:,}) | {gib:.2f}x |"
         )
     overall = migrations.totals(economy)
     rows.append(
         f"| all | {len(economy)} | {overall['return'][0]:.2f}x / "
-        f"{overall['upgraded-first'][0]:.2f}x | {overall['upgraded-first'][1]:.2f}x | | |"
+        f"{overall['upgraded-first'][0]:.2f}x | {overall['upgraded-first'][1]:.2f}x |"
     )
+    configs = [c for c in window.CONFIGS if any(c in w.rollouts for w in windows)]
+    names = {1: "1 host at a time", 2: "2 hosts at once", 4: "4 hosts at once"}
+    heads = [f"rollup `{s}`, {names.get(n, f'{n} hosts at once')}" for s, n in configs]
+    table = [
+        "| hosts | baseline (XO-like) | " + " | ".join(heads) + " |",
+        "|---|---|" + "---|" * len(configs),
+    ]
+    for w in windows:
+        cells = [_cell(w, c) for c in configs]
+        table.append(
+            f"| {w.case.hosts} | {w.baseline.charged:,.0f} s | " + " | ".join(cells) + " |"
+        )
     reaction = statistics.median(control.reaction_ms)
     lines = [
         *rows,
+        "",
+        "Maintenance window (baseline / rollup: above 1, rollup is shorter; then rollup /"
+        " the lower bound of its own plan):",
+        "",
+        *table,
         "",
         f"- control overhead: rollup acts on a host back (enabled and live) in"
         f" {reaction:.0f} ms (median; max {max(control.reaction_ms):.0f} ms,"
@@ -107,9 +128,18 @@ def summary(
         f" ({big.max_rss_mib:.0f} MiB max RSS for the whole benchmark process); dashboard"
         f" {big.tui_events_per_second:,.0f} events/s on that plan, slowest redraw"
         f" {big.tui_slowest_redraw_ms:.0f} ms",
-        f"- machine: {machine()}",
+        f"- machine: {machine()}; {load}",
     ]
     return "\n".join(lines)
+
+
+def load_average() -> str:
+    """The machine's load (1, 5, 15 min), as `uptime` shows it: timings are real time."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "load average unknown"
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
 def main() -> None:
@@ -117,10 +147,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small pools only (~2 min)")
     quick = parser.parse_args().quick
     started = time.monotonic()
+    loads = [load_average()]
     economy = timed("migration economy", lambda: migrations.measure(quick))
     migrations.report(economy)
     print()
     windows = timed("maintenance window", lambda: window.measure(quick))
+    loads.append(load_average())
     window.report(windows)
     print()
     control = overhead.from_window(windows)
@@ -130,7 +162,9 @@ def main() -> None:
     scale.report(big)
     print()
     print(f"Summary ({time.monotonic() - started:.0f} s)")
-    print(summary(economy, windows, control, big))
+    loads.append(load_average())
+    load = f"{loads[0]} at the start, {loads[1]} after the window runs, {loads[2]} at the end"
+    print(summary(economy, windows, control, big, load))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
     python bench/window.py [--quick]
 
-For each pool, two fresh labs from the same seed (so the same pool): one upgraded by the
-real `rollup run --yes` (a child process, over XenAPI and real sshd + Ansible, as a
-pipeline runs it), one by bench/baseline.py (a child process, a XenAPI client doing what
-Xen Orchestra's rolling pool update does). The lab records both (bench/recorder.py).
+For each pool, fresh labs from the same seed (so the same pool): one upgraded by
+bench/baseline.py (a child process, a XenAPI client doing what Xen Orchestra's rolling
+pool update does), and one per rollup configuration by the real `rollup run --yes` (a
+child process, over XenAPI and Ansible, as a pipeline runs it): `upgraded-first` one
+host at a time, then with `--max-parallel-hosts 2` and `4`, and `return` one host at a
+time (CONFIGS). The lab records every run (bench/recorder.py).
 
 Figures are in pool seconds, measured by the lab from the first host disabled to the
 last VM landed or host enabled: the window the pool lives through, without either
@@ -22,9 +24,21 @@ plugin, which the lab lacks). Neither says what a real `yum update` costs, so th
 rollup spent in its `patching` state (from its journal) is taken out of its idle time,
 and both windows are charged the same fixed PATCH_SECONDS (120 s) per host.
 
-The lower bound: rollup's plan timed with the lab's own model (1 GiB/s per migration, 3
-at once per source host, 100 s from host.reboot to enabled, the same fixed patch), batch
-after batch: the reboots nobody can avoid plus the fewest seconds its migrations can take.
+Several hosts at once: one host's patch (real seconds of Ansible, hundreds of pool
+seconds) then overlaps another's reboot, so the pool-wide busy/idle split no longer
+says what the window would be. rollup's window is then counted host by host, with the
+plan rollup journaled: each host's step runs from its disable to its last change (enabled
+after the reboot, its VMs back or restarted), its own busy time (its reboot, migrations
+out of it or into it) in pool seconds, the rest (less its own patch step) in real
+seconds, plus the fixed patch; a batch lasts as long as its slowest host (rollup waits
+for the whole batch), and the controller's time between batches counts in real seconds.
+One host at a time, this is the pool-wide count (both are printed for those runs).
+
+The lower bound: the plan rollup journaled for that very run (its batches, its moves)
+timed with the lab's own model (1 GiB/s per migration, 3 at once per source host, 100 s
+from host.reboot to enabled, the same fixed patch), batch after batch, each as long as
+its slowest host: the reboots nobody can avoid plus the fewest seconds its migrations
+can take.
 """
 
 from __future__ import annotations
@@ -40,18 +54,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pools import PATCH_SECONDS, Case, lab_policy, snapshot
+from pools import PATCH_SECONDS, Case, lab_policy
 from recorder import Recorder
 
-from rollup import planner
+from rollup.codec import from_data
+from rollup.estimate import step_seconds
 from rollup.journal import Journal
 from rollup.lab.running import PLAYBOOKS, TARGET_VERSION, RunningLab
-from rollup.model import Strategy
+from rollup.model import Plan, Policy, Strategy
 
 BENCH = Path(__file__).resolve().parent
 SPEED = 200.0  # the rollout tests' speed: a 100 s reboot takes half a second
 # Each lab gets its own loopback /24 so an sshd left by one can never answer for the next.
 _networks = itertools.count(140)
+# rollup's configurations, (strategy, --max-parallel-hosts); the first is the main one.
+MAIN: tuple[Strategy, int] = ("upgraded-first", 1)
+CONFIGS: tuple[tuple[Strategy, int], ...] = (
+    MAIN,
+    ("upgraded-first", 2),
+    ("upgraded-first", 4),
+    ("return", 1),
+)
 
 
 @dataclass
@@ -68,6 +91,8 @@ class RunResult:
     back_wall: dict[str, float] = field(default_factory=dict)  # host → enabled+live (wall)
     next_action_wall: dict[str, float] = field(default_factory=dict)  # host → controller's
     patch_wall: list[float] = field(default_factory=list)  # rollup: each host's patch step
+    by_steps: float | None = None  # rollup: the window counted host by host (see above)
+    batches: int = 0  # rollup: batches in the plan it ran
 
     @property
     def think(self) -> float:
@@ -75,21 +100,48 @@ class RunResult:
         return max(0.0, (self.window - self.busy) / self.speed - self.patch)
 
     @property
-    def charged(self) -> float:
-        """The window a real pool would live: the lab's work in pool seconds, the
-        controller's think time in real seconds, the patch at the same fixed cost."""
+    def pooled(self) -> float:
+        """The window counted pool-wide: the lab's work in pool seconds, the controller's
+        think time in real seconds, the patch at the same fixed cost (one host at a
+        time only: see above)."""
         return self.busy + self.think + self.hosts * PATCH_SECONDS
+
+    @property
+    def charged(self) -> float:
+        """The window a real pool would live (host by host where it was counted so)."""
+        return self.by_steps if self.by_steps is not None else self.pooled
+
+
+@dataclass
+class Rollout:
+    """One `rollup run` configuration on a pool, with the lower bound of its own plan."""
+
+    strategy: Strategy
+    parallel: int
+    run: RunResult
+    lower_bound: float
+    planned_migrations: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.strategy} x{self.parallel}"
 
 
 @dataclass
 class PoolResult:
     case: Case
-    strategy: Strategy
-    rollup: RunResult
     baseline: RunResult
-    lower_bound: float
-    planned_migrations: int
+    rollouts: dict[tuple[Strategy, int], Rollout]
     bare_ansible_wall: list[float] = field(default_factory=list)
+
+    @property
+    def main(self) -> Rollout:
+        return self.rollouts[MAIN]
+
+    @property
+    def rollup(self) -> RunResult:
+        """The main configuration's run (bench/overhead.py reads its timings)."""
+        return self.main.run
 
 
 def _start_lab(case: Case, directory: Path, ssh: bool) -> RunningLab:
@@ -112,32 +164,32 @@ def _env() -> dict[str, str]:
 
 
 def run_rollup(
-    case: Case, strategy: Strategy, workdir: Path, bare_ansible: int = 0
-) -> tuple[RunResult, float, int, list[float]]:
-    """One `rollup run` on a fresh lab; also the lower bound from its plan, and (when
-    asked) that many bare `ansible-playbook` runs of the same patch on the same host."""
+    case: Case, strategy: Strategy, workdir: Path, bare_ansible: int = 0, parallel: int = 1
+) -> tuple[Rollout, list[float]]:
+    """One `rollup run` on a fresh lab, with the lower bound from the plan it ran, and
+    (when asked) that many bare `ansible-playbook` runs of the same patch on one host."""
     # Real sshd only where the patch step itself is measured (bench/overhead.py): the
     # window takes the patch time out anyway, and Ansible's local connection saves a
     # second a host on the big pools.
     lab = _start_lab(case, workdir / "lab", ssh=bare_ansible > 0)
     try:
         recorder = Recorder(lab.pool)
-        plan = planner.plan(snapshot(lab.pool), lab_policy(strategy))
         inventory = _inventory(lab, strategy)
         state = workdir / "state"
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "rollup", "run", str(inventory), "--yes", "--no-tui",
-             "--state-dir", str(state)],
+             "--max-parallel-hosts", str(parallel), "--state-dir", str(state)],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, env=_env(), timeout=1800,
         )  # fmt: skip
         wall = time.monotonic() - started
         if done.returncode != 0:
             raise RuntimeError(f"rollup run failed ({done.returncode}): {done.stderr[-2000:]}")
         journal = Journal(state)
-        run_id = journal.runs(1)[0].id
-        patch_wall, next_action = _journal_timings(journal, run_id)
+        record = journal.runs(1)[0]
+        patch_wall, next_action, patch_of = _journal_timings(journal, record.id)
         journal.close()
+        plan = from_data(Plan, record.plan)
         result = RunResult(
             tool=f"rollup {strategy}",
             window=recorder.window,
@@ -151,11 +203,54 @@ def run_rollup(
             back_wall=dict(recorder.back_wall),
             next_action_wall=next_action,
             patch_wall=patch_wall,
+            by_steps=_by_steps(recorder, plan, patch_of),
+            batches=len(plan.batches),
         )
+        bound = lower_bound(plan, lab_policy(strategy, parallel))
         bare = [_bare_ansible(lab, workdir) for _ in range(bare_ansible)]
-        return result, plan.estimate_seconds, plan.migrations, bare
+        return Rollout(strategy, parallel, result, bound, plan.migrations), bare
     finally:
         lab.stop()
+
+
+def lower_bound(plan: Plan, policy: Policy) -> float:
+    """That plan's batches and moves, timed with the lab's model (see above)."""
+    return sum(
+        max((step_seconds(s.evacuate, s.restore, policy) for s in batch.steps), default=0.0)
+        for batch in plan.batches
+    )
+
+
+def _by_steps(recorder: Recorder, plan: Plan, patch: dict[str, float]) -> float:
+    """rollup's window counted host by host, batch by batch (see above)."""
+    starts = []
+    for batch in plan.batches:
+        disabled = [recorder.disabled_at.get(s.host_name, [None])[0] for s in batch.steps]
+        starts.append(min((t for t in disabled if t is not None), default=None))
+    total, previous_end = 0.0, None
+    for index, batch in enumerate(plan.batches):
+        start = starts[index]
+        if start is None:
+            continue
+        following = [t for t in starts[index + 1 :] if t is not None]
+        limit = following[0] if following else float("inf")
+        if previous_end is not None:
+            total += max(0.0, start - previous_end) / SPEED  # the controller, between batches
+        slowest, end_of_batch = 0.0, start
+        for step in batch.steps:
+            name = step.host_name
+            begin = recorder.disabled_at[name][0]
+            changes = [t for t in recorder.enabled_at.get(name, []) if begin < t < limit]
+            changes += [b for _, dst, _, b in recorder.moves if dst == name and begin < b < limit]
+            changes += [t for host, t in recorder.started if host == name and begin < t < limit]
+            end = max(changes, default=begin)
+            busy = recorder.busy_between(name, begin, end)
+            think = max(0.0, (end - begin - busy) / SPEED - patch.get(name, 0.0))
+            slowest = max(slowest, busy + think + PATCH_SECONDS)
+            end_of_batch = max(end_of_batch, end)
+        total += slowest
+        previous_end = end_of_batch
+    return total
 
 
 def _inventory(lab: RunningLab, strategy: Strategy) -> Path:
@@ -168,20 +263,26 @@ def _inventory(lab: RunningLab, strategy: Strategy) -> Path:
     return path
 
 
-def _journal_timings(journal: Journal, run_id: str) -> tuple[list[float], dict[str, float]]:
+def _journal_timings(
+    journal: Journal, run_id: str
+) -> tuple[list[float], dict[str, float], dict[str, float]]:
     """Each host's patch step (wall seconds), and when rollup acted on its return: the
-    `verifying` transition, journaled the moment `wait_back` saw it enabled and live."""
+    `verifying` transition, journaled the moment `wait_back` saw it enabled and live;
+    and the patch seconds by host name."""
     patch: list[float] = []
     verifying: dict[str, float] = {}
     entered: dict[str, float] = {}
+    by_name: dict[str, float] = {}
     for transition in journal.transitions(run_id):
         if transition.previous == "patching":
             patch.append(transition.at - entered[transition.host])
+            name = transition.host_name
+            by_name[name] = by_name.get(name, 0.0) + patch[-1]
         if transition.state == "patching":
             entered[transition.host] = transition.at
         if transition.state == "verifying":
             verifying[transition.host_name] = transition.at
-    return patch, verifying
+    return patch, verifying, by_name
 
 
 def _bare_ansible(lab: RunningLab, workdir: Path) -> float:
@@ -232,47 +333,95 @@ def run_baseline(case: Case, workdir: Path) -> RunResult:
 
 def cases(quick: bool) -> list[Case]:
     """One pool per size at the lab's own fill (RunningLab generates with its default);
-    few VMs a host, so four sizes fit in a few minutes of reboots."""
-    sizes = (8, 16) if quick else (8, 16, 32, 64)
+    few VMs a host, so the sizes and configurations fit in a few minutes of reboots."""
+    sizes = (8,) if quick else (8, 16, 32)
     return [Case(h, 12, None, seed=7000 + h) for h in sizes]
 
 
-def measure(quick: bool, strategy: Strategy = "upgraded-first") -> list[PoolResult]:
+def wanted(case: Case, strategy: Strategy, parallel: int) -> bool:
+    """`return` one host at a time runs on the small pools only (it is the slowest run
+    and its window differs from `upgraded-first`'s by its returns only)."""
+    return strategy != "return" or case.hosts <= 16
+
+
+def measure(quick: bool, configs: tuple[tuple[Strategy, int], ...] = CONFIGS) -> list[PoolResult]:
     results = []
     for case in cases(quick):
+        rollouts: dict[tuple[Strategy, int], Rollout] = {}
+        bare: list[float] = []
         with tempfile.TemporaryDirectory(prefix="rollup-bench-") as tmp:
-            rollup_run, bound, planned, bare = run_rollup(
-                case, strategy, Path(tmp) / "rollup", bare_ansible=3 if case.hosts == 8 else 0
-            )
+            for strategy, parallel in configs:
+                if not wanted(case, strategy, parallel):
+                    continue
+                started = time.monotonic()
+                # The patch step over real sshd is measured once, on the smallest pool.
+                asked = 3 if case.hosts == 8 and (strategy, parallel) == MAIN else 0
+                rollout, timed = run_rollup(
+                    case, strategy, Path(tmp) / f"rollup-{strategy}-{parallel}", asked, parallel
+                )
+                rollouts[(strategy, parallel)] = rollout
+                bare += timed
+                print(
+                    f"  window {case.label}, rollup {rollout.label}:"
+                    f" {time.monotonic() - started:.0f} s",
+                    file=sys.stderr,
+                )
+            started = time.monotonic()
             baseline_run = run_baseline(case, Path(tmp) / "baseline")
-        results.append(PoolResult(case, strategy, rollup_run, baseline_run, bound, planned, bare))
-        print(f"  window {case.label}: done", file=sys.stderr)
+            print(
+                f"  window {case.label}, baseline: {time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+            )
+        results.append(PoolResult(case, baseline_run, rollouts, bare))
     return results
 
 
 def report(results: list[PoolResult]) -> None:
-    print("Maintenance window (pool seconds; patch charged 120 s/host to both)")
+    print("Maintenance window (pool seconds; patch charged 120 s a host step to both)")
     print(
-        f"{'pool':<28} {'rollup':>8} {'baseline':>9} {'lower bd':>9}"
-        f" {'base/rollup':>11} {'rollup/bound':>12} {'migr r/b':>9}"
+        f"{'pool':<26} {'rollup':<19} {'batches':>7} {'window':>7} {'pooled':>7}"
+        f" {'lower bd':>8} {'base/rollup':>11} {'rollup/bound':>12} {'migr r/b':>9}"
     )
     for r in results:
         print(
-            f"{r.case.label:<28} {r.rollup.charged:>8.0f} {r.baseline.charged:>9.0f}"
-            f" {r.lower_bound:>9.0f} {r.baseline.charged / r.rollup.charged:>10.2f}x"
-            f" {r.rollup.charged / r.lower_bound:>11.2f}x"
-            f" {r.rollup.migrations:>4}/{r.baseline.migrations:<4}"
+            f"{r.case.label:<26} {'baseline (XO-like)':<19} {r.case.hosts:>7}"
+            f" {r.baseline.charged:>7.0f} {'':>7} {'':>8} {'':>11} {'':>12}"
+            f" {r.baseline.migrations:>9}"
         )
+        for rollout in r.rollouts.values():
+            run = rollout.run
+            pooled = f"{run.pooled:.0f}" if rollout.parallel == 1 else "-"
+            print(
+                f"{'':<26} {rollout.label:<19} {run.batches:>7} {run.charged:>7.0f}"
+                f" {pooled:>7} {rollout.lower_bound:>8.0f}"
+                f" {r.baseline.charged / run.charged:>10.2f}x"
+                f" {run.charged / rollout.lower_bound:>11.2f}x"
+                f" {run.migrations:>4}/{r.baseline.migrations:<4}"
+            )
+
+
+def _config(text: str) -> tuple[Strategy, int]:
+    strategy, _, parallel = text.partition(":")
+    if strategy not in ("return", "upgraded-first"):
+        raise argparse.ArgumentTypeError(f"unknown strategy {strategy!r}")
+    return strategy, int(parallel or 1)  # type: ignore[return-value]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
-        "--strategy", default="upgraded-first", choices=("return", "upgraded-first")
+        "--config",
+        action="append",
+        type=_config,
+        help="STRATEGY[:HOSTS_AT_ONCE], repeatable; default: all of CONFIGS"
+        " (upgraded-first first, as it is the main one)",
     )
     args = parser.parse_args()
-    report(measure(args.quick, args.strategy))
+    configs = tuple(args.config) if args.config else CONFIGS
+    if MAIN not in configs:
+        configs = (MAIN, *configs)
+    report(measure(args.quick, configs))
 
 
 if __name__ == "__main__":
