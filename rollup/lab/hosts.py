@@ -268,7 +268,10 @@ PrintLastLog no
 MaxStartups 100:30:200
 MaxSessions 50
 Subsystem sftp internal-sftp
-SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}"
+# A lab host is its own machine: its own HOME, so sessions never run this machine's
+# dotfiles (a shell rc killed mid-way by a simulated reboot can leave locks behind
+# that stall every later login).
+SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}" "HOME={self.dir}"
 """
         _write(self.sshd_config, config, 0o600)
         self._sshd = _Sshd(self.name, self.dir, self.root)
