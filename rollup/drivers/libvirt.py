@@ -53,6 +53,7 @@ log = logging.getLogger("rollup.drivers.libvirt")
 
 SHUTDOWN_SECONDS = 60.0  # a clean shutdown, before the guest is powered off
 WAIT_INTERVAL = 0.5  # how often wait_back asks a rebooting host
+GONE_SECONDS = 120.0  # how long a host asked to reboot may take to go down
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class LibvirtDriver:
         link = self._link(host)
         deadline = time.monotonic() + timeout
         last = "not asked yet"
+        self._wait_gone(link, since, min(deadline, time.monotonic() + GONE_SECONDS))
         while True:
             read = self._read(link)
             state = read.host
@@ -249,6 +251,22 @@ class LibvirtDriver:
                     (host, since),
                 )
             time.sleep(WAIT_INTERVAL)
+
+    def _wait_gone(self, link: HostLink, since: str, until: float) -> None:
+        """Until a host asked to reboot goes down, watch it through libvirt alone: an SSH
+        session still open when the host goes down is cut in the middle (on a real host
+        it may hang; a shell cut in its rc files can leave locks behind)."""
+        try:
+            if hostos.probe(link.remote).boot_id != since:
+                return  # it rebooted already (a resumed run)
+        except DriverError:
+            return  # down already
+        while time.monotonic() < until:
+            try:
+                link.call(f"ask host {link.name}", lambda c: c.getLibVersion())
+            except DriverError:
+                return
+            time.sleep(0.2)
 
     # -- VMs -------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ from rollup.remote import RemoteHost, ssh
 ROOT = 'root="${ROLLUP_LAB_ROOT:-}"'
 DISABLED = '"$root/run/rollup/disabled"'
 LOCK = '"$root/var/lib/rollup/lock"'
-PROBE_TIMEOUT = 15.0
+# Generous: a login shell's rc files can hold a session for seconds on a busy host.
+PROBE_TIMEOUT = 30.0
 GRACE = 5.0  # beyond a command's timeout, before we stop waiting for its thread
 # Reboot in the background, a moment later, so the command's exit status gets back to us.
 REBOOT = "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"

@@ -44,16 +44,19 @@ def assert_upgraded_and_whole(lab: Lab, before: Pool, counted: dict[str, int]) -
     return after
 
 
-def test_plan_orders_a_pool_without_a_master_by_policy_alone(lab: Lab) -> None:
+def assert_planned_by_policy_alone(lab: Lab) -> None:
+    """A pool without a master: hosts in inventory order, every guest out and back."""
     result = lab.rollup("plan", str(lab.inventory), "--format", "json")
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert plan["pool"]["master"] is None
-    assert plan["pool"]["driver"] == "libvirt"
+    assert (plan["pool"]["driver"], plan["pool"]["master"], plan["feasible"]) == (
+        "libvirt",
+        None,
+        True,
+    )
     order = [step["host"]["name"] for batch in plan["batches"] for step in batch["steps"]]
-    assert order == ["h1", "h2", "h3"]  # rollup_order: inventory
-    assert plan["feasible"]
-    assert plan["totals"]["migrations"] == 8  # 4 guests out and back (strategy return)
+    assert order == ["h1", "h2", "h3"]
+    assert plan["totals"]["migrations"] == 8
 
 
 def test_a_libvirt_pool_is_upgraded_by_live_migration_with_every_guest_counting_on(
@@ -61,6 +64,8 @@ def test_a_libvirt_pool_is_upgraded_by_live_migration_with_every_guest_counting_
 ) -> None:
     before = lab.snapshot()
     counted = wait_counting(lab)
+    assert_planned_by_policy_alone(lab)
+    assert lab.snapshot().vms == before.vms, "a plan changes nothing"
     result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--json")
     assert result.returncode == 0, result.stderr
     events = events_of(result.stdout)
@@ -111,20 +116,20 @@ def migrations(events: list[dict[str, Any]]) -> dict[tuple[str, str], list[float
 def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(lab: Lab) -> None:
     before = lab.snapshot()
     counted = wait_counting(lab)
-    lab.running.hosts["h2"].machine.set_faults(refuse_ssh=False, fail_patch=True)
+    lab.running.hosts["h1"].machine.set_faults(refuse_ssh=False, fail_patch=True)
     result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
     assert result.returncode == 5, result.stderr
-    assert "h2 failed while patching" in result.stderr
+    assert "h1 failed while patching" in result.stderr
     assert "rollup resume" in result.stderr
 
     during = lab.snapshot()
-    h2 = next(h for h in during.hosts if h.name == "h2")
-    assert not h2.enabled and not during.resident(h2.id), "h2 must be disabled and empty"
-    assert all(h.enabled for h in during.hosts if h.name != "h2")
+    h1 = next(h for h in during.hosts if h.name == "h1")
+    assert not h1.enabled and not during.resident(h1.id), "h1 must be disabled and empty"
+    assert all(h.enabled for h in during.hosts if h.name != "h1")
     assert all(vm.running for vm in during.vms) and len(during.vms) == 4
     assert during.lock is None
 
-    lab.running.hosts["h2"].machine.set_faults(refuse_ssh=False, fail_patch=False)
+    lab.running.hosts["h1"].machine.set_faults(refuse_ssh=False, fail_patch=False)
     resumed = lab.rollup("resume", "--yes", "--no-tui")
     assert resumed.returncode == 0, resumed.stderr
     assert_upgraded_and_whole(lab, before, counted)
