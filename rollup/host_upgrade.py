@@ -113,8 +113,9 @@ class RunContext:
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
-    async def snapshot(self) -> Pool:
-        return await self.call(self.driver.snapshot)
+    async def snapshot(self, host: str | None = None) -> Pool:
+        """The pool now, with what pins VMs read for `host` only when one is given."""
+        return await self.call(self.driver.snapshot, None if host is None else (host,))
 
 
 class HostUpgrade:
@@ -249,7 +250,7 @@ class HostUpgrade:
         """Nothing was patched: enable the host again and restart what we stopped on it."""
         try:
             await self.ctx.call(self.ctx.driver.enable, self.host)
-            started = await self._start_stopped(await self.ctx.snapshot())
+            started = await self._start_stopped(await self.ctx.snapshot(self.host))
         except (DriverError, RemoteError) as error:
             return f"; could not put {self.name} back in service: {error.message}"
         restarted = f", {started} stopped VM(s) started again" if started else ""
@@ -280,7 +281,7 @@ class HostUpgrade:
     # -- the actions, one per state -------------------------------------------------------
 
     async def _do_checking(self) -> str:
-        pool = await self.ctx.snapshot()
+        pool = await self.ctx.snapshot(self.host)
         host = pool.host(self.host)
         target = self.ctx.policy.target_version
         if not host.live:
@@ -347,7 +348,7 @@ class HostUpgrade:
         attempts = 3
         for attempt in range(attempts + 1):
             self._check_aborted("evacuating")
-            pool = await self.ctx.snapshot()
+            pool = await self.ctx.snapshot(self.host)
             movable = [vm for vm in pool.resident(self.host) if not vm.blockers]
             if not movable:
                 # Pinned VMs stop last: a failed evacuation stops nothing, and their
@@ -509,7 +510,7 @@ class HostUpgrade:
     async def _do_rebooting(self) -> str:
         journal, run_id = self.ctx.journal, self.ctx.run_id
         before = journal.recall(run_id, self.host, "boot_mark_before")
-        pool = await self.ctx.snapshot()
+        pool = await self.ctx.snapshot(self.host)
         host = pool.host(self.host)
         if before is None:
             before = host.boot_mark
@@ -524,7 +525,7 @@ class HostUpgrade:
         return f"back at {back.version}"
 
     async def _do_verifying(self) -> str:
-        pool = await self.ctx.snapshot()
+        pool = await self.ctx.snapshot(self.host)
         host = pool.host(self.host)
         target = self.ctx.policy.target_version
         if not host.live:
@@ -547,12 +548,12 @@ class HostUpgrade:
         return ""
 
     async def _do_restoring(self) -> str:
-        pool = await self.ctx.snapshot()
+        pool = await self.ctx.snapshot(self.host)
         # The VMs we shut down can run nowhere else: they start first, before the VMs
         # coming back take the memory they need (those can stay where they run).
         started = await self._start_stopped(pool)
         if started:
-            pool = await self.ctx.snapshot()
+            pool = await self.ctx.snapshot(self.host)
         moved, left = await self._return_vms(pool)
         if left:
             self.ctx.bus.emit(

@@ -7,7 +7,7 @@ exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -44,7 +44,11 @@ class HaState:
 class Driver(Protocol):
     name: str
 
-    def snapshot(self) -> Pool: ...
+    def snapshot(self, blockers_for: Collection[str] | None = None) -> Pool:
+        """The pool now. What pins VMs is read for the hosts in `blockers_for` only (all
+        when None): during a run only the host in its turn needs it, and on a large pool
+        asking every host is most of a snapshot's cost."""
+        ...
 
     def disable(self, host: str) -> None: ...
 

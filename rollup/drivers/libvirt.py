@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -114,7 +114,7 @@ class LibvirtDriver:
 
     # -- reading ---------------------------------------------------------------------
 
-    def snapshot(self) -> Pool:
+    def snapshot(self, blockers_for: Collection[str] | None = None) -> Pool:
         reads = list(self._executor.map(self._read, self.links))
         by_id: dict[str, VM] = {}
         for read in reads:

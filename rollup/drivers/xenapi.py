@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,10 +43,12 @@ class XenApiDriver:
 
     # -- reading ---------------------------------------------------------------------
 
-    def snapshot(self) -> Pool:
-        return parse_pool(self.records(blockers=True))
+    def snapshot(self, blockers_for: Collection[str] | None = None) -> Pool:
+        return parse_pool(self.records(blockers=True, blockers_for=blockers_for))
 
-    def records(self, blockers: bool = True) -> PoolRecords:
+    def records(
+        self, blockers: bool = True, blockers_for: Collection[str] | None = None
+    ) -> PoolRecords:
         """Everything a snapshot needs, in a handful of get_all_records round trips."""
         call = self.api.call
         hosts = call("read the hosts", "host.get_all_records")
@@ -58,6 +60,7 @@ class XenApiDriver:
                 (ref, host)
                 for ref, host in hosts.items()
                 if metrics.get(host.get("metrics"), {}).get("live", False)
+                and (blockers_for is None or host.get("uuid") in blockers_for)
             ]
             # xapi plans each host's evacuation in turn: ask several hosts at once.
             evacuation = dict(self._readers().map(self._evacuation_errors, live))
