@@ -4,14 +4,10 @@ The lab runs at speed 2000 (a 90 s reboot lasts 45 ms, an 8 GiB migration 4 ms) 
 without sshd: Ansible reaches each host through its local connection, with the same
 playbook and inventory variables as over SSH.
 
-Size: 64 hosts with 1,000 VMs by default; `ROLLUP_LOAD_VMS=2000` runs the 2,000-VM pool.
-On the 2-core machine the 2,000-VM run took 387 s (6.5 min), over the few minutes this
-suite may take. What dominates is not Ansible (one `ansible-playbook` per host, ~1.5 s
-of CPU, ~100 s for 64 hosts) but the controller's whole-pool snapshots: ~7 per host
-(checking, evacuating twice, rebooting, verifying, restoring...), 0.58 s of CPU each
-for 2,000 VMs with the evacuation checks (lab server and client together), so ~450
-snapshots and ~260 s of CPU. The snapshot cost grows with the VMs, so 1,000 VMs keep
-all 64 hosts, the 8-host batches and every invariant at about half the time.
+Size: 64 hosts with 2,000 VMs, as the promise says (`ROLLUP_LOAD_VMS` changes it). On
+the 2-core machine it takes about 3.5 minutes: one `ansible-playbook` per host (~1.5 s
+of CPU each) and the controller's snapshots, which during a run read what pins VMs for
+the host in its turn only.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ from tests.reliability.matrix import Matrix, record_row
 from tests.reliability.pool_checks import assert_finished, latest_run, running
 
 HOSTS, PARALLEL = 64, 8
-VMS = int(os.environ.get("ROLLUP_LOAD_VMS", "1000"))
+VMS = int(os.environ.get("ROLLUP_LOAD_VMS", "2000"))
 MATRIX = Matrix(f"Load: {HOSTS} hosts, {VMS} VMs, up to {PARALLEL} hosts at once")
 
 
