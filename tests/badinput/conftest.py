@@ -14,28 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
-from rollup.lab.running import RunningLab
 from tests.rollout.conftest import Lab
+from tests.rollout.conftest import start_lab as start_shared_lab
 
 _networks = itertools.cycle(range(100, 110))
 
 
 def start_lab(directory: Path, *, ssh: bool = False, hosts: int = 3, vms: int = 9) -> Lab:
-    faults = directory / "faults.yml"
-    directory.mkdir(parents=True, exist_ok=True)
-    faults.write_text("{}\n")
-    running = RunningLab.start(
-        hosts=hosts,
-        vms=vms,
-        seed=1,
-        speed=200.0,
-        ssh=ssh,
-        port=0,
-        directory=directory / "lab",
-        faults=str(faults),
-        network=f"127.0.{next(_networks)}.0",
+    return start_shared_lab(
+        directory, hosts=hosts, vms=vms, ssh=ssh, network=f"127.0.{next(_networks)}.0"
     )
-    return Lab(running, directory / "lab", directory / "state", faults)
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from rollup import drivers
 from rollup import inventory as inventories
 from rollup.lab.libvirt_lab import LibvirtLab
 from rollup.model import Pool
+from tests.rollout.conftest import run_rollup, start_rollup
 
 # Each lab gets its own loopback /24 (127.0.220.0 upward; other packages use other
 # ranges): a daemon left behind by one test can never answer for the next.
@@ -54,30 +53,10 @@ class Lab:
         return {guest.name: self.running.count(guest.name) for guest in self.running.guests}
 
     def rollup(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env(),
-        )
+        return run_rollup(self.state, *args, timeout=timeout)
 
     def start_rollup(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env(),
-        )
-
-
-def env() -> dict[str, str]:
-    environment = dict(os.environ)
-    environment["PYTHONUNBUFFERED"] = "1"
-    return environment
+        return start_rollup(self.state, *args)
 
 
 def events_of(stdout: str) -> list[dict[str, Any]]:

@@ -57,24 +57,10 @@ class Lab:
         self.running.poll_faults()
 
     def rollup(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=env(),
-        )
+        return run_rollup(self.state, *args, timeout=timeout)
 
     def start_rollup(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "rollup", *args, "--state-dir", str(self.state)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env(),
-        )
+        return start_rollup(self.state, *args)
 
     def write_inventory(self, drop: tuple[str, ...] = (), **group_vars: Any) -> Path:
         """The lab's inventory with some group variables changed or dropped."""
@@ -86,6 +72,29 @@ class Lab:
         path = self.dir / "inventory-custom.yml"
         path.write_text(yaml.safe_dump(data))
         return path
+
+
+def run_rollup(state: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """The real `rollup` command, as a user or a pipeline runs it (no terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env(),
+    )
+
+
+def start_rollup(state: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env(),
+    )
 
 
 def env() -> dict[str, str]:
@@ -106,22 +115,32 @@ def read_events(stream: Any, until: Any) -> list[dict[str, Any]]:
     return seen
 
 
-def start_lab(tmp_path: Path, fill: tuple[float, float] = (0.5, 0.75)) -> Lab:
-    faults = tmp_path / "faults.yml"
+def start_lab(
+    directory: Path,
+    fill: tuple[float, float] = (0.5, 0.75),
+    *,
+    hosts: int = 4,
+    vms: int = 24,
+    ssh: bool = True,
+    network: str | None = None,
+) -> Lab:
+    """A lab pool in `directory` (lab/, state/, faults.yml), on its own loopback /24."""
+    directory.mkdir(parents=True, exist_ok=True)
+    faults = directory / "faults.yml"
     faults.write_text("{}\n")
     running = RunningLab.start(
-        hosts=4,
-        vms=24,
+        hosts=hosts,
+        vms=vms,
         seed=1,
         speed=SPEED,
-        ssh=True,
+        ssh=ssh,
         port=0,
-        directory=tmp_path / "lab",
+        directory=directory / "lab",
         faults=str(faults),
-        network=f"127.0.{next(_networks)}.0",
+        network=network or f"127.0.{next(_networks)}.0",
         fill=fill,
     )
-    return Lab(running, tmp_path / "lab", tmp_path / "state", faults)
+    return Lab(running, directory / "lab", directory / "state", faults)
 
 
 @pytest.fixture

@@ -11,28 +11,16 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rollup.lab.running import RunningLab
 from tests.rollout.conftest import Lab
+from tests.rollout.conftest import start_lab as start_shared_lab
 
 _networks = itertools.cycle(range(110, 121))
 
 
 def start_lab(directory: Path, *, hosts: int = 3, vms: int = 9) -> Lab:
-    directory.mkdir(parents=True, exist_ok=True)
-    faults = directory / "faults.yml"
-    faults.write_text("{}\n")
-    running = RunningLab.start(
-        hosts=hosts,
-        vms=vms,
-        seed=1,
-        speed=200.0,
-        ssh=True,
-        port=0,
-        directory=directory / "lab",
-        faults=str(faults),
-        network=f"127.0.{next(_networks)}.0",
+    return start_shared_lab(
+        directory, hosts=hosts, vms=vms, ssh=True, network=f"127.0.{next(_networks)}.0"
     )
-    return Lab(running, directory / "lab", directory / "state", faults)
 
 
 def _read(path: str) -> bytes:
