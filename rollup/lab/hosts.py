@@ -114,7 +114,9 @@ class LabMachine:
         self._lock = threading.RLock()
         for directory in (self.root / "etc/rollup-lab", self.root / BOOT_ID.parent, self.bin):
             directory.mkdir(parents=True, exist_ok=True)
-        _write(self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755)
+        write_atomically(
+            self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755
+        )
         if address is not None:
             if not SSHD.exists():
                 raise BadInput(SSHD_MISSING)
@@ -192,8 +194,8 @@ class LabMachine:
 
     def power_on(self, boot_id: str, version: str) -> None:
         with self._lock:
-            _write(self.root / BOOT_ID, boot_id + "\n")
-            _write(self.root / RUNNING_VERSION, version + "\n")
+            write_atomically(self.root / BOOT_ID, boot_id + "\n")
+            write_atomically(self.root / RUNNING_VERSION, version + "\n")
             self._powered = True
             if not self._refuse_ssh:
                 self._start_sshd()
@@ -201,7 +203,7 @@ class LabMachine:
     def set_faults(self, refuse_ssh: bool, fail_patch: bool) -> None:
         with self._lock:
             if fail_patch:
-                _write(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
+                write_atomically(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
             else:
                 (self.root / FAIL_PATCH).unlink(missing_ok=True)
             self._refuse_ssh = refuse_ssh
@@ -247,7 +249,7 @@ class LabMachine:
             _keygen(host_key, comment=f"rollup-lab-{self.name}")
         assert self.key is not None
         public = self.key.with_suffix(".pub").read_text()
-        _write(self.dir / "authorized_keys", public, 0o600)
+        write_atomically(self.dir / "authorized_keys", public, 0o600)
         path = f"{self.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         config = f"""\
 # rollup lab host {self.name}, written by rollup/lab/hosts.py
@@ -273,7 +275,7 @@ Subsystem sftp internal-sftp
 # that stall every later login).
 SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}" "HOME={self.dir}"
 """
-        _write(self.sshd_config, config, 0o600)
+        write_atomically(self.sshd_config, config, 0o600)
         self._sshd = _Sshd(self.name, self.dir, self.root)
         # A lab that dies without close() must not leave daemons holding its addresses.
         weakref.finalize(self, self._sshd.stop)
@@ -387,7 +389,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> None:
     """Write atomically, so a reader (the pool, a playbook) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")

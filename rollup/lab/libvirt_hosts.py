@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from rollup.errors import BadInput
-from rollup.lab.hosts import LabMachine
+from rollup.lab.hosts import LabMachine, write_atomically
 from rollup.lab.machine import RUNNING_VERSION
 
 LIBVIRTD = "/usr/sbin/libvirtd"
@@ -85,7 +85,7 @@ class LibvirtDaemon:
         # Guests' serial logs go here; libvirt creates the file, not the directory.
         (self.root / "var/log/libvirt/qemu").mkdir(exist_ok=True)
         etc = self.root / "etc/libvirt"
-        _write(
+        write_atomically(
             etc / "libvirtd.conf",
             f"""\
 # rollup libvirt lab host {self.name} (lab only: TCP without authentication)
@@ -100,7 +100,7 @@ unix_sock_rw_perms = "0700"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """,
         )
-        _write(
+        write_atomically(
             etc / "qemu.conf",
             f"""\
 # rollup libvirt lab host {self.name}
@@ -231,7 +231,9 @@ class LibvirtLabHost:
         self.root = self.machine.root
         self.daemon = LibvirtDaemon(name, self.root, address, str(uuid.uuid4()))
         self.daemon.configure()
-        _write(self.machine.bin / "reboot", _REBOOT_SCRIPT.format(request=REBOOT_REQUEST), 0o755)
+        write_atomically(
+            self.machine.bin / "reboot", _REBOOT_SCRIPT.format(request=REBOOT_REQUEST), 0o755
+        )
 
     @property
     def uri(self) -> str:
@@ -245,7 +247,9 @@ class LibvirtLabHost:
 
     def power_on(self, version: str) -> None:
         self.machine.power_on(str(uuid.uuid4()), version)
-        _write(self.root / OS_RELEASE, f'NAME="rollup libvirt lab"\nVERSION_ID="{version}"\n')
+        write_atomically(
+            self.root / OS_RELEASE, f'NAME="rollup libvirt lab"\nVERSION_ID="{version}"\n'
+        )
         self.daemon.start()
 
     def power_off(self) -> None:
@@ -274,15 +278,6 @@ class LibvirtLabHost:
         self.machine.close()
         self.daemon.stop()
         self.daemon.kill_everything()
-
-
-def _write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write atomically: the driver (over SSH) or a daemon may read the file at any time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.chmod(mode)
-    partial.replace(path)
 
 
 def quiet_libvirt() -> None:
