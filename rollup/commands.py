@@ -20,10 +20,10 @@ from rollup import planner
 from rollup.codec import from_data, to_data
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.events import Event, EventBus, JsonLinesSink, LogSink, MigrationProgress
-from rollup.host_upgrade import RunContext
 from rollup.journal import Journal, default_state_dir
 from rollup.model import Plan
 from rollup.rollout import Rollout, RunOptions
+from rollup.run_context import RunContext
 from rollup.session import PoolSession, open_session
 
 

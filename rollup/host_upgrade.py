@@ -8,30 +8,29 @@ re-enters the last journaled state and simply runs its action again.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from itertools import pairwise
-from typing import Any, Protocol
+from typing import Any
 
 from transitions import Machine
 
-from rollup.drivers import Driver
-from rollup.errors import DriverError, MigrationRefused, RemoteError, RollupError
+from rollup.errors import DriverError, RemoteError
 from rollup.events import (
     ActionResult,
     AnsibleTask,
-    EventBus,
     HostStateChanged,
     Message,
-    MigrationProgress,
     PlanDivergence,
 )
-from rollup.journal import Journal
-from rollup.model import VM, HostStep, Move, Policy, Pool, version_key
-from rollup.placement_live import Ledger, choose_destination
-from rollup.remote import RemoteHost
+from rollup.model import HostStep, version_key
+from rollup.run_context import (
+    HostFailed,
+    HostSkipped,
+    PatchResult,
+    RunContext,
+)
+from rollup.vm_moves import VmMoves
 
 SEQUENCE = (
     "pending",
@@ -54,70 +53,6 @@ BEFORE_PATCH = ("checking", "disabling", "evacuating")
 CAME_BACK_AT = "came_back_at"
 
 
-@dataclass(frozen=True)
-class PatchResult:
-    ok: bool
-    reboot_required: bool = True
-    failed_task: str = ""
-    message: str = ""
-    output_tail: str = ""
-    output_file: str = ""
-
-
-TaskCallback = Callable[[str, str, str], None]  # task, status, message
-
-
-class Patcher(Protocol):
-    """What a host's operating system must do for us (rollup/remote/patcher.py)."""
-
-    def play(
-        self,
-        host: RemoteHost,
-        playbook: str,
-        extravars: Mapping[str, Any],
-        on_task: TaskCallback,
-        cancelled: Callable[[], bool],
-    ) -> PatchResult: ...
-
-    def reachable(self, host: RemoteHost) -> bool: ...
-
-
-class HostFailed(RollupError):
-    """A host's step failed; the message carries the evidence, `state` where it happened."""
-
-    def __init__(self, message: str, code: str = "", output_tail: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.output_tail = output_tail
-
-
-class HostSkipped(RollupError):
-    pass
-
-
-@dataclass
-class RunContext:
-    """What every host of a run shares: the pool's driver, the remote side, the record."""
-
-    run_id: str
-    driver: Driver
-    patcher: Patcher
-    journal: Journal
-    bus: EventBus
-    policy: Policy
-    remotes: Mapping[str, RemoteHost]  # host id → how to reach its OS
-    ledger: Ledger = field(default_factory=Ledger)
-    cancelled: bool = False
-    migrations: int = 0
-
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.to_thread(fn, *args)
-
-    async def snapshot(self, host: str | None = None) -> Pool:
-        """The pool now, with what pins VMs read for `host` only when one is given."""
-        return await self.call(self.driver.snapshot, None if host is None else (host,))
-
-
 class HostUpgrade:
     """One host's state machine. The engine (`run`) drives it; transitions only record."""
 
@@ -127,6 +62,7 @@ class HostUpgrade:
         self.ctx = ctx
         self.step = step
         self.batch_hosts = batch_hosts
+        self.moves = VmMoves(ctx, step.host, step.host_name, batch_hosts)
         self.error: HostFailed | None = None
         self.failed_in: str | None = None
         self.reason = ""
@@ -250,7 +186,7 @@ class HostUpgrade:
         """Nothing was patched: enable the host again and restart what we stopped on it."""
         try:
             await self.ctx.call(self.ctx.driver.enable, self.host)
-            started = await self._start_stopped(await self.ctx.snapshot(self.host))
+            started = await self.moves.start_stopped(await self.ctx.snapshot(self.host))
         except (DriverError, RemoteError) as error:
             return f"; could not put {self.name} back in service: {error.message}"
         restarted = f", {started} stopped VM(s) started again" if started else ""
@@ -306,7 +242,7 @@ class HostUpgrade:
                 " to shutdown-restart or skip-host, or move it by hand",
                 vm.blockers[0].code,
             )
-        self._assert_room(pool)
+        self.moves.assert_room(pool)
         planned = {move.vm for move in self.step.evacuate}
         actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
         if planned != actual:
@@ -325,20 +261,6 @@ class HostUpgrade:
             await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
         return f"{len(actual)} VM(s) to move" + (f", target {target}" if target else "")
 
-    def _assert_room(self, pool: Pool) -> None:
-        """Refuse to take a host out of service whose VMs have nowhere to go right now."""
-        trial = Ledger()
-        for vm in sorted(pool.resident(self.host), key=lambda v: (-v.memory, v.name)):
-            if vm.blockers:
-                continue
-            if choose_destination(pool, vm, trial, avoid=self.batch_hosts) is None:
-                raise HostFailed(
-                    f"not enough room to evacuate {self.name} now: no host has"
-                    f" {vm.memory / 2**30:.1f} GiB free for {vm.name} (a host the plan"
-                    " counted on is out of service or fuller than planned); it stays in service",
-                    "HOST_NOT_ENOUGH_FREE_MEMORY",
-                )
-
     async def _do_disabling(self) -> str:
         await self.ctx.call(self.ctx.driver.disable, self.host)
         return ""
@@ -353,12 +275,12 @@ class HostUpgrade:
             if not movable:
                 # Pinned VMs stop last: a failed evacuation stops nothing, and their
                 # downtime does not include the others' migrations.
-                await self._stop_pinned(pool)
+                await self.moves.stop_pinned(pool)
                 return f"{moved} VM(s) moved"
             if attempt == attempts:
                 break
             planned = {move.vm: move.dest for move in self.step.evacuate}
-            failures = await self._migrate_all(pool, movable, planned)
+            failures = await self.moves.migrate_all(pool, movable, planned)
             moved += len(movable) - len(failures)
             if failures and attempt == attempts - 1:
                 vm, error = failures[0]
@@ -368,92 +290,6 @@ class HostUpgrade:
                     error.code,
                 )
         raise HostFailed(f"{self.name} still has running VMs after evacuation")
-
-    async def _stop_pinned(self, pool: Pool) -> None:
-        for vm in [vm for vm in pool.resident(self.host) if vm.blockers]:
-            # Only shutdown-restart reaches here with pinned VMs (checking refused the rest).
-            self.ctx.journal.note(self.ctx.run_id, self.host, f"stopped:{vm.id}", vm.name)
-            self.ctx.bus.emit(
-                Message(
-                    self.ctx.run_id,
-                    level="warning",
-                    text=f"{self.name}: shutting down {vm.name} ({vm.blockers[0].reason});"
-                    " it starts again here after the upgrade",
-                    host=self.host,
-                )
-            )
-            await self.ctx.call(self.ctx.driver.shutdown_vm, vm.id)
-
-    async def _migrate_all(
-        self, pool: Pool, vms: list[VM], planned: Mapping[str, str]
-    ) -> list[tuple[VM, DriverError]]:
-        """Move `vms` off this host, planned destinations first; returns what failed."""
-        limit = asyncio.Semaphore(max(1, self.ctx.policy.parallel_migrations))
-        failures: list[tuple[VM, DriverError]] = []
-        avoid = set(self.batch_hosts)
-        # Reservations stay until every migration of this round has landed: a snapshot
-        # taken meanwhile by another host of the batch would not show them all yet.
-        reserved: list[tuple[str, int]] = []
-
-        async def one(vm: VM) -> None:
-            async with limit:
-                if self.ctx.cancelled:
-                    return  # aborted: no new migration starts; those in flight land
-                dest = choose_destination(
-                    pool, vm, self.ctx.ledger, avoid=avoid, preferred=planned.get(vm.id)
-                )
-                if dest is None:
-                    failures.append(
-                        (
-                            vm,
-                            DriverError(
-                                f"no host has {vm.memory / 2**30:.1f} GiB free for it",
-                                "HOST_NOT_ENOUGH_FREE_MEMORY",
-                            ),
-                        )
-                    )
-                    return
-                reserved.append((dest, vm.memory))
-                try:
-                    await self._migrate(pool, vm, dest)
-                except DriverError as error:
-                    failures.append((vm, error))
-
-        try:
-            await asyncio.gather(*(one(vm) for vm in sorted(vms, key=lambda v: -v.memory)))
-        finally:
-            for dest, memory in reserved:
-                self.ctx.ledger.release(dest, memory)
-        return failures
-
-    async def _migrate(self, pool: Pool, vm: VM, dest: str) -> None:
-        dest_name = pool.host(dest).name
-        source = vm.host or self.host
-
-        def progress(value: float, status: str = "running", error: str = "") -> None:
-            self.ctx.bus.emit(
-                MigrationProgress(
-                    self.ctx.run_id,
-                    host=self.host,
-                    vm=vm.id,
-                    vm_name=vm.name,
-                    source=source,
-                    dest=dest,
-                    dest_name=dest_name,
-                    progress=value,
-                    status=status,
-                    error=error,
-                )
-            )
-
-        progress(0.0, "started")
-        try:
-            await self.ctx.call(self.ctx.driver.migrate, vm.id, dest, progress)
-        except MigrationRefused as error:
-            progress(0.0, "failed", error.message)
-            raise
-        self.ctx.migrations += 1
-        progress(1.0, "done")
 
     async def _do_patching(self) -> str:
         result = await self._play(self.ctx.policy.playbook, "patch")
@@ -551,10 +387,10 @@ class HostUpgrade:
         pool = await self.ctx.snapshot(self.host)
         # The VMs we shut down can run nowhere else: they start first, before the VMs
         # coming back take the memory they need (those can stay where they run).
-        started = await self._start_stopped(pool)
+        started = await self.moves.start_stopped(pool)
         if started:
             pool = await self.ctx.snapshot(self.host)
-        moved, left = await self._return_vms(pool)
+        moved, left = await self.moves.return_vms(pool, self.step.restore)
         if left:
             self.ctx.bus.emit(
                 Message(
@@ -567,56 +403,3 @@ class HostUpgrade:
         if self.ctx.policy.post_host_playbook:
             await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
         return f"{moved} VM(s) back, {started} restarted"
-
-    async def _return_vms(self, pool: Pool) -> tuple[int, list[str]]:
-        """The plan's returns, in parallel: `parallel_migrations` at once per source host,
-        as evacuations go (returns come from many hosts, so they overlap well)."""
-        limits: dict[str, asyncio.Semaphore] = {}
-        left: list[str] = []
-        moved = 0
-
-        async def one(move: Move) -> None:
-            nonlocal moved
-            vm = _find(pool, move.vm)
-            if vm is None or not vm.running or vm.host == move.dest:
-                return
-            source = vm.host or ""
-            limit = limits.setdefault(
-                source, asyncio.Semaphore(max(1, self.ctx.policy.parallel_migrations))
-            )
-            async with limit:
-                dest = choose_destination(
-                    pool, vm, self.ctx.ledger, avoid=set(), preferred=move.dest, only=move.dest
-                )
-                if dest is None:
-                    left.append(f"{move.vm_name} (not enough memory on {self.name})")
-                    return
-                try:
-                    await self._migrate(pool, vm, dest)
-                    moved += 1
-                except DriverError as error:
-                    # One VM that cannot go home must not fail the host: it runs where it is.
-                    left.append(f"{move.vm_name} ({error.message})")
-                finally:
-                    self.ctx.ledger.release(dest, vm.memory)
-
-        await asyncio.gather(*(one(move) for move in self.step.restore))
-        return moved, left
-
-    async def _start_stopped(self, pool: Pool) -> int:
-        started = 0
-        for vm in pool.vms:
-            if self.ctx.journal.recall(self.ctx.run_id, self.host, f"stopped:{vm.id}") is None:
-                continue
-            if vm.power_state == "Halted":
-                await self.ctx.call(self.ctx.driver.start_vm, vm.id, self.host)
-                started += 1
-            self.ctx.journal.forget(self.ctx.run_id, self.host, f"stopped:{vm.id}")
-        return started
-
-
-def _find(pool: Pool, vm_id: str) -> VM | None:
-    for vm in pool.vms:
-        if vm.id == vm_id:
-            return vm
-    return None

@@ -30,9 +30,10 @@ from rollup.errors import (
     DriverError,
 )
 from rollup.events import Message, RunFinished, RunStateChanged
-from rollup.host_upgrade import OUT_OF_SERVICE, HostUpgrade, RunContext
+from rollup.host_upgrade import OUT_OF_SERVICE, HostUpgrade
 from rollup.journal import Transition
 from rollup.model import Lock, Plan, Window
+from rollup.run_context import RunContext
 
 RUN_STATES = ("planned", "running", "paused", "awaiting_approval", "completed", "failed", "aborted")
 OUTCOME_EXIT = {

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rollup.host_upgrade import PatchResult, TaskCallback
 from rollup.remote import RemoteHost, ansible, ssh
+from rollup.run_context import PatchResult, TaskCallback
 
 
 class _CancelFlag(threading.Event):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rollup import inventory, planner
 from rollup.events import EventBus
-from rollup.host_upgrade import RunContext
 from rollup.journal import Journal
 from rollup.remote.patcher import AnsiblePatcher
 from rollup.rollout import Rollout, RunOptions
+from rollup.run_context import RunContext
 from rollup.session import open_session
 from tests.rollout.conftest import Lab
 from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running

@@ -10,10 +10,10 @@ import pytest
 
 from rollup import inventory, planner
 from rollup.events import EventBus
-from rollup.host_upgrade import RunContext
 from rollup.journal import Journal
 from rollup.remote.patcher import AnsiblePatcher
 from rollup.rollout import Rollout, RunOptions
+from rollup.run_context import RunContext
 from rollup.session import open_session
 from rollup.tui.app import build_app
 from tests.rollout.conftest import Lab, start_lab
