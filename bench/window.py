@@ -331,22 +331,29 @@ def run_baseline(case: Case, workdir: Path) -> RunResult:
         lab.stop()
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, sizes: tuple[int, ...] | None = None) -> list[Case]:
     """One pool per size at the lab's own fill (RunningLab generates with its default);
     few VMs a host, so the sizes and configurations fit in a few minutes of reboots."""
-    sizes = (8,) if quick else (8, 16, 32)
+    sizes = sizes or ((8,) if quick else (8, 16, 32, 64))
     return [Case(h, 12, None, seed=7000 + h) for h in sizes]
 
 
 def wanted(case: Case, strategy: Strategy, parallel: int) -> bool:
     """`return` one host at a time runs on the small pools only (it is the slowest run
-    and its window differs from `upgraded-first`'s by its returns only)."""
+    and its window differs from `upgraded-first`'s by its returns only); the 64-host
+    pool runs one host at a time and 4 at once, the two ends of the range."""
+    if case.hosts >= 64:
+        return strategy == "upgraded-first" and parallel in (1, 4)
     return strategy != "return" or case.hosts <= 16
 
 
-def measure(quick: bool, configs: tuple[tuple[Strategy, int], ...] = CONFIGS) -> list[PoolResult]:
+def measure(
+    quick: bool,
+    configs: tuple[tuple[Strategy, int], ...] = CONFIGS,
+    sizes: tuple[int, ...] | None = None,
+) -> list[PoolResult]:
     results = []
-    for case in cases(quick):
+    for case in cases(quick, sizes):
         rollouts: dict[tuple[Strategy, int], Rollout] = {}
         bare: list[float] = []
         with tempfile.TemporaryDirectory(prefix="rollup-bench-") as tmp:
@@ -411,6 +418,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument(
+        "--hosts", action="append", type=int, help="pool size, repeatable (default 8-64)"
+    )
+    parser.add_argument(
         "--config",
         action="append",
         type=_config,
@@ -421,7 +431,7 @@ def main() -> None:
     configs = tuple(args.config) if args.config else CONFIGS
     if MAIN not in configs:
         configs = (MAIN, *configs)
-    report(measure(args.quick, configs))
+    report(measure(args.quick, configs, tuple(args.hosts) if args.hosts else None))
 
 
 if __name__ == "__main__":
