@@ -16,6 +16,7 @@ from rollup.errors import BadInput, RemoteError
 from rollup.lab import hosts
 from rollup.lab.hosts import LabMachine
 from rollup.remote import ansible, processes, ssh
+from tests.lab_hosts import lab_hosts
 
 LAB_PATCH = Path(__file__).parents[2] / "playbooks" / "lab-patch.yml"
 _addresses = (f"127.0.30.{n}" for n in itertools.cycle(range(100, 150)))
@@ -23,17 +24,7 @@ _addresses = (f"127.0.30.{n}" for n in itertools.cycle(range(100, 150)))
 
 @pytest.fixture
 def make_machine(tmp_path: Path) -> Iterator[Callable[..., LabMachine]]:
-    made: list[LabMachine] = []
-
-    def make(name: str = "h1", *, ssh: bool = True, version: str = "8.2.1") -> LabMachine:
-        machine = LabMachine(name, tmp_path / "lab", address=next(_addresses) if ssh else None)
-        made.append(machine)
-        machine.power_on(str(uuid.uuid4()), version)
-        return machine
-
-    yield make
-    for machine in made:
-        machine.close()
+    yield from lab_hosts(tmp_path, _addresses)
 
 
 @pytest.fixture
