@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-import time
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from rollup.errors import EXIT_OK
-from rollup.events import from_dict
+from rollup.events import EventBus, LogSink
+from rollup.follow import JournalFollower
 from rollup.journal import Journal, RunRecord
 
 FINAL = ("completed", "failed", "aborted")
@@ -98,27 +99,12 @@ def print_status(journal: Journal, record: RunRecord, as_json: bool, watch: bool
 
 
 def _watch(journal: Journal, record: RunRecord) -> int:
-    """Follow a run from the journal, as another process writes it (no TUI needed)."""
-    from rollup.events import LogSink
-
-    sink = LogSink(sys.stderr, verbose=True)
-    seen = 0
-    while True:
-        for seq, event in journal.events(record.id, after=seen):
-            seen = seq
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.get("at", 0)))
-            line = _line(sink, event)
-            if line:
-                sys.stderr.write(f"{stamp} {line}\n")
-        current = journal.run(record.id)
-        if current is None or current.state in FINAL or current.outcome == "paused":
-            return EXIT_OK
-        time.sleep(0.5)
-
-
-def _line(sink: Any, data: dict[str, Any]) -> str | None:
-    event = from_dict(data)
-    return sink.format(event) if event is not None else None
+    """Follow a run from the journal, as another process writes it, in log lines: the
+    dashboard's follower with the pipeline's log sink instead of the dashboard."""
+    bus = EventBus()
+    bus.subscribe(LogSink(sys.stderr, verbose=True))
+    finished = asyncio.run(JournalFollower(journal, record, bus).execute())
+    return finished.exit_code if finished is not None else EXIT_OK
 
 
 def print_history(journal: Journal, as_json: bool) -> int:
