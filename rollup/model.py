@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Literal
 
+from rollup import bundled
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -144,7 +146,7 @@ class Policy:
     parallel_migrations: int = 3  # concurrent live migrations per source host
     unmovable: UnmovablePolicy = "fail"
     ha: HaPolicy = "disable-and-restore"
-    playbook: str = "playbooks/xcp-ng-update.yml"
+    playbook: str = bundled.playbook("xcp-ng-update.yml")  # rollup_playbook, else ours
     pre_host_playbook: str | None = None
     post_host_playbook: str | None = None
     reboot: RebootPolicy = "always"

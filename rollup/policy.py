@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from rollup import bundled
 from rollup.errors import BadInput
 from rollup.model import GiB, MiB, Policy, Window
 
@@ -478,4 +479,7 @@ def check(
 def build_policy(checked: Mapping[str, object], host_order: tuple[str, ...]) -> Policy:
     """A Policy from checked values; variables not given keep Policy's defaults."""
     fields = {field: checked[name] for name, field in _POLICY_FIELDS.items() if name in checked}
+    if "rollup_lab" in checked and "rollup_playbook" not in checked:
+        # A lab pool's hosts take the lab's own patch, shipped beside rollup's.
+        fields["playbook"] = bundled.playbook("lab-patch.yml")
     return Policy(host_order=host_order, **fields)  # type: ignore[arg-type]

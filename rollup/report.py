@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from importlib import resources
 from typing import Any, TextIO
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from rollup import bundled
 from rollup.model import Check, GiB, Move, Plan
 
 SCHEMA_VERSION = "1.0"
@@ -177,7 +177,7 @@ def plan_markdown(plan: Plan) -> str:
 
 def plan_schema() -> dict[str, Any]:
     """The JSON Schema that `plan_json` output satisfies."""
-    text = resources.files("rollup").joinpath("schemas/plan.schema.json").read_text("utf-8")
+    text = bundled.read_text("schemas/plan.schema.json")
     schema: dict[str, Any] = json.loads(text)
     return schema
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from rollup import bundled
 from rollup.errors import BadInput
 from rollup.lab.hosts import SSHD, loopback_address
 from rollup.lab.libvirt_guest import domain_xml, last_count, write_kernel
@@ -33,7 +34,6 @@ from rollup.remote import processes
 INITIAL_VERSION = "12.4"
 TARGET_VERSION = "12.5"  # what the lab's patch installs unless told otherwise
 GROUP = "libvirt_lab"
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 QEMU = "/usr/bin/qemu-system-x86_64"
 PACKAGES = (
     "qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
@@ -207,7 +207,7 @@ class LibvirtLab:
             "vars": {
                 "rollup_driver": "libvirt",
                 "rollup_target_version": TARGET_VERSION,
-                "rollup_playbook": str(PLAYBOOKS / "lab-patch.yml"),
+                "rollup_playbook": bundled.playbook("lab-patch.yml"),
                 "rollup_reboot": "if-required",
                 "rollup_unmovable": "shutdown-restart",
                 "rollup_reboot_seconds": "5s",

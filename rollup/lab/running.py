@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from rollup import bundled
 from rollup.errors import BadInput
 from rollup.lab import persistence
 from rollup.lab.faults import Faults, load_faults
@@ -36,7 +37,6 @@ from rollup.policy import LabSpec
 from rollup.remote import RemoteHost
 
 TARGET_VERSION = "8.3.0"  # what the lab's patch installs unless told otherwise
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 log = logging.getLogger("rollup")
 
@@ -254,7 +254,7 @@ class RunningLab:
                 "rollup_api_user": self.user,
                 "rollup_api_password": self.password,
                 "rollup_target_version": TARGET_VERSION,
-                "rollup_playbook": str(PLAYBOOKS / "lab-patch.yml"),
+                "rollup_playbook": bundled.playbook("lab-patch.yml"),
                 "rollup_reboot": "if-required",
                 "rollup_unmovable": "shutdown-restart",
             },

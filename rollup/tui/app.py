@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
+from rollup import bundled
 from rollup.errors import EXIT_OK, EXIT_REFUSED
 from rollup.events import Event, EventBus, RunFinished
 from rollup.model import Plan
@@ -41,7 +41,7 @@ class Steerable(Protocol):
 
 
 class RollupApp(App[RunFinished | None]):
-    CSS_PATH = Path(__file__).with_name("rollup.tcss")
+    CSS_PATH = bundled.path("tui/rollup.tcss")
     TITLE = "rollup"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
