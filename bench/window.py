@@ -48,6 +48,7 @@ import itertools
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -57,11 +58,15 @@ import yaml
 from pools import PATCH_SECONDS, Case, lab_policy
 from recorder import Recorder
 
+from rollup import bundled
 from rollup.codec import from_data
 from rollup.estimate import step_seconds
 from rollup.journal import Journal
-from rollup.lab.running import PLAYBOOKS, TARGET_VERSION, RunningLab
+from rollup.lab.running import TARGET_VERSION, RunningLab
 from rollup.model import Plan, Policy, Strategy
+
+# The installed command, as a user runs it (`python -m rollup` would import the checkout).
+ROLLUP = str(Path(sysconfig.get_path("scripts")) / "rollup")
 
 BENCH = Path(__file__).resolve().parent
 SPEED = 200.0  # the rollout tests' speed: a 100 s reboot takes half a second
@@ -178,7 +183,7 @@ def run_rollup(
         state = workdir / "state"
         started = time.monotonic()
         done = subprocess.run(
-            [sys.executable, "-m", "rollup", "run", str(inventory), "--yes", "--no-tui",
+            [ROLLUP, "run", str(inventory), "--yes", "--no-tui",
              "--max-parallel-hosts", str(parallel), "--state-dir", str(state)],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, env=_env(), timeout=1800,
         )  # fmt: skip
@@ -292,7 +297,7 @@ def _bare_ansible(lab: RunningLab, workdir: Path) -> float:
     started = time.monotonic()
     subprocess.run(
         ["ansible-playbook", "-i", str(inventory), "--limit", host,
-         "-e", f"rollup_target_version={TARGET_VERSION}", str(PLAYBOOKS / "lab-patch.yml")],
+         "-e", f"rollup_target_version={TARGET_VERSION}", bundled.playbook("lab-patch.yml")],
         check=True, capture_output=True, stdin=subprocess.DEVNULL, env=_env(), timeout=300,
     )  # fmt: skip
     return time.monotonic() - started

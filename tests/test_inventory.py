@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rollup import inventory
+from rollup import bundled, inventory
 from rollup.errors import BadInput
 from rollup.model import GiB, Host, MiB, Window
 from rollup.remote import RemoteHost
@@ -369,7 +369,8 @@ def test_bad_flag_values_name_the_flag(overrides, flag_names, expected):
 
 
 def test_lab_inventory_describes_a_lab_pool():
-    playbook = REPO / "playbooks" / "lab-patch.yml"
+    # Neither names a playbook: each takes the one rollup ships, from where it is installed.
+    playbook = Path(bundled.playbook("lab-patch.yml"))
     loaded = inventory.load(str(REPO / "inventories" / "lab.yml"), environ={})
     pool = inventory.select_pool(loaded, None)
     assert pool.name == "lab"
@@ -380,11 +381,12 @@ def test_lab_inventory_describes_a_lab_pool():
     assert pool.policy.host_order == ("h1", "h2", "h3", "h4")
     assert all(not host.remote.check_host_keys for host in pool.hosts)
     assert pool.policy.unmovable == "shutdown-restart"
-    assert pool.policy.playbook == str(playbook.absolute())
+    assert pool.policy.playbook == str(playbook)
+    assert playbook.is_file()
 
 
 def test_example_inventory_describes_a_three_host_xcpng_pool():
-    playbook = REPO / "playbooks" / "xcp-ng-update.yml"
+    playbook = Path(bundled.playbook("xcp-ng-update.yml"))
     loaded = inventory.load(
         str(REPO / "inventories" / "example-xcpng.yml"),
         environ={"ROLLUP_API_PASSWORD": "pw"},
@@ -397,7 +399,8 @@ def test_example_inventory_describes_a_three_host_xcpng_pool():
     assert pool.policy.canary == 1
     assert pool.policy.window is not None
     assert pool.policy.migration_bandwidth == GiB
-    assert pool.policy.playbook == str(playbook.absolute())
+    assert pool.policy.playbook == str(playbook)
+    assert playbook.is_file()
 
 
 # --- matching inventory hosts to pool hosts (pure) ----------------------------------------------

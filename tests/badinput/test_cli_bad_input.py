@@ -20,6 +20,7 @@ import yaml
 from rollup import cli
 from rollup.journal import Journal
 from tests.badinput.conftest import lab_inventory, pool_group
+from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env
 
 ANSIBLE_VAULT = Path(sys.executable).parent / "ansible-vault"
@@ -244,7 +245,7 @@ def test_the_rollup_command_says_it_in_one_line_too(name: str, lab: Lab, tmp_pat
     state = tmp_path / "state"
     before = lab.snapshot()
     done = subprocess.run(
-        [sys.executable, "-m", "rollup", *argv(case, inventory, tmp_path, state)],
+        [ROLLUP, *argv(case, inventory, tmp_path, state)],
         capture_output=True,
         text=True,
         timeout=60,

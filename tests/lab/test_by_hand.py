@@ -15,7 +15,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 import xmlrpc.client
@@ -28,6 +27,8 @@ import paramiko
 import pytest
 import XenAPI
 import yaml
+
+from tests.installed import ROLLUP
 
 NETWORK = "127.0.60.0"
 TARGET = "8.3.0"
@@ -52,7 +53,7 @@ class LabProcess:
 def _start_lab(tmp_path: Path) -> LabProcess:
     lab_dir = tmp_path / "lab"
     process = subprocess.Popen(
-        [sys.executable, "-m", "rollup", "lab", "up", "--hosts", "4", "--vms", "24", "--ssh",
+        [ROLLUP, "lab", "up", "--hosts", "4", "--vms", "24", "--ssh",
          "--speed", "100", "--dir", str(lab_dir), "--network", NETWORK],
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "lab.stderr").open("w"),

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from rollup import bundled
 from rollup.errors import BadInput
 from rollup.lab.faults import ApiDrop, Faults, HostFaults, VMFaults, load_faults, parse_faults
 from tests.lab.conftest import failure, host, layout, vm, wait_until
 
-EXAMPLE = Path(__file__).parents[2] / "rollup" / "lab" / "faults.example.yml"
+EXAMPLE = bundled.path("lab/faults.example.yml")
 
 
 def test_the_example_file_is_valid():

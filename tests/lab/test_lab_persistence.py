@@ -284,7 +284,7 @@ CHILD = textwrap.dedent(
 def test_a_lab_killed_with_sigkill_leaves_a_recent_state(tmp_path: Path, labs):
     directory = tmp_path / "lab"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), "no-ssh"],
+        [sys.executable, "-P", "-c", CHILD, str(directory), "no-ssh"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
@@ -343,7 +343,7 @@ def test_a_state_for_another_lab_or_unreadable_gives_a_fresh_lab(tmp_path: Path,
 def test_the_sshd_daemons_of_a_killed_lab_are_stopped_by_the_next_one(tmp_path: Path, labs):
     directory = tmp_path / "lab"
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(directory), "ssh"],
+        [sys.executable, "-P", "-c", CHILD, str(directory), "ssh"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

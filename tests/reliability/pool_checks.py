@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 from rollup.journal import Journal
 from rollup.lab.running import TARGET_VERSION
 from rollup.model import Pool
+from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env
 
 Event = dict[str, Any]
@@ -137,7 +137,7 @@ def start_rollup(lab: Lab, *args: str) -> Controller:
     stderr_path = lab.dir.parent / f"rollup-{len(list(lab.dir.parent.glob('rollup-*')))}.err"
     with stderr_path.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "rollup", *args, "--json", "--state-dir", str(lab.state)],
+            [ROLLUP, *args, "--json", "--state-dir", str(lab.state)],
             stdout=subprocess.PIPE,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from rollup import bundled
 from rollup.remote import ansible
 from rollup.remote.ansible import TaskEvent
 
-PLAYBOOKS = Path(__file__).parents[2] / "playbooks"
+# The playbooks as installed, where rollup runs them from.
+PLAYBOOKS = Path(bundled.playbook("xcp-ng-update.yml")).parent
 
 YUM = """#!/bin/sh
 echo "$*" >> "$ROLLUP_LAB_ROOT/yum.log"

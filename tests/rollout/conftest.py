@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from rollup.drivers import Connection
 from rollup.drivers.xenapi import XenApiDriver
 from rollup.lab.running import RunningLab
 from rollup.model import Pool
+from tests.installed import ROLLUP
 
 # Each lab of this package gets its own loopback /24 (127.0.130.0 upward; other
 # packages use other ranges), so a daemon left by one test
@@ -77,7 +77,7 @@ class Lab:
 def run_rollup(state: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """The real `rollup` command, as a user or a pipeline runs it (no terminal)."""
     return subprocess.run(
-        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        [ROLLUP, *args, "--state-dir", str(state)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -88,7 +88,7 @@ def run_rollup(state: Path, *args: str, timeout: float = 240) -> subprocess.Comp
 
 def start_rollup(state: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        [ROLLUP, *args, "--state-dir", str(state)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rollup import bundled
 from rollup.drivers import Connection
 from rollup.drivers.xenapi import XenApiDriver
 from rollup.lab.hosts import stop_stale_daemons
-from rollup.lab.running import PLAYBOOKS, RunningLab
+from rollup.lab.running import RunningLab
 from rollup.policy import LabSpec
+from tests.installed import ROLLUP
 from tests.rollout.conftest import env
 
 SPEED = 200.0
@@ -31,7 +32,7 @@ def lab_inventory(tmp_path: Path, faults: Path) -> Path:
     data = yaml.safe_load((Path(__file__).resolve().parents[2] / "inventories/lab.yml").read_text())
     group = data["all"]["children"]["lab"]["vars"]
     group["rollup_lab"].update(speed=SPEED, faults=str(faults))
-    group["rollup_playbook"] = str(PLAYBOOKS / "lab-patch.yml")
+    group["rollup_playbook"] = bundled.playbook("lab-patch.yml")
     path = tmp_path / "lab.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -39,7 +40,7 @@ def lab_inventory(tmp_path: Path, faults: Path) -> Path:
 
 def rollup(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rollup", *args, "--state-dir", str(state)],
+        [ROLLUP, *args, "--state-dir", str(state)],
         capture_output=True,
         text=True,
         timeout=240,

@@ -11,7 +11,6 @@ import socket
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from cryptography.x509.oid import NameOID
 from rollup import inventory as inventories
 from rollup.errors import RemoteError
 from rollup.remote import RemoteHost, ansible, ssh
+from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env
 from tests.security.labs import start_lab
 
@@ -41,7 +41,7 @@ def group(data: dict[str, Any]) -> dict[str, Any]:
 
 def rollup(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rollup", *args, "--state-dir", str(lab.state)],
+        [ROLLUP, *args, "--state-dir", str(lab.state)],
         capture_output=True,
         text=True,
         timeout=240,

@@ -27,6 +27,7 @@ import yaml
 
 from rollup.errors import RemoteError
 from rollup.remote import ssh
+from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env
 from tests.security.labs import watched_run
 
@@ -86,7 +87,7 @@ def vaulted_inventory(lab: Lab) -> tuple[Path, Path]:
 
 
 def rollup(lab: Lab, *args: str) -> list[str]:
-    return [sys.executable, "-m", "rollup", *args, "--state-dir", str(lab.state)]
+    return [ROLLUP, *args, "--state-dir", str(lab.state)]
 
 
 def plans(lab: Lab, inventory: Path, environ: dict[str, str], *extra: str) -> str:

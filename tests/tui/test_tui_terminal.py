@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,17 +13,17 @@ from rollup.events import EventBus, HostStateChanged, RunFinished
 from rollup.follow import JournalFollower
 from rollup.journal import Journal
 from rollup.tui.app import build_app
+from tests.installed import ROLLUP
 from tests.tui.scenario import small_plan
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def lab_inventory(tmp_path: Path) -> Path:
-    """inventories/lab.yml at test speed, with paths that work from anywhere."""
+    """inventories/lab.yml at test speed."""
     data = yaml.safe_load((REPO / "inventories" / "lab.yml").read_text())
     group = data["all"]["children"]["lab"]["vars"]
     group["rollup_lab"]["speed"] = 200
-    group["rollup_playbook"] = str(REPO / "playbooks" / "lab-patch.yml")
     path = tmp_path / "lab.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -67,7 +66,7 @@ class Terminal:
 def test_a_new_user_follows_the_whole_upgrade_in_a_terminal(tmp_path: Path):
     assert shutil.which("tmux"), "tmux is needed: apt-get install -y tmux (.ci/run does)"
     inventory = lab_inventory(tmp_path)
-    command = f"{sys.executable} -m rollup run {inventory} --state-dir {tmp_path / 'state'}"
+    command = f"{ROLLUP} run {inventory} --state-dir {tmp_path / 'state'}"
     term = Terminal(f"rollup-{time.monotonic_ns()}", 120, 40, command)
     try:
         plan = term.wait_for("Upgrade this pool now?")
@@ -86,7 +85,7 @@ def test_a_new_user_follows_the_whole_upgrade_in_a_terminal(tmp_path: Path):
 def test_detaching_with_q_stops_at_a_safe_point_and_leaves_the_run_resumable(tmp_path: Path):
     inventory = lab_inventory(tmp_path)
     state = tmp_path / "state"
-    command = f"{sys.executable} -m rollup run {inventory} --state-dir {state}"
+    command = f"{ROLLUP} run {inventory} --state-dir {state}"
     term = Terminal(f"rollup-{time.monotonic_ns()}", 80, 24, command)
     try:
         term.wait_for("Upgrade this pool now?")

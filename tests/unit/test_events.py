@@ -1,13 +1,12 @@
 import io
 import json
-from pathlib import Path
 
 import jsonschema
 
-from rollup import events
+from rollup import bundled, events
 from rollup.event_schema import schema
 
-SCHEMA_FILE = Path(__file__).parents[2] / "rollup" / "schemas" / "events.schema.json"
+SCHEMA_FILE = bundled.path("schemas/events.schema.json")
 
 
 def sample(cls):

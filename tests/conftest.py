@@ -1,0 +1,52 @@
+"""The suite tests the rollup a user installed, never the source tree beside it.
+
+pytest would otherwise import `rollup` from the checkout, and a file the wheel forgets
+would pass unnoticed. The checkout stays on sys.path only at the end, for the tests'
+own helpers (`tests.*`), after site-packages. An editable install (`pip install -e`)
+is allowed: it is the developer's own choice of what is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _is_root(entry: str) -> bool:
+    try:
+        return Path(entry or ".").resolve() == ROOT
+    except OSError:
+        return False
+
+
+sys.path[:] = [entry for entry in sys.path if not _is_root(entry)]
+sys.path.append(str(ROOT))
+
+
+def _installed_from() -> str | None:
+    """Why the imported rollup is not the installed one, or None when it is."""
+    try:
+        distribution = importlib.metadata.distribution("rollup")
+    except importlib.metadata.PackageNotFoundError:
+        return "rollup is not installed"
+    import rollup
+
+    location = Path(rollup.__file__).resolve()
+    if not location.is_relative_to(ROOT):
+        return None
+    direct_url = json.loads(distribution.read_text("direct_url.json") or "{}")
+    if direct_url.get("dir_info", {}).get("editable"):
+        return None
+    return f"rollup was imported from the checkout ({location.parent}), not from the install"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problem = _installed_from()
+    if problem:
+        pytest.exit(f"{problem}: pip install '.[test]' first", returncode=2)
