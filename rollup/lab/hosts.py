@@ -314,6 +314,8 @@ class _Sshd:
         offset = self.log.stat().st_size if self.log.exists() else 0
         self.process = subprocess.Popen(
             [str(SSHD), "-D", "-f", str(self.config), "-E", str(self.log)],
+            # The daemon carries its sessions' mark too: the lab's reaper finds it by that.
+            env={**os.environ, "ROLLUP_LAB_ROOT": self.mark.partition("=")[2]},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

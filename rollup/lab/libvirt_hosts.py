@@ -147,6 +147,10 @@ migration_host = "{self.address}"
                 "ROOT": str(self.root),
                 "NAME": self.name,
                 "LIBVIRTD": LIBVIRTD,
+                # How the lab's reaper finds this daemon, and through it the QEMU guests
+                # in its mount namespace, if the lab's owner dies (lab/reaper.py). Not
+                # ROLLUP_LAB_ROOT: stopping the host's sshd kills whatever carries that.
+                "ROLLUP_LAB_LIBVIRTD": str(self.root),
             },
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -29,6 +29,7 @@ from rollup.errors import BadInput
 from rollup.lab.hosts import SSHD, loopback_address
 from rollup.lab.libvirt_guest import domain_xml, last_count, write_kernel
 from rollup.lab.libvirt_hosts import LIBVIRTD, LibvirtLabHost
+from rollup.lab.reaper import Reaper
 from rollup.remote import processes
 
 INITIAL_VERSION = "12.4"
@@ -100,6 +101,7 @@ class LibvirtLab:
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="libvirt-lab", daemon=True)
         self.reboots: list[str] = []  # host names, in the order they rebooted
+        self._reaper: Reaper | None = None
 
     @classmethod
     def start(
@@ -110,12 +112,13 @@ class LibvirtLab:
             raise BadInput(problem)
         ensure_qemu_user()
         directory = directory.resolve()
-        shutil.rmtree(directory / "hosts", ignore_errors=True)
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o700)
         prefix = _prefix(network)
+        reaper = Reaper.start(directory)  # from here on, nothing it starts outlives us
+        shutil.rmtree(directory / "hosts", ignore_errors=True)
+        directory.chmod(0o700)
         started: dict[str, LibvirtLabHost] = {}
         lab = cls(started, [], directory)
+        lab._reaper = reaper
         try:
             for index in range(1, hosts + 1):
                 name = f"h{index}"
@@ -168,6 +171,9 @@ class LibvirtLab:
         # Guests of a host whose daemon never told us its namespace (a failed start).
         kernel = str(self.directory / "guest" / "counter.bin")
         processes.kill_tree(set(), also=lambda: processes.with_cmdline(kernel))
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
     def _watch(self) -> None:
         while not self._stop.wait(0.1):

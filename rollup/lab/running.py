@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
+import re
 import secrets
 import shutil
 import socket
@@ -25,13 +27,15 @@ from typing import Any
 import yaml
 
 from rollup import bundled
-from rollup.errors import BadInput
+from rollup.errors import BadInput, RemoteError
 from rollup.lab import persistence
+from rollup.lab.address_holder import taken
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
 from rollup.lab.hosts import SSHD, LabMachine, stop_stale_daemons
 from rollup.lab.layout import Layout
 from rollup.lab.pool import LabPool
+from rollup.lab.reaper import Reaper
 from rollup.lab.xapi import XapiServer
 from rollup.policy import LabSpec
 from rollup.remote import RemoteHost
@@ -39,6 +43,7 @@ from rollup.remote import RemoteHost
 TARGET_VERSION = "8.3.0"  # what the lab's patch installs unless told otherwise
 
 log = logging.getLogger("rollup")
+_BIND_FAILED = re.compile(r"Bind to port (?P<port>\d+) on (?P<address>[\d.]+) failed")
 
 
 class _UnusableState(Exception):
@@ -67,6 +72,7 @@ class RunningLab:
         self._watcher: threading.Thread | None = None
         self._saver: persistence.Saver | None = None
         self.restored = False  # the pool came back from pool-state.json
+        self._reaper: Reaper | None = None
 
     @property
     def url(self) -> str:
@@ -94,19 +100,70 @@ class RunningLab:
         `restore`: bring back the state kept there if it is this lab's, else start fresh."""
         directory = directory.resolve()
         use_ssh = SSHD.exists() if ssh == "auto" else bool(ssh)
-        prefix = _prefix(network) if network else _free_network(use_ssh)
-        layout = generate(hosts, vms, seed, address_prefix=prefix, fill=fill)
-        spec = persistence.identity(hosts, vms, seed, fill)
+        reaper = Reaper.start(directory)  # from here on, nothing it starts outlives us
+        try:
+            lab = cls._start_on_free_network(
+                directory, reaper, network, use_ssh, restore,
+                hosts=hosts, vms=vms, seed=seed, fill=fill,
+                speed=speed, port=port, faults=faults, persist=persist,
+            )  # fmt: skip
+        except BaseException:
+            reaper.sweep_and_release()
+            raise
+        lab._reaper = reaper
+        return lab
+
+    @classmethod
+    def _start_on_free_network(
+        cls,
+        directory: Path,
+        reaper: Reaper,
+        network: str | None,
+        use_ssh: bool,
+        restore: bool,
+        *,
+        hosts: int,
+        vms: int,
+        seed: int,
+        fill: tuple[float, float],
+        **options: Any,
+    ) -> RunningLab:
+        """Start on `network`, else on the first loopback /24 whose addresses bind."""
+        tried: set[str] = set()
+        while True:
+            prefix = _prefix(network) if network else _free_network(use_ssh, hosts, tried)
+            try:
+                return cls._start_fresh_or_restored(
+                    directory, generate(hosts, vms, seed, address_prefix=prefix, fill=fill),
+                    persistence.identity(hosts, vms, seed, fill), restore,
+                    use_ssh=use_ssh, **options,
+                )  # fmt: skip
+            except RemoteError as error:
+                # Another process took an address between our probe and sshd's bind.
+                bind = _BIND_FAILED.search(str(error))
+                if bind is None:
+                    raise
+                if network:
+                    raise BadInput(taken(bind["address"], int(bind["port"]), "--network")) from None
+                log.info("lab: %s is taken, trying the next network", bind["address"])
+                tried.add(prefix)
+
+    @classmethod
+    def _start_fresh_or_restored(
+        cls,
+        directory: Path,
+        layout: Layout,
+        spec: dict[str, Any],
+        restore: bool,
+        **options: Any,
+    ) -> RunningLab:
         state: dict[str, Any] | None = None
         if restore:
             path = directory / persistence.STATE_FILE
             state, why = persistence.load(path, spec, layout.pool_uuid)
             if state is None:
                 log.warning("lab pool %s: %s: starting a fresh lab", layout.pool_name, why)
-        build = functools.partial(
-            cls._start, layout, directory, spec,
-            speed=speed, use_ssh=use_ssh, port=port, faults=faults, persist=persist,
-        )  # fmt: skip
+        build = functools.partial(cls._start, layout, directory, spec, **options)
         try:
             return build(state)
         except _UnusableState as error:
@@ -219,6 +276,9 @@ class RunningLab:
             self.pool.close()
             for machine in self.machines.values():
                 machine.close()
+            if self._reaper is not None:
+                self._reaper.release()
+                self._reaper = None
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -299,13 +359,19 @@ def _prefix(network: str) -> str:
     return ".".join(parts[:3]) + "."
 
 
-def _free_network(ssh: bool) -> str:
+def _free_network(ssh: bool, hosts: int, tried: set[str]) -> str:
     """A loopback /24 no other lab uses (in-process labs must not clash with `lab up`)."""
+    # Not root, each sshd binds a port free at the time: only port 22 can clash.
+    port = 22 if ssh and os.geteuid() == 0 else 0
     for third in range(11, 250):
         prefix = f"127.0.{third}."
-        if not _listening(prefix + "1", 22 if ssh else 0):
+        if prefix in tried:
+            continue
+        if not any(_listening(f"{prefix}{i}", port) for i in range(1, min(hosts, 254) + 1)):
             return prefix
-    raise BadInput("no free loopback network for the lab: stop other labs first")
+    raise BadInput(
+        "no free loopback network for the lab: stop other labs (`rollup lab down --dir D`)"
+    )
 
 
 def _listening(address: str, port: int) -> bool:
