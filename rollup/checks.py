@@ -12,11 +12,17 @@ from datetime import UTC, datetime
 
 from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, version_key
 from rollup.placement import BatchOutcome
+from rollup.plurals import count, verb
 from rollup.report import format_duration, format_gib
 
 
 def _when(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _all(hosts: int) -> str:
+    # "all 1 host" reads wrong: "all" is for many.
+    return count(hosts, "host") if hosts == 1 else f"all {count(hosts, 'host')}"
 
 
 def host_checks(pool: Pool) -> list[Check]:
@@ -32,7 +38,8 @@ def host_checks(pool: Pool) -> list[Check]:
         if not h.live
     ]
     if not checks:
-        checks.append(Check("hosts-live", "pass", f"all {len(pool.hosts)} hosts are live"))
+        live = f"{_all(len(pool.hosts))} {verb(len(pool.hosts), 'is', 'are')} live"
+        checks.append(Check("hosts-live", "pass", live))
     disabled = [
         Check(
             "hosts-enabled",
@@ -81,7 +88,8 @@ def lock_check(pool: Pool, now: float | None) -> Check:
         "run-lock",
         "fail",
         f"the pool is locked by {holder}, until {_when(lock.expires)}{unknown}: "
-        "wait for it, or use --break-lock if that run is gone",
+        f"wait for it, or `rollup resume {lock.run_id}` if it was interrupted"
+        " (--break-lock takes over only an expired lock)",
     )
 
 
@@ -116,7 +124,7 @@ def version_checks(
             Check(
                 "target-version",
                 "warn",
-                f"no target version: all {len(upgrading)} hosts will be patched and rebooted",
+                f"no target version: {_all(len(upgrading))} will be patched and rebooted",
             )
         )
     elif not upgrading:
@@ -132,7 +140,7 @@ def version_checks(
             Check(
                 "target-version",
                 "pass",
-                f"{len(upgrading)} hosts to upgrade to {policy.target_version}, "
+                f"{count(len(upgrading), 'host')} to upgrade to {policy.target_version}, "
                 f"{len(at_target)} already there",
             )
         )
@@ -204,16 +212,17 @@ def capacity_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]
             name = names[host_id]
             homeless = ", ".join(f"{vm.name} ({format_gib(vm.memory)})" for vm in vms[:5])
             if len(vms) > 5:
-                homeless += f" and {len(vms) - 5} more VMs"
+                homeless += f" and {count(len(vms) - 5, 'more VM')}"
             checks.append(
                 Check(
                     "capacity",
                     "fail",
-                    f"not enough memory elsewhere to evacuate {name}: short by {short} bytes "
-                    f"({format_gib(short)}), no place for {homeless}; the enabled, live hosts "
-                    f"not older than {name} have {format_gib(outcome.free_outside)} free in "
-                    f"all, {format_gib(outcome.largest_free)} at most on one; free memory "
-                    "there or add a host",
+                    f"not enough memory elsewhere to evacuate {name}: short by "
+                    f"{count(short, 'byte')} ({format_gib(short)}), no place for {homeless}; "
+                    f"the enabled, live hosts not older than {name} have "
+                    f"{format_gib(outcome.free_outside)} free in all, "
+                    f"{format_gib(outcome.largest_free)} at most on one; free memory there or "
+                    "add a host",
                     host=host_id,
                 )
             )

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from rollup import __version__
 from rollup.errors import EXIT_BAD_INPUT, EXIT_FAILED, RollupError
+from rollup.quoting import one_line
 
 DESCRIPTION = """\
 Upgrade a hypervisor pool one host at a time with no VM downtime: each host is
@@ -52,7 +53,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the fix, like every other error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message}; see {self.prog} --help\n")
+        # argparse echoes unrecognized arguments as typed, line breaks and all.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {one_line(message)}; see {self.prog} --help\n")
 
 
 def _policy_flags(parser: argparse.ArgumentParser, run: bool) -> None:
@@ -192,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = lab_sub.add_parser(
         "up",
         help="start a lab pool in the foreground (Ctrl-C stops it)",
-        description="Start a lab pool and keep it running until Ctrl-C or SIGTERM. Prints"
-        " the API URL and credentials and writes DIR/inventory.yml for rollup and Ansible.",
+        description="Start a lab pool and keep it running until Ctrl-C, SIGTERM or a closed"
+        " terminal. Prints the API URL and credentials and writes DIR/inventory.yml for"
+        " rollup and Ansible. Whatever the lab starts (sshd, libvirtd, QEMU) stops with it,"
+        " even if this process is killed.",
     )
     up.add_argument("--hosts", type=int, default=4, metavar="N", help="hosts (default 4)")
     up.add_argument("--vms", type=int, default=24, metavar="M", help="guest VMs (default 24)")
@@ -212,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--faults", metavar="FILE", help="YAML fault script, re-read when changed")
     up.add_argument(
         "--network", default="127.0.10.0", metavar="A.B.C.0", help="loopback /24 for hosts"
+    )
+    down = lab_sub.add_parser(
+        "down",
+        help="stop the lab running in a directory, or what a dead one left",
+        description="Stop the lab whose directory is DIR (a `rollup lab up` in the background"
+        " or another terminal, or a `rollup run` of a lab inventory: it stops at its next"
+        " safe point), then stop any process a lab there left behind.",
+    )
+    down.add_argument("--dir", default="lab", metavar="D", help="lab directory (default ./lab)")
+    lab_sub.add_parser(
+        "faults",
+        help="print an example fault script for --faults",
+        description="Print the example fault script (every fault the lab can inject, with"
+        " comments) to copy and edit: rollup lab faults > faults.yml.",
     )
     return parser
 
@@ -232,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         with secrets_withheld_from_children():
             return commands.dispatch(args, parser)
     except RollupError as error:
-        print(f"rollup: {error.message}", file=sys.stderr)
+        # The last guard of "one line": messages not built from BadInput echo values too.
+        print(f"rollup: {one_line(error.message)}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("rollup: interrupted", file=sys.stderr)
@@ -240,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # the boundary: nothing unexpected escapes as a traceback
         log = _debug_log(getattr(args, "state_dir", None))
         print(
-            f"rollup: internal error: {type(error).__name__}: {error}"
+            f"rollup: internal error: {type(error).__name__}: {one_line(str(error), 200)}"
             + (f" (traceback in {log})" if log else ""),
             file=sys.stderr,
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rollup import inventory as inventories
-from rollup import planner
+from rollup import lab_commands, planner
 from rollup.codec import from_data, to_data
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.events import Event, EventBus, JsonLinesSink, LogSink, MigrationProgress
@@ -37,7 +37,7 @@ def dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         "approve": cmd_send,
         "pause": cmd_send,
         "abort": cmd_send,
-        "lab": cmd_lab,
+        "lab": lab_commands.cmd_lab,
     }
     if args.command == "lab" and args.lab_command is None:
         parser.parse_args(["lab", "--help"])
@@ -247,7 +247,8 @@ def _execute(
     if args.junit:
         from rollup.junit import JUnitSink
 
-        bus.subscribe(JUnitSink(args.junit, session.config.name))
+        hosts = [(step.host, step.host_name) for step in plan.steps]
+        bus.subscribe(JUnitSink(args.junit, session.config.name, hosts))
     patcher = AnsiblePatcher(state_dir(args) / "runs" / run_id)
     ctx = RunContext(
         run_id=run_id,
@@ -306,12 +307,14 @@ async def _drive(rollout: Rollout) -> Any:
         else:
             raise KeyboardInterrupt
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # A closed terminal (SIGHUP) detaches too: the pipeline or ssh session is gone.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in stops:
         loop.add_signal_handler(sig, detach)
     try:
         return await rollout.execute()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in stops:
             loop.remove_signal_handler(sig)
 
 
@@ -350,54 +353,4 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
     journal.send_command(record.id, args.command)
     print(f"rollup: {args.command} sent to run {record.id} ({record.state})", file=sys.stderr)
-    return EXIT_OK
-
-
-# -- lab ------------------------------------------------------------------------------------
-
-
-def cmd_lab(args: argparse.Namespace) -> int:
-    from rollup.lab.running import RunningLab
-
-    for name in ("hosts", "vms"):
-        if getattr(args, name) < 1:
-            raise BadInput(f"--{name} must be at least 1")
-    if args.speed <= 0:
-        raise BadInput("--speed must be a positive number, e.g. 20")
-    if args.libvirt:
-        from rollup.lab.libvirt_lab import LibvirtLab
-
-        network = "127.0.20.0" if args.network == "127.0.10.0" else args.network
-        return _serve_lab(LibvirtLab.start(args.hosts, args.vms, Path(args.dir), network))
-    lab = RunningLab.start(
-        hosts=args.hosts,
-        vms=args.vms,
-        seed=args.seed,
-        speed=args.speed,
-        ssh=args.ssh,
-        port=args.port,
-        directory=Path(args.dir),
-        faults=args.faults,
-        network=args.network,
-    )
-    return _serve_lab(lab)
-
-
-def _serve_lab(lab: Any) -> int:
-    """Print the lab's banner and keep it up until SIGTERM or Ctrl-C."""
-    stop = False
-
-    def stop_lab(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, stop_lab)
-    signal.signal(signal.SIGINT, stop_lab)
-    try:
-        print(lab.banner(), flush=True)
-        while not stop:
-            time.sleep(0.25)
-    finally:
-        lab.stop()
-        print("lab stopped", file=sys.stderr)
     return EXIT_OK

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rollup.quoting import one_line
+
 # Exit codes live here so the CLI, the rollout and the tests agree on them.
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,6 +37,11 @@ class BadInput(RollupError):
     """Inventory, flags or credentials are wrong; nothing was changed."""
 
     exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str) -> None:
+        # Names echoed from the input (a group, a host, a file) may hold anything: the
+        # message stays one line whatever they hold.
+        super().__init__(one_line(message))
 
 
 class PoolUnreachable(BadInput):

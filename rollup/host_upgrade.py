@@ -24,6 +24,7 @@ from rollup.events import (
     PlanDivergence,
 )
 from rollup.model import HostStep, version_key
+from rollup.plurals import count, noun, verb
 from rollup.run_context import (
     HostFailed,
     HostSkipped,
@@ -189,7 +190,7 @@ class HostUpgrade:
             started = await self.moves.start_stopped(await self.ctx.snapshot(self.host))
         except (DriverError, RemoteError) as error:
             return f"; could not put {self.name} back in service: {error.message}"
-        restarted = f", {started} stopped VM(s) started again" if started else ""
+        restarted = f", {count(started, 'stopped VM')} started again" if started else ""
         return f"; {self.name} is enabled again, nothing was patched{restarted}"
 
     def _emit_result(
@@ -234,7 +235,9 @@ class HostUpgrade:
         pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
         if pinned and self.ctx.policy.unmovable == "skip-host":
             names = ", ".join(vm.name for vm in pinned)
-            raise HostSkipped(f"VMs that cannot move ({names}); policy skip-host")
+            raise HostSkipped(
+                f"{noun(len(pinned), 'VM')} that cannot move ({names}); policy skip-host"
+            )
         if pinned and self.ctx.policy.unmovable == "fail":
             vm = pinned[0]
             raise HostFailed(
@@ -253,13 +256,13 @@ class HostUpgrade:
                     self.ctx.run_id,
                     host=self.host,
                     host_name=self.name,
-                    detail=f"{extra} VM(s) arrived and {gone} left since planning;"
+                    detail=f"{count(extra, 'VM')} arrived and {gone} left since planning;"
                     " evacuation re-placed from the pool as it is now",
                 )
             )
         if self.ctx.policy.pre_host_playbook:
             await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
-        return f"{len(actual)} VM(s) to move" + (f", target {target}" if target else "")
+        return f"{count(len(actual), 'VM')} to move" + (f", target {target}" if target else "")
 
     async def _do_disabling(self) -> str:
         await self.ctx.call(self.ctx.driver.disable, self.host)
@@ -276,7 +279,7 @@ class HostUpgrade:
                 # Pinned VMs stop last: a failed evacuation stops nothing, and their
                 # downtime does not include the others' migrations.
                 await self.moves.stop_pinned(pool)
-                return f"{moved} VM(s) moved"
+                return f"{count(moved, 'VM')} moved"
             if attempt == attempts:
                 break
             planned = {move.vm: move.dest for move in self.step.evacuate}
@@ -286,7 +289,7 @@ class HostUpgrade:
                 vm, error = failures[0]
                 raise HostFailed(
                     f"could not evacuate {vm.name}: {error.message}"
-                    f" ({len(failures)} VM(s) still on {self.name}, all running)",
+                    f" ({count(len(failures), 'VM')} still on {self.name}, all running)",
                     error.code,
                 )
         raise HostFailed(f"{self.name} still has running VMs after evacuation")
@@ -392,14 +395,15 @@ class HostUpgrade:
             pool = await self.ctx.snapshot(self.host)
         moved, left = await self.moves.return_vms(pool, self.step.restore)
         if left:
+            stay = verb(len(left), "stays where it runs", "stay where they run")
             self.ctx.bus.emit(
                 Message(
                     self.ctx.run_id,
                     level="warning",
-                    text=f"{self.name}: {len(left)} VM(s) stay where they run: " + "; ".join(left),
+                    text=f"{self.name}: {count(len(left), 'VM')} {stay}: " + "; ".join(left),
                     host=self.host,
                 )
             )
         if self.ctx.policy.post_host_playbook:
             await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
-        return f"{moved} VM(s) back, {started} restarted"
+        return f"{count(moved, 'VM')} back, {started} restarted"

@@ -32,6 +32,7 @@ from rollup.inventory_listing import (
 )
 from rollup.model import Host, Policy
 from rollup.policy import LabSpec, Origin
+from rollup.quoting import quoted
 from rollup.remote import RemoteHost
 
 __all__ = [
@@ -141,7 +142,7 @@ def select_pool(inventory: Inventory, name: str | None) -> PoolConfig:
             return pool
     close = difflib.get_close_matches(name, names, n=1)
     guess = f"did you mean --pool {close[0]}?" if close else f"use --pool {names[0]}"
-    raise BadInput(f"{inventory.path}: no pool {name!r} (pools: {', '.join(names)}); {guess}")
+    raise BadInput(f"{inventory.path}: no pool {quoted(name)} (pools: {', '.join(names)}); {guess}")
 
 
 def match_hosts(
@@ -163,7 +164,7 @@ def match_hosts(
         found = _candidates(inventory_host, pool_hosts)
         if len(found) != 1:
             if inventory_host.pool_host_name:
-                problem = f"rollup_host_name {inventory_host.pool_host_name!r} matches"
+                problem = f"rollup_host_name {quoted(inventory_host.pool_host_name)} matches"
             else:
                 problem = "matches"
             count = "no" if not found else f"{len(found)} hosts ({_names(found)}), not one"
@@ -487,7 +488,7 @@ def _port(variables: Mapping[str, Any], host: str, source: str) -> int:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
         return value
-    shown = "(hidden)" if policy.is_secret(name) else repr(value)
+    shown = "(hidden)" if policy.is_secret(name) else quoted(value)
     raise _host_fail(source, host, name, f"must be a port 1-65535, got {shown}", f"e.g. {name}: 22")
 
 
@@ -509,6 +510,6 @@ def _connection(variables: Mapping[str, Any], host: str, source: str) -> Literal
         source,
         host,
         "ansible_connection",
-        f"is {value!r}, which rollup cannot use to patch a hypervisor host",
+        f"is {quoted(value)}, which rollup cannot use to patch a hypervisor host",
         "use ssh (or local for the lab)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +23,12 @@ class _Case:
 class JUnitSink:
     """Collects host outcomes from events and writes the file when the run finishes."""
 
-    def __init__(self, path: Path | str, pool: str) -> None:
+    def __init__(self, path: Path | str, pool: str, hosts: Iterable[tuple[str, str]] = ()) -> None:
+        """`hosts`: (id, name) of every host the plan upgrades, in its order, so a run
+        that stops early still reports the hosts it never reached."""
         self.path = Path(path)
         self.pool = pool
-        self._cases: dict[str, _Case] = {}
+        self._cases: dict[str, _Case] = {host: _Case(name) for host, name in hosts}
 
     def __call__(self, event: Event) -> None:
         match event:

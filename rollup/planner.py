@@ -27,6 +27,7 @@ from rollup.model import (
     version_key,
 )
 from rollup.placement import UNKNOWN_UPGRADE, BatchOutcome, Layout, Migration, Simulation, Turn
+from rollup.plurals import noun
 
 
 def master_id(pool: Pool) -> str | None:
@@ -91,7 +92,7 @@ def _select(pool: Pool, policy: Policy, order: list[Host]) -> _Selection:
         if stuck:
             chosen.pinned[host.id] = stuck
         if stuck and policy.unmovable == "skip-host":
-            reason = f"VMs that cannot move: {_blocked(stuck)}"
+            reason = f"{noun(len(stuck), 'VM')} that cannot move: {_blocked(stuck)}"
             chosen.skipped.append(SkippedHost(host.id, host.name, reason))
             continue
         restart = policy.unmovable == "shutdown-restart"

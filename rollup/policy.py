@@ -9,6 +9,7 @@ and of anything that came out of a vault are never quoted back.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import os
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from rollup import bundled
 from rollup.errors import BadInput
 from rollup.model import GiB, MiB, Policy, Window
+from rollup.quoting import PATH_LIMIT, one_line, quoted
 
 KNOWN_DRIVERS = ("xenapi", "libvirt")  # kept here, not from the registry: no driver imports
 # Drivers that reach a pool through one API (rollup_api_url); libvirt reaches each host.
@@ -57,8 +59,8 @@ class Origin:
     def fail(self, variable: str, problem: str, fix: str) -> BadInput:
         if self.flag:
             return BadInput(f"{self.flag} {problem}; {fix}")
-        where = ": ".join(part for part in (self.source, self.place) if part)
-        return BadInput(f"{where}: {variable} {problem}; {fix}")
+        where = ": ".join(one_line(part) for part in (self.source, self.place) if part)
+        return BadInput(f"{where}: {one_line(variable)} {problem}; {fix}")
 
 
 class Problem(Exception):
@@ -86,10 +88,8 @@ Check = Callable[[object, Context], object]
 
 
 def shown(value: object, context: Context) -> str:
-    if context.hidden:
-        return "(hidden)"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """How an error quotes a value: escaped onto one line and short, or not at all."""
+    return "(hidden)" if context.hidden else quoted(value)
 
 
 def _whole(minimum: int | None, maximum: int | None = None) -> Check:
@@ -264,17 +264,22 @@ def _driver(value: object, context: Context) -> str:
 def _existing_file(value: object, context: Context) -> str:
     text = _text("path/to/file.yml")(value, context)
     assert isinstance(text, str)
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~name of no user: no such file either, said below
+        path = Path(text)
     if not path.is_absolute():
         path = context.base_dir / path
     # Normalised, but symlinks a user chose are kept as written.
     absolute = Path(os.path.normpath(path.absolute()))
-    if not absolute.is_file():
-        raise Problem(
-            f"names {absolute}, which does not exist",
-            hint=f"fix the path (relative paths start at {context.base_name} {context.base_dir})",
-        )
-    return str(absolute)
+    with contextlib.suppress(OSError):  # a name too long for any file system
+        if absolute.is_file():
+            return str(absolute)
+    raise Problem(
+        f"names {one_line(str(absolute), PATH_LIMIT)}, which does not exist",
+        hint=f"fix the path (relative paths start at {context.base_name} "
+        f"{one_line(str(context.base_dir), PATH_LIMIT)})",
+    )
 
 
 _CLOCK = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
@@ -340,7 +345,7 @@ def _lab(value: object, context: Context) -> LabSpec:
             close = _close(key, tuple(_LAB_FIELDS))
             guess = f"did you mean {close}? " if close else ""
             raise Problem(
-                f"has an unknown key {key!r}",
+                f"has an unknown key {quoted(key)}",
                 hint=f"{guess}known keys: {', '.join(_LAB_FIELDS)}",
             )
         try:

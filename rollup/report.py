@@ -17,6 +17,7 @@ from rich.text import Text
 
 from rollup import bundled
 from rollup.model import Check, GiB, Move, Plan
+from rollup.plurals import count, noun
 
 SCHEMA_VERSION = "1.0"
 
@@ -42,8 +43,7 @@ def _moved(moves: Iterable[Move]) -> str:
     moves = tuple(moves)
     if not moves:
         return "-"
-    vms = "1 VM" if len(moves) == 1 else f"{len(moves)} VMs"
-    return f"{vms}, {format_gib(sum(m.memory for m in moves))}"
+    return f"{count(len(moves), 'VM')}, {format_gib(sum(m.memory for m in moves))}"
 
 
 def _version_after(plan: Plan) -> str:
@@ -52,9 +52,9 @@ def _version_after(plan: Plan) -> str:
 
 def _summary(plan: Plan) -> str:
     return (
-        f"Pool {plan.pool.name}: {len(plan.steps)} of {len(plan.pool.hosts)} hosts to upgrade "
-        f"in {len(plan.batches)} batches, strategy {plan.policy.strategy}; "
-        f"{plan.migrations} migrations ({format_gib(plan.bytes_moved)}); "
+        f"Pool {plan.pool.name}: {len(plan.steps)} of {count(len(plan.pool.hosts), 'host')} to "
+        f"upgrade in {count(len(plan.batches), 'batch')}, strategy {plan.policy.strategy}; "
+        f"{count(plan.migrations, 'migration')} ({format_gib(plan.bytes_moved)}); "
         f"about {format_duration(plan.estimate_seconds)}"
     )
 
@@ -63,7 +63,7 @@ def _verdict(plan: Plan) -> str:
     if plan.feasible:
         return "Feasible"
     failed = sorted({c.name for c in plan.checks if c.status == "fail"})
-    return f"REFUSED: failing checks {', '.join(failed)}"
+    return f"REFUSED: failing {noun(len(failed), 'check')} {', '.join(failed)}"
 
 
 def plan_table(plan: Plan) -> RenderableType:
@@ -129,7 +129,7 @@ def plan_markdown(plan: Plan) -> str:
         "",
         f"- Target version: {policy.target_version or 'none (patch and reboot every host)'}",
         f"- Strategy: {policy.strategy}; order: {policy.order}; "
-        f"up to {policy.max_parallel_hosts} hosts at once",
+        f"up to {count(policy.max_parallel_hosts, 'host')} at once",
         f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
         f"- Estimated duration: {format_duration(plan.estimate_seconds)}",
         "",
@@ -164,7 +164,7 @@ def plan_markdown(plan: Plan) -> str:
     lines += [
         "## Estimate",
         "",
-        f"{len(plan.batches)} batches, {plan.migrations} migrations, "
+        f"{count(len(plan.batches), 'batch')}, {count(plan.migrations, 'migration')}, "
         f"{format_gib(plan.bytes_moved)} moved, about {format_duration(plan.estimate_seconds)} "
         f"(migration bandwidth {format_gib(policy.migration_bandwidth)}/s, "
         f"{policy.parallel_migrations} at once per host, "

@@ -33,6 +33,7 @@ from rollup.events import Message, RunFinished, RunStateChanged
 from rollup.host_upgrade import OUT_OF_SERVICE, HostUpgrade
 from rollup.journal import Transition
 from rollup.model import Lock, Plan, Window
+from rollup.plurals import count, verb
 from rollup.run_context import RunContext
 
 RUN_STATES = ("planned", "running", "paused", "awaiting_approval", "completed", "failed", "aborted")
@@ -291,8 +292,8 @@ class Rollout:
                     return outcome
         failed = [u for u in self.hosts.values() if u.state == "failed"]
         if failed:
-            names = ", ".join(u.name for u in failed)
-            return self._transition(self.fail, "failed", f"{len(failed)} host(s) failed: {names}")
+            said = f"{count(len(failed), 'host')} failed: {', '.join(u.name for u in failed)}"
+            return self._transition(self.fail, "failed", said)
         return self._transition(self.complete, "completed", self._summary())
 
     async def _after_failure(self, failed: list[HostUpgrade]) -> tuple[str, str] | None:
@@ -386,11 +387,11 @@ class Rollout:
             return True
         if self.options.yes:
             self._canary_approved = True
-            self._say(f"{done} canary host(s) done; approved by --yes")
+            self._say(f"{count(done, 'canary host')} done; approved by --yes")
             return True
         self._canary_approved = await self._approval(
-            f"{done} canary host(s) done: check them, then approve with"
-            f" `rollup approve {self.ctx.run_id}` (or `y` in the TUI)"
+            f"{count(done, 'canary host')} done: check {verb(done, 'it', 'them')}, then approve"
+            f" with `rollup approve {self.ctx.run_id}` (or `y` in the TUI)"
         )
         return self._canary_approved
 
@@ -438,8 +439,9 @@ class Rollout:
             1 for u in self.hosts.values() if u.state == "skipped"
         )
         return (
-            f"{done} host(s) upgraded, {skipped} skipped, {self.ctx.migrations} live"
-            f" migration(s), {time.monotonic() - self._started:.0f}s"
+            f"{count(done, 'host')} upgraded, {skipped} skipped,"
+            f" {count(self.ctx.migrations, 'live migration')},"
+            f" {time.monotonic() - self._started:.0f}s"
         )
 
     def _finish(self, outcome: str, message: str) -> RunFinished:

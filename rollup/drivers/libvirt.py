@@ -45,6 +45,7 @@ from rollup.drivers.libvirt_records import (
 from rollup.drivers.xenapi_records import parse_lock
 from rollup.errors import BadInput, DriverError, HostTimeout, PoolUnreachable
 from rollup.model import VM, Host, Lock, Pool
+from rollup.plurals import noun, verb
 
 if TYPE_CHECKING:
     from rollup.inventory import InventoryHost
@@ -218,7 +219,8 @@ class LibvirtDriver:
         ]
         if running:
             raise DriverError(
-                f"could not reboot host {link.name}: VMs still run on it ({', '.join(running)});"
+                f"could not reboot host {link.name}: {noun(len(running), 'VM')} still"
+                f" {verb(len(running), 'runs', 'run')} on it ({', '.join(running)});"
                 " evacuate it first",
                 "HOST_IN_USE",
                 (link.name, *running),

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from rollup.model import Move, Plan
+from rollup.plurals import count, verb
 from rollup.report import format_duration, format_gib
 
 _CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
@@ -29,15 +30,17 @@ _CHECK_ORDER = ("fail", "warn", "pass")
 def verdict(plan: Plan) -> RenderableType:
     steps = plan.steps
     facts = (
-        f"{len(steps)} of {len(plan.pool.hosts)} hosts in {len(plan.batches)} batch(es) · "
+        f"{len(steps)} of {count(len(plan.pool.hosts), 'host')} in "
+        f"{count(len(plan.batches), 'batch')} · "
         f"target {plan.policy.target_version or 'latest patches'} · "
-        f"strategy {plan.policy.strategy} · {plan.migrations} live migrations "
+        f"strategy {plan.policy.strategy} · {count(plan.migrations, 'live migration')} "
         f"({format_gib(plan.bytes_moved)}) · about {format_duration(plan.estimate_seconds)}"
     )
     if plan.feasible:
         return Panel(Text(facts), title="Plan: feasible", border_style="green", expand=True)
     failing = [c for c in plan.checks if c.status == "fail"]
-    text = Text(f"{len(failing)} check(s) fail, so nothing may start:\n", style="bold red")
+    fail = f"{count(len(failing), 'check')} {verb(len(failing), 'fails', 'fail')}"
+    text = Text(f"{fail}, so nothing may start:\n", style="bold red")
     for check in failing:
         text.append(f"  ✗ {check.name}: ", style="bold red")
         text.append(f"{check.reason}\n")

@@ -26,6 +26,7 @@ from rollup.events import (
 )
 from rollup.host_upgrade import SEQUENCE
 from rollup.model import Plan, Policy
+from rollup.plurals import count
 
 T0 = 1_700_000_000.0
 RUN_ID = "20231114-221320-ab12"
@@ -140,12 +141,12 @@ class Script:
         """A whole host's turn, done."""
         step = self._step(name)
         details = {
-            "checking": f"{len(step.evacuate)} VM(s) to move, target 8.3.0",
-            "evacuating": f"{len(step.evacuate)} VM(s) moved",
+            "checking": f"{count(len(step.evacuate), 'VM')} to move, target 8.3.0",
+            "evacuating": f"{count(len(step.evacuate), 'VM')} moved",
             "patching": "reboot required",
             "rebooting": "back at 8.3.0",
             "verifying": "running 8.3.0",
-            "restoring": f"{len(step.restore)} VM(s) back, 0 restarted",
+            "restoring": f"{count(len(step.restore), 'VM')} back, 0 restarted",
         }
         for state in SEQUENCE[1:-1]:
             self.host(name, state).wait(2)
@@ -186,11 +187,11 @@ def midway(plan: Plan) -> Script:
     """h1 and h2 done past the canary gate; h3 patching; h4 evacuating, VMs half moved."""
     script = Script(plan).run("running")
     script.upgrade("h1").wait(3)
-    script.run("awaiting_approval", "1 canary host(s) done: approve to go on").wait(30)
+    script.run("awaiting_approval", "1 canary host done: approve to go on").wait(30)
     script.run("running", "approved")
     script.upgrade("h2").wait(3)
     script.until("h3", "evacuating").migrate("h3", {0: 1.0, 1: 1.0, 2: 1.0})
-    script.wait(20).result("h3", detail="3 VM(s) moved").host("h3", "patching")
+    script.wait(20).result("h3", detail="3 VMs moved").host("h3", "patching")
     script.task("h3", "Gathering Facts").wait(10).task("h3", "yum clean all").wait(5)
     script.task("h3", "yum update", "started")
     script.until("h4", "evacuating").migrate("h4", {0: 1.0, 1: 0.62, 2: 0.1})
@@ -201,10 +202,10 @@ def failed(plan: Plan) -> Script:
     """h2's patch failed; the run paused for the operator."""
     script = Script(plan).run("running")
     script.upgrade("h1").wait(3)
-    script.run("awaiting_approval", "1 canary host(s) done: approve to go on").wait(30)
+    script.run("awaiting_approval", "1 canary host done: approve to go on").wait(30)
     script.run("running", "approved")
     script.until("h2", "evacuating").migrate("h2", {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0})
-    script.wait(20).result("h2", detail="4 VM(s) moved").host("h2", "patching")
+    script.wait(20).result("h2", detail="4 VMs moved").host("h2", "patching")
     script.task("h2", "Gathering Facts").wait(10)
     script.task("h2", "yum update", "failed", "No space left on device").wait(1)
     error = "patch playbook failed at task 'yum update': No space left on device"
@@ -223,5 +224,5 @@ def gate(plan: Plan) -> Script:
     """h1 done; the canary gate waits for approval."""
     script = Script(plan).run("running")
     script.upgrade("h1").wait(3)
-    script.run("awaiting_approval", "1 canary host(s) done: approve to go on")
+    script.run("awaiting_approval", "1 canary host done: approve to go on")
     return script.wait(8)

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from rollup.plurals import count
 from rollup.tui import cells
 from rollup.tui.state import HostView
 
@@ -59,7 +60,7 @@ def _title(host: HostView, now: float) -> Text:
 
 def _timeline(host: HostView, now: float) -> RenderableType:
     if not host.timeline:
-        planned = f"{host.planned_out} VM(s) out, {host.planned_back} back"
+        planned = f"{count(host.planned_out, 'VM')} out, {host.planned_back} back"
         estimate = cells.duration(host.estimate_seconds)
         return Text(f"Steps: not started ({planned}; about {estimate})", style="dim")
     table = Table.grid(padding=(0, 1))
