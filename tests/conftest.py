@@ -46,6 +46,27 @@ def _installed_from() -> str | None:
     return f"rollup was imported from the checkout ({location.parent}), not from the install"
 
 
+# The longest files first, so no worker starts one of them last while the others idle.
+LONGEST_FIRST = (
+    "tests/reliability/test_load.py",
+    "tests/libvirt/",
+    "tests/reliability/test_crash_matrix.py",
+    "tests/reliability/test_fault_matrix.py",
+    "tests/rollout/test_run_lab.py",
+    "tests/security/",
+    "tests/rollout/test_policies.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        found = [i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)]
+        return found[0] if found else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file keeps its own order
+
+
 def pytest_configure(config: pytest.Config) -> None:
     problem = _installed_from()
     if problem:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import loopback
 from tests.rollout.conftest import Lab
 from tests.rollout.conftest import start_lab as start_shared_lab
 
@@ -22,7 +23,7 @@ _networks = itertools.cycle(range(100, 110))
 
 def start_lab(directory: Path, *, ssh: bool = False, hosts: int = 3, vms: int = 9) -> Lab:
     return start_shared_lab(
-        directory, hosts=hosts, vms=vms, ssh=ssh, network=f"127.0.{next(_networks)}.0"
+        directory, hosts=hosts, vms=vms, ssh=ssh, network=loopback.network(next(_networks))
     )
 
 

@@ -1,6 +1,6 @@
 """The XenAPI driver against the lab's XenAPI server, over real HTTP with the official client.
 
-Lab pools here live on 127.0.40.x (other test files use other ranges).
+Lab pools here live on 127.S.40.x (tests/loopback.py) (other test files use other ranges).
 """
 
 import logging
@@ -24,8 +24,9 @@ from rollup.lab.faults import ApiDrop, Faults, HostFaults, VMFaults
 from rollup.lab.pool import LabPool
 from rollup.lab.xapi import XapiServer
 from rollup.model import Lock
+from tests import loopback
 
-PREFIX = "127.0.40."
+PREFIX = loopback.prefix(40)
 PASSWORD = "s3cret-lab-pw"
 FAST = Timing(
     call_timeout=5.0,
@@ -144,7 +145,7 @@ def test_wrong_password_is_refused_with_one_line_and_no_secret(lab):
 
 
 def test_unreachable_pool_names_the_url_and_the_fix():
-    url = "http://127.0.40.250:9"
+    url = f"http://{loopback.address(40, 250)}:9"
     with pytest.raises(PoolUnreachable) as caught:
         XenApiDriver(Connection(url, "root", PASSWORD), FAST)
     message = str(caught.value)
@@ -228,12 +229,14 @@ def test_wait_back_times_out_on_a_host_that_never_returns(lab, driver):
     h2 = driver.snapshot().host(pool.host_named("h2").uuid)
     driver.disable(h2.id)
     driver.reboot(h2.id)
-    started = time.monotonic()
     with pytest.raises(HostTimeout) as caught:
         driver.wait_back(h2.id, h2.boot_mark, timeout=1.5)
-    assert 1.4 < time.monotonic() - started < 4
     assert str(caught.value).startswith("host h2 did not come back within 1.5s (last seen: ")
     assert "live False" in str(caught.value)
+    # It gave up on a host that really is still down, not on one that was coming back.
+    sim = pool.host_named("h2")
+    assert (sim.held_down, sim.live, sim.enabled) == (True, False, False)
+    assert sim.other_config["boot_time"] == h2.boot_mark, "no new boot"
 
 
 # -- VMs -----------------------------------------------------------------------------
@@ -389,10 +392,12 @@ def test_a_pool_that_stays_away_surfaces_as_transient(lab, driver):
     pool, server = lab
     h2 = pool.host_named("h2")
     server.stop()
-    started = time.monotonic()
     with pytest.raises(TransientDriverError, match=r"could not find host .*lost the connection"):
         driver.disable(h2.uuid)
-    assert time.monotonic() - started < FAST.retry_seconds + 1
+    assert h2.enabled, "nothing reached the pool"
+    server.start()
+    driver.disable(h2.uuid)  # the same driver works once the pool answers again
+    assert not h2.enabled
 
 
 def test_migration_falls_back_to_polling_when_event_from_fails(lab, driver, caplog):

@@ -1,4 +1,4 @@
-"""Fixtures for the lab tests: pools served over real HTTP on 127.0.20.x, read with XenAPI."""
+"""Fixtures for the lab tests: pools served over real HTTP on 127.S.20.x, read with XenAPI."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from rollup.lab.machine import MemoryMachine
 from rollup.lab.pool import LabPool
 from rollup.lab.xapi import XapiServer
 from rollup.model import GiB
+from tests import loopback
 
-PREFIX = "127.0.20."
+PREFIX = loopback.prefix(20)
 FAST = 1000.0
 
 

@@ -28,9 +28,10 @@ import pytest
 import XenAPI
 import yaml
 
+from tests import loopback
 from tests.installed import ROLLUP
 
-NETWORK = "127.0.60.0"
+NETWORK = loopback.network(60)
 TARGET = "8.3.0"
 UNMOVABLE = {"VM_REQUIRES_SR", "VM_HAS_PCI_ATTACHED", "VM_HAS_VGPU", "VM_HAS_SRIOV_VIF"}
 # What a client sees while the master's API is down or going down.

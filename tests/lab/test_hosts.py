@@ -1,4 +1,4 @@
-"""Lab host machines with real sshd daemons on 127.0.30.100-149, reached with paramiko."""
+"""Lab host machines with real sshd daemons on 127.S.30.100-149, reached with paramiko."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from rollup.errors import BadInput, RemoteError
 from rollup.lab import hosts
 from rollup.lab.hosts import LabMachine
 from rollup.remote import ansible, processes, ssh
+from tests import loopback
 from tests.lab_hosts import lab_hosts
 
 LAB_PATCH = Path(__file__).parents[2] / "playbooks" / "lab-patch.yml"
-_addresses = (f"127.0.30.{n}" for n in itertools.cycle(range(100, 150)))
+_addresses = (loopback.address(30, n) for n in itertools.cycle(range(100, 150)))
 
 
 @pytest.fixture
@@ -209,7 +210,7 @@ def test_without_openssh_server_the_lab_says_how_to_install_it(monkeypatch, tmp_
     monkeypatch.setattr(hosts, "SSHD", tmp_path / "no-sshd")
 
     with pytest.raises(BadInput) as missing:
-        LabMachine("h1", tmp_path, address="127.0.30.149")
+        LabMachine("h1", tmp_path, address=loopback.address(30, 149))
     assert missing.value.message == (
         "openssh-server is not installed: apt-get install -y openssh-server, "
         "or run the lab without --ssh"

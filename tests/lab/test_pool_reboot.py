@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import XenAPI
 
-from tests.lab.conftest import failure, host, layout, vm, wait_until
+from tests.lab.conftest import PREFIX, failure, host, layout, vm, wait_until
 
 
 def booted(lab, name: str) -> tuple[float, float]:
@@ -78,7 +78,7 @@ def test_rebooting_the_master_drops_the_api_until_it_is_back(make_lab):
     wait_until(lambda: not down())  # the client logs in again by itself (SESSION_INVALID)
     wait_until(lambda: back(lab, "h1"))
     assert booted(lab, "h1") > before
-    member = XenAPI.Session(f"http://127.0.20.2:{lab.server.port}")
+    member = XenAPI.Session(f"http://{PREFIX}2:{lab.server.port}")
     assert failure(lambda: member.xenapi.login_with_password("root", "lab"))[0] == "HOST_IS_SLAVE"
 
 

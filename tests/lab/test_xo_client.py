@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from rollup.lab.running import RunningLab
+from tests import loopback
 
 XO = Path(__file__).resolve().parent / "xo"
-NETWORK = "127.0.61.0"
+NETWORK = loopback.network(61)
 
 
 @pytest.fixture

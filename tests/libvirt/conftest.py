@@ -21,6 +21,7 @@ from rollup import drivers
 from rollup import inventory as inventories
 from rollup.lab.libvirt_lab import LibvirtLab
 from rollup.model import Pool
+from tests import loopback
 from tests.rollout.conftest import run_rollup, start_rollup
 
 # Each lab gets its own loopback /24 (127.0.220.0 upward; other packages use other
@@ -66,7 +67,7 @@ def events_of(stdout: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     running = LibvirtLab.start(
-        hosts=3, vms=4, directory=tmp_path / "lab", network=f"127.0.{next(_networks)}.0"
+        hosts=3, vms=4, directory=tmp_path / "lab", network=loopback.network(next(_networks))
     )
     try:
         yield Lab(running, tmp_path / "lab", tmp_path / "state")

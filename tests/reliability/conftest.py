@@ -1,4 +1,4 @@
-"""Labs for the reliability tests: small pools on 127.0.70-99.x, one fresh lab per case.
+"""Labs for the reliability tests: small pools on 127.S.70-99.x, one fresh lab per case.
 
 The Lab of tests/rollout (a RunningLab in the test process, real sshd per host, the real
 `rollup` command as a child process) is reused; here a factory lets each case choose
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from rollup.lab.running import RunningLab
+from tests import loopback
 from tests.reliability.matrix import MATRICES
 from tests.rollout.conftest import Lab
 
-# 127.0.70.0 - 127.0.99.0 are this package's: never another package's daemons.
+# 127.S.70.0 - 127.S.99.0 are this package's (tests/loopback.py): never another package's daemons.
 _networks = itertools.count(70)
 LAST_NETWORK = 99
 
@@ -28,7 +29,7 @@ def next_network() -> str:
     third = next(_networks)
     if third > LAST_NETWORK:
         raise RuntimeError("tests/reliability ran out of its loopback networks (70-99)")
-    return f"127.0.{third}.0"
+    return loopback.network(third)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from tests.reliability.pool_checks import (
     start_rollup,
 )
 from tests.rollout.conftest import Lab
+from tests.rollout.reports import junit_cases, not_reached, valid_events
 
 MATRIX = Matrix("Fault matrix: a fault during the run, then the fault cleared and resumed")
 
@@ -194,7 +195,7 @@ def test_a_host_refusing_ssh_pauses_naming_it_and_resume_completes(
         assert result.returncode == EXIT_PAUSED, result.stderr
         assert "h2 failed while" in result.stderr
         # Found in 'checking', before anything moved: h2 stays in service, nothing stops.
-        assert "h2 failed while checking: h2 does not answer SSH at 127.0." in result.stderr
+        assert "h2 failed while checking: h2 does not answer SSH at 127." in result.stderr
         assert "h2 is enabled again, nothing was patched" in result.stderr
         assert_paused_safe(before, lab.snapshot(), failed="")
         row.note("paused naming h2, nothing moved")
@@ -237,7 +238,7 @@ def test_a_vm_whose_way_home_fails_keeps_running_elsewhere_and_the_host_is_done(
         code = child.finish()
         row.note(f"run exit {code}")
         assert code == EXIT_OK, child.stderr()
-        assert "h2: 1 VM(s) stay where they run: cache-01" in child.stderr()
+        assert "h2: 1 VM stays where it runs: cache-01" in child.stderr()
         after = assert_finished(lab, before, child.run_id)
         cache = vm_named(after, "cache-01")
         assert cache.running and cache.host != host_named(after, "h2").id
@@ -319,13 +320,31 @@ def test_an_operator_abort_mid_evacuation_leaves_the_pool_safe(make_lab: MakeLab
         # A slow migration network (16 MiB/s): h2's evacuation lasts long enough for
         # `rollup abort` from another shell to land in the middle of it.
         lab.running.pool.bandwidth = 16 * 2**20
-        child = start_rollup(lab, "run", str(lab.inventory), "--yes", "--no-tui")
+        junit = lab.dir.parent / "rollup.xml"
+        child = start_rollup(
+            lab, "run", str(lab.inventory), "--yes", "--no-tui", "--junit", str(junit)
+        )
         child.until(host_state("h2", "evacuating"))
         sent = lab.rollup("abort", child.run_id)
         assert sent.returncode == 0, sent.stderr
         code = child.finish()
         row.note(f"run exit {code}")
         assert code == EXIT_ABORTED, child.stderr()
+        # What a pipeline reads: every event valid, the run aborted, h2's case says so.
+        finished = valid_events(child.events)[-1]
+        assert (finished["kind"], finished["outcome"], finished["exit_code"]) == (
+            "run-finished",
+            "aborted",
+            EXIT_ABORTED,
+        )
+        suite, cases = junit_cases(junit)
+        assert set(cases) == {"h1", "h2", "h3"}, "every host of the plan has its case"
+        not_reached(cases, {"h1", "h2"}, "aborted")
+        assert suite.get("failures") == "1"
+        assert cases["h1"].find("failure") is None
+        aborted = cases["h2"].find("failure")
+        assert aborted is not None and aborted.get("type") == "ABORTED"
+        assert aborted.get("message") == "evacuating: the run was aborted before this host's patch"
         err = child.stderr()
         # h2 was never patched: it is back in service, nothing left stopped on it.
         assert "h2: the run was aborted before this host's patch" in err, err

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from rollup.lab.hosts import LabMachine
+from tests import loopback
 from tests.lab_hosts import MakeHost, lab_hosts
 
-_addresses = (f"127.0.30.{n}" for n in itertools.cycle(range(2, 100)))
+_addresses = (loopback.address(30, n) for n in itertools.cycle(range(2, 100)))
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ def patch(machine, output_dir: Path, version: str = "8.3.0", events: list | None
 
 def test_the_lab_patch_over_ssh_installs_the_version_and_asks_for_a_reboot(lab_host, tmp_path):
     events: list[TaskEvent] = []
-    started = time.monotonic()
 
     result = patch(lab_host, tmp_path / "out", events=events)
 
@@ -48,7 +46,6 @@ def test_the_lab_patch_over_ssh_installs_the_version_and_asks_for_a_reboot(lab_h
     assert result.output_file == tmp_path / "out" / "h1.ansible.log"
     assert "changed: [h1]" in log and "PLAY RECAP" in result.output_tail
     assert list((tmp_path / "out").iterdir()) == [result.output_file]  # run dir is gone
-    assert time.monotonic() - started < 15
 
 
 def test_the_fail_patch_fault_fails_the_play_naming_the_task(lab_host, tmp_path):
@@ -113,19 +110,24 @@ def test_cancel_stops_a_running_play(make_lab_host, tmp_path):
         "    - name: slow\n      ansible.builtin.command: sleep 59.125\n"
     )
     cancel = threading.Event()
-    started = time.monotonic()
+    events: list[TaskEvent] = []
+
+    def cancel_after_the_quick_task(event: TaskEvent) -> None:
+        events.append(event)
+        cancel.set()
 
     result = ansible.play(
         machine.remote_host(),
         playbook,
         output_dir=tmp_path / "out",
-        on_event=lambda event: cancel.set(),
+        on_event=cancel_after_the_quick_task,
         cancel=cancel,
     )
 
     assert result.status == "canceled"
     assert not result.ok
-    assert time.monotonic() - started < 10
+    # Cut short in the slow task: the quick one finished, the slow one never did.
+    assert [(e.task, e.status) for e in events] == [("quick", "changed")]
     assert not processes.with_cmdline("sleep 59.125")  # ansible's workers are gone too
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -92,11 +91,10 @@ def test_wait_booted_returns_the_new_boot_id_once_the_host_is_back(lab_host):
 def test_wait_reachable_gives_up_with_the_last_cause(lab_host):
     host = lab_host.remote_host()
     lab_host.power_off()
-    started = time.monotonic()
 
     with pytest.raises(RemoteError, match=r"^h1: not reachable after 1 s: h1: connection refused"):
         ssh.wait_reachable(host, timeout=1, interval=0.2)
-    assert time.monotonic() - started < 3
+    assert not ssh.reachable(host), "it gave up on a host that is still down"
 
 
 def test_an_unknown_host_key_is_refused_with_the_keyscan_fix(lab_host, tmp_path):

@@ -22,6 +22,7 @@ from rollup.drivers import Connection
 from rollup.drivers.xenapi import XenApiDriver
 from rollup.lab.running import RunningLab
 from rollup.model import Pool
+from tests import loopback
 from tests.installed import ROLLUP
 
 # Each lab of this package gets its own loopback /24 (127.0.130.0 upward; other
@@ -137,7 +138,7 @@ def start_lab(
         port=0,
         directory=directory / "lab",
         faults=str(faults),
-        network=network or f"127.0.{next(_networks)}.0",
+        network=network or loopback.network(next(_networks)),
         fill=fill,
     )
     return Lab(running, directory / "lab", directory / "state", faults)

@@ -15,6 +15,7 @@ from rollup.rollout import Rollout, RunOptions
 from rollup.run_context import RunContext
 from rollup.session import open_session
 from tests.rollout.conftest import Lab
+from tests.rollout.reports import junit_cases, valid_events
 from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running
 
 
@@ -39,13 +40,37 @@ def test_a_patch_that_needs_no_reboot_skips_the_reboot(lab: Lab):
     assert running(after) == running(before)
 
 
-def test_on_failure_continue_upgrades_the_other_hosts_and_exits_1(roomy_lab: Lab):
+def test_on_failure_continue_upgrades_the_other_hosts_and_exits_1(roomy_lab: Lab, tmp_path: Path):
     lab = roomy_lab
     before = lab.snapshot()
     lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
-    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--on-failure", "continue")
+    junit = tmp_path / "rollup.xml"
+    result = lab.rollup(
+        "run",
+        str(lab.inventory),
+        "--yes",
+        "--no-tui",
+        "--on-failure",
+        "continue",
+        "--json",
+        "--junit",
+        str(junit),
+    )
     assert result.returncode == 1, result.stderr
-    assert "1 host(s) failed: h2" in result.stderr
+    finished = valid_events(result.stdout)[-1]
+    assert (finished["kind"], finished["outcome"], finished["exit_code"]) == (
+        "run-finished",
+        "failed",
+        1,
+    )
+    assert (finished["hosts_done"], finished["hosts_failed"]) == (3, 1)
+    suite, cases = junit_cases(junit)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("4", "1", "0")
+    assert [name for name, case in cases.items() if case.find("failure") is not None] == ["h2"]
+    failure = cases["h2"].find("failure")
+    assert failure is not None and failure.get("type") == "PLAYBOOK_FAILED"
+    assert "lab fault fail-patch is set" in failure.get("message", "")
+    assert "1 host failed: h2" in result.stderr
     after = lab.snapshot()
     versions = {h.name: (h.version, h.enabled) for h in after.hosts}
     assert versions == {

@@ -6,15 +6,15 @@ import json
 import os
 import signal
 import sqlite3
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import jsonschema
-
-from rollup.event_schema import schema
 from rollup.host_upgrade import SEQUENCE
 from rollup.model import Pool
 from tests.rollout.conftest import Lab, read_events
+from tests.rollout.pool_watch import PoolWatch
+from tests.rollout.reports import junit_cases, not_reached, valid_events
 
 TARGET = "8.3.0"
 
@@ -48,13 +48,19 @@ def test_a_lab_pool_is_upgraded_end_to_end_and_every_vm_ends_where_it_started(
     lab.running.pool.set_ha(True)
     before = lab.snapshot()
     junit = tmp_path / "rollup.xml"
-    result = lab.rollup(
-        "run", str(lab.inventory), "--yes", "--no-tui", "--json", "--junit", str(junit)
-    )
+    with PoolWatch(lab.running.pool) as watch:
+        result = lab.rollup(
+            "run", str(lab.inventory), "--yes", "--no-tui", "--json", "--junit", str(junit)
+        )
     assert result.returncode == 0, result.stderr
     after = lab.snapshot()
     assert_upgraded_and_whole(before, after)
     assert before.ha_enabled
+    # rollup_ha disable-and-restore: HA off before the first host left service, kept
+    # off while any host was out, and on again only once every host was back.
+    assert {h for m in watch.moments if m.disabled for h in m.disabled} == {"h1", "h2", "h3", "h4"}
+    assert watch.ha_while_a_host_was_out() == {False}
+    assert watch.moments[-1].ha_enabled and not watch.moments[-1].disabled
     # Strategy `return`: the pool ends as it began, pinned VMs restarted at home.
     assert running(after) == running(before)
 
@@ -66,10 +72,7 @@ def test_a_lab_pool_is_upgraded_end_to_end_and_every_vm_ends_where_it_started(
             s for s in SEQUENCE[1:] if s != "rebooting"
         ], states
 
-    validator = jsonschema.Draft202012Validator(schema())
-    events = [json.loads(line) for line in result.stdout.splitlines()]
-    for event in events:
-        validator.validate(event)
+    events = valid_events(result.stdout)
     assert events[-1]["kind"] == "run-finished" and events[-1]["outcome"] == "completed"
     assert any(e["kind"] == "ansible-task" for e in events)
     assert any(e["kind"] == "migration" and e["status"] == "done" for e in events)
@@ -80,13 +83,48 @@ def test_a_lab_pool_is_upgraded_end_to_end_and_every_vm_ends_where_it_started(
     assert lab.running.password not in result.stdout + result.stderr
 
 
-def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(lab: Lab):
+def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(
+    lab: Lab, tmp_path: Path
+):
+    lab.running.pool.set_ha(True)
     before = lab.snapshot()
     lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
-    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    junit = tmp_path / "rollup.xml"
+    with PoolWatch(lab.running.pool) as watch:
+        result = lab.rollup(
+            "run", str(lab.inventory), "--yes", "--no-tui", "--json", "--junit", str(junit)
+        )
     assert result.returncode == 5, result.stderr
     assert "h2 failed while patching" in result.stderr
     assert "rollup resume" in result.stderr
+
+    # HA is off while hosts are out of service, then restored when the run pauses
+    # ("restored at the end, also on failure"), with h2 left disabled.
+    *running_moments, paused = watch.moments
+    assert {h for m in running_moments for h in m.disabled} == {"h1", "h2"}
+    assert {m.ha_enabled for m in running_moments if m.disabled} == {False}
+    assert (paused.ha_enabled, paused.disabled) == (True, {"h2"})
+
+    events = valid_events(result.stdout)
+    finished = events[-1]
+    assert (finished["kind"], finished["outcome"], finished["exit_code"]) == (
+        "run-finished",
+        "paused",
+        5,
+    )
+    assert (finished["hosts_done"], finished["hosts_failed"]) == (1, 1)
+    failed = [e for e in events if e["kind"] == "action" and not e["ok"]]
+    assert [(e["host_name"], e["state"], e["code"]) for e in failed] == [
+        ("h2", "patching", "PLAYBOOK_FAILED")
+    ]
+    suite, cases = junit_cases(junit)
+    assert set(cases) == {"h1", "h2", "h3", "h4"}, "every host of the plan has its case"
+    not_reached(cases, {"h1", "h2"}, "paused")
+    assert suite.get("failures") == "1"
+    assert cases["h1"].find("failure") is None and cases["h1"].find("skipped") is None
+    failure = cases["h2"].find("failure")
+    assert failure is not None and failure.get("type") == "PLAYBOOK_FAILED"
+    assert failure.get("message", "").startswith("patching: patch playbook failed")
 
     during = lab.snapshot()
     h2 = next(h for h in during.hosts if h.name == "h2")
@@ -96,11 +134,17 @@ def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(lab: 
     assert during.lock is None
 
     lab.set_faults({})
-    resumed = lab.rollup("resume", "--yes", "--no-tui")
+    with PoolWatch(lab.running.pool) as watch:
+        resumed = lab.rollup("resume", "--yes", "--no-tui")
     assert resumed.returncode == 0, resumed.stderr
     after = lab.snapshot()
     assert_upgraded_and_whole(before, after)
     assert running(after) == running(before)
+    # Resumed, HA goes off again before h2 is worked on, and is on at the end.
+    paused, *resumed_moments = watch.moments
+    assert (paused.ha_enabled, paused.disabled) == (True, {"h2"})
+    assert {m.ha_enabled for m in resumed_moments if m.disabled} == {False}
+    assert (watch.moments[-1].ha_enabled, watch.moments[-1].disabled) == (True, set())
 
 
 def _stopped_pinned(pool: Pool, host_name: str) -> set[str]:
@@ -150,11 +194,45 @@ def test_a_second_run_on_the_same_pool_is_refused_naming_the_owner(lab: Lab):
     events = read_events(child.stdout, lambda e: e["kind"] == "host-state")
     run_id = events[-1]["run_id"]
     second = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    # --break-lock takes over only an expired lock: a live run's lock is not stale.
+    breaking = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--break-lock")
+    held = lab.snapshot().lock
     child.send_signal(signal.SIGTERM)
     child.communicate(timeout=120)
     assert second.returncode == 3, second.stderr
     assert run_id in second.stderr
-    assert "pid" in second.stderr
+    assert f"pid {child.pid}" in second.stderr
+    assert breaking.returncode == 3, breaking.stderr
+    assert f"the pool is locked by run {run_id}" in breaking.stderr
+    assert held is not None and (held.run_id, held.pid) == (run_id, child.pid)
+
+
+def test_a_stale_lock_of_a_killed_run_is_broken_only_with_break_lock(lab: Lab):
+    before = lab.snapshot()
+    child = lab.start_rollup("run", str(lab.inventory), "--yes", "--no-tui", "--json")
+    assert child.stdout is not None
+    run_id = read_events(child.stdout, lambda e: e["kind"] == "host-state")[-1]["run_id"]
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    left = lab.running.pool.other_config["rollup.lock"]
+    assert json.loads(left)["pid"] == child.pid
+    # The killed run's lock once its TTL has run out (hours later): the same record,
+    # expired a minute ago.
+    expired = {**json.loads(left), "expires": time.time() - 60}
+    lab.running.pool.remove_from_other_config("rollup.lock")
+    lab.running.pool.add_to_other_config("rollup.lock", json.dumps(expired))
+
+    refused = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    assert refused.returncode == 3, refused.stderr
+    assert f"locked by run {run_id} on " in refused.stderr
+    assert f"(pid {child.pid}, started " in refused.stderr
+    assert "if that run is gone, rerun with --break-lock" in refused.stderr
+    still = lab.snapshot().lock
+    assert still is not None and still.run_id == run_id, "refused: the lock is left alone"
+
+    taken = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--break-lock")
+    assert taken.returncode == 0, taken.stderr
+    assert_upgraded_and_whole(before, lab.snapshot())
 
 
 def test_the_canary_gate_waits_for_approval_from_another_shell(lab: Lab):

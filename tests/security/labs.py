@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests import loopback
 from tests.rollout.conftest import Lab
 from tests.rollout.conftest import start_lab as start_shared_lab
 
@@ -19,7 +20,7 @@ _networks = itertools.cycle(range(110, 121))
 
 def start_lab(directory: Path, *, hosts: int = 3, vms: int = 9) -> Lab:
     return start_shared_lab(
-        directory, hosts=hosts, vms=vms, ssh=True, network=f"127.0.{next(_networks)}.0"
+        directory, hosts=hosts, vms=vms, ssh=True, network=loopback.network(next(_networks))
     )
 
 
