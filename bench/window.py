@@ -64,6 +64,7 @@ from rollup.estimate import step_seconds
 from rollup.journal import Journal
 from rollup.lab.running import TARGET_VERSION, RunningLab
 from rollup.model import Plan, Policy, Strategy
+from rollup.plurals import count
 
 # The installed command, as a user runs it (`python -m rollup` would import the checkout).
 ROLLUP = str(Path(sysconfig.get_path("scripts")) / "rollup")
@@ -318,7 +319,8 @@ def run_baseline(case: Case, workdir: Path) -> RunResult:
             raise RuntimeError(f"baseline failed ({done.returncode}): {done.stderr[-2000:]}")
         report = yaml.safe_load(done.stdout)
         if report["unreturned"]:
-            print(f"  baseline: {report['unreturned']} VM(s) could not go home", file=sys.stderr)
+            unreturned = count(report["unreturned"], "VM")
+            print(f"  baseline: {unreturned} could not go home", file=sys.stderr)
         return RunResult(
             tool="XO-like baseline",
             window=recorder.window,

@@ -22,6 +22,7 @@ from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.events import Event, EventBus, JsonLinesSink, LogSink, MigrationProgress
 from rollup.journal import Journal, default_state_dir
 from rollup.model import Plan
+from rollup.plurals import count
 from rollup.rollout import Rollout, RunOptions
 from rollup.run_context import RunContext
 from rollup.session import PoolSession, open_session
@@ -145,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.print_plan(plan, file=sys.stderr)
             failed = [c for c in plan.checks if c.status == "fail"]
             print(
-                f"rollup: the plan is refused by {len(failed)} failing check(s): "
+                f"rollup: the plan is refused by {count(len(failed), 'failing check')}: "
                 + "; ".join(c.reason for c in failed),
                 file=sys.stderr,
             )
@@ -269,7 +270,7 @@ def _execute(
     if not use_tui:
         print(
             f"rollup: run {run_id} on pool {session.config.name}"
-            f" ({len(plan.steps)} host(s), journal {journal.path})",
+            f" ({count(len(plan.steps), 'host')}, journal {journal.path})",
             file=sys.stderr,
         )
     if use_tui:

@@ -13,6 +13,7 @@ from typing import Any
 
 from rollup import bundled
 from rollup.errors import EXIT_OK, BadInput
+from rollup.plurals import count
 
 _STOP_WAIT = 60.0  # a `rollup run` owning its lab stops at its next safe point
 
@@ -82,7 +83,7 @@ def lab_down(args: argparse.Namespace) -> int:
                 f"{directory} is not a lab directory: give the --dir `rollup lab up` used"
             )
         stopped = reaper.sweep(directory)
-        print(f"stopped {len(stopped)} processes a dead lab left in {directory}", file=sys.stderr)
+        print(_left_message(stopped, directory), file=sys.stderr)
         return EXIT_OK
     owner: int | None = None
     try:
@@ -102,10 +103,14 @@ def lab_down(args: argparse.Namespace) -> int:
     if owner is not None:
         print(f"lab in {directory} stopped", file=sys.stderr)
     elif left:
-        print(f"stopped {len(left)} processes a dead lab left in {directory}", file=sys.stderr)
+        print(_left_message(left, directory), file=sys.stderr)
     else:
         print(f"no lab was running in {directory}", file=sys.stderr)
     return EXIT_OK
+
+
+def _left_message(stopped: set[int], directory: Path) -> str:
+    return f"stopped {count(len(stopped), 'process', 'processes')} a dead lab left in {directory}"
 
 
 def _stop_owner(directory: Path, owner: int) -> int:
