@@ -1,9 +1,10 @@
 """The XenServer / XCP-ng driver, through the official XenAPI client (`pip install XenAPI`).
 
 What each call does to the pool follows /work/shared/XAPI.md; the pieces live next door:
-xenapi_session (connection, retries, error translation), xenapi_records (records →
-model), xenapi_tasks (waiting on tasks), xenapi_boot (waiting for a rebooted host),
-xenapi_lock (the run lock), xenapi_failures (readable error codes).
+xenapi_session (connection, retries, error translation), xenapi_view (the records kept
+current by events), xenapi_records (records → model), xenapi_tasks (waiting on tasks),
+xenapi_boot (waiting for a rebooted host), xenapi_lock (the run lock), xenapi_failures
+(readable error codes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rollup.drivers.xenapi_lock import PoolLock
 from rollup.drivers.xenapi_records import PoolRecords, parse_pool, sr_refs
 from rollup.drivers.xenapi_session import Session, Timing
 from rollup.drivers.xenapi_tasks import destroy, failure_of, watch
+from rollup.drivers.xenapi_view import PoolView
 from rollup.errors import BadInput, DriverError, MigrationRefused, TransientDriverError
 from rollup.model import Host, Lock, Pool
 
@@ -39,6 +41,7 @@ class XenApiDriver:
         self.api = Session(connection, self.timing)
         self.api.connect()
         self._lock = PoolLock(self.api)
+        self._view = PoolView(self.api)
         self._executor: ThreadPoolExecutor | None = None
 
     # -- reading ---------------------------------------------------------------------
@@ -51,8 +54,8 @@ class XenApiDriver:
     ) -> PoolRecords:
         """Everything a snapshot needs, in a handful of get_all_records round trips."""
         call = self.api.call
-        hosts = call("read the hosts", "host.get_all_records")
-        metrics = call("read the host metrics", "host_metrics.get_all_records")
+        current = self._view.read()
+        hosts, metrics = current["host"], current["host_metrics"]
         evacuation: dict[str, Mapping[str, list[str]]] = {}
         if blockers:
             # Nothing runs on a host that is down (and xapi would refuse to plan for it).
@@ -65,10 +68,10 @@ class XenApiDriver:
             # xapi plans each host's evacuation in turn: ask several hosts at once.
             evacuation = dict(self._readers().map(self._evacuation_errors, live))
         return PoolRecords(
-            pool=call("read the pool", "pool.get_all_records"),
+            pool=current["pool"],
             hosts=hosts,
             host_metrics=metrics,
-            vms=call("read the VMs", "VM.get_all_records"),
+            vms=current["VM"],
             evacuation_errors=evacuation,
             sr_names={
                 sr: call("read an SR's name", "SR.get_name_label", sr) for sr in sr_refs(evacuation)

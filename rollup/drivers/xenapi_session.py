@@ -118,6 +118,10 @@ class Session:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: list[XenAPI.Session] = []
+        # Bumped whenever a session is dropped or renewed (connection lost, master changed,
+        # xapi restarted): what was read through the old one, an event token included, may
+        # belong to a xapi that went.
+        self.resets = 0
 
     def connect(self) -> None:
         """First login: fail fast with PoolUnreachable, the fix named, nothing retried."""
@@ -189,7 +193,15 @@ class Session:
 
     def call_once(self, method: str, *args: Any) -> Any:
         """One attempt: raises XenAPI.Failure or a connection error untranslated."""
-        return getattr(self._session().xenapi, method)(*args)
+        session = self._session()
+        before = getattr(session, "_session", None)
+        try:
+            return getattr(session.xenapi, method)(*args)
+        finally:
+            # The client logs in again by itself on SESSION_INVALID (xapi restarted).
+            if getattr(session, "_session", None) != before:
+                with self._lock:
+                    self.resets += 1
 
     def close(self) -> None:
         with self._lock:
@@ -245,6 +257,8 @@ class Session:
         new = with_address(self.url, master)
         log.debug("%s is a pool member; following HOST_IS_SLAVE to the master %s", self.url, new)
         self.url = new
+        with self._lock:
+            self.resets += 1
         self._drop()
 
     def _drop(self) -> None:
@@ -253,6 +267,7 @@ class Session:
         self._local.session = None
         if session is not None:
             with self._lock:
+                self.resets += 1
                 if session in self._open:
                     self._open.remove(session)
 

@@ -2,7 +2,8 @@
 
 A token is the id of the last event a client has seen, as a decimal string; "" means
 "from the beginning". The log keeps the latest `keep` events; a token older than that
-gets `EVENTS_LOST`, as xapi answers when a client falls too far behind.
+gets `EVENTS_LOST`, as xapi answers when a client falls too far behind; so does a token
+the log never issued (one from before the lab restarted).
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class EventLog:
         deadline = time.monotonic() + max(0.0, timeout)
         with self._cond:
             while True:
-                if self._events and after < self._events[0].id - 1:
+                # Too old, or ahead of this log (issued by a xapi that has since restarted
+                # from its database): the client cannot know what it missed.
+                if (self._events and after < self._events[0].id - 1) or after > self._last:
                     raise XapiFailure("EVENTS_LOST")
                 found = [
                     e

@@ -202,6 +202,14 @@ def test_a_token_too_old_is_events_lost(make_lab):
     assert failure(lambda: getattr(x.event, "from")(["host"], "1", 0.0)) == ["EVENTS_LOST"]
 
 
+def test_a_token_this_lab_never_issued_is_events_lost(lab):
+    # A client's token from before the lab restarted must not read as "nothing changed".
+    x = lab.session.xenapi
+    token = getattr(x.event, "from")(["host"], "", 0.0)["token"]
+    ahead = str(int(token) + 1000)
+    assert failure(lambda: getattr(x.event, "from")(["host"], ahead, 0.0)) == ["EVENTS_LOST"]
+
+
 def test_other_config_is_a_barrier(lab):
     x = lab.session.xenapi
     pool = x.pool.get_all()[0]
