@@ -14,7 +14,7 @@ from typing import Any
 
 from rollup.lab import lifecycle, migration, placement, power, records, where, wire
 from rollup.lab.failure import XapiFailure
-from rollup.lab.objects import SimTask
+from rollup.lab.objects import SimTask, ref_for
 from rollup.lab.pool import LabPool
 
 CLASSES = ("pool", "host", "host_metrics", "VM", "SR", "task")
@@ -169,6 +169,12 @@ class Api:
         return [r for r, rec in self.pool.records_of(cls).items() if rec["name_label"] == label]
 
     def _by_uuid(self, cls: str, object_uuid: str) -> str:
+        # Every lab ref derives from its uuid: one record read instead of the whole class
+        # (a rollout looks up a VM by uuid for each migration, on pools of thousands).
+        ref = ref_for(str(object_uuid))
+        with self.pool.lock:
+            if ref in self.pool.refs(cls) and self.pool.record(cls, ref)["uuid"] == object_uuid:
+                return ref
         for ref, record in self.pool.records_of(cls).items():
             if record["uuid"] == object_uuid:
                 return ref
