@@ -84,9 +84,13 @@ class Watcher:
                     f"environment of {pid} ({cmdline[:80]!r})", _read(f"/proc/{pid}/environ")
                 )
         for directory in self.directories:
-            for path in directory.rglob("*") if directory.exists() else ():
-                if path.is_file():
-                    self._check(f"file {path}", _read(str(path)))
+            # os.walk skips what vanishes under it (rollup removes its ansible-runner
+            # directories as it goes); rglob would raise and end the watching early.
+            for root, _, files in os.walk(directory):
+                for name in files:
+                    path = Path(root) / name
+                    if path.is_file():  # never open a FIFO or socket: it would block
+                        self._check(f"file {path}", _read(str(path)))
 
 
 def watched_run(
