@@ -29,8 +29,7 @@ PASSWORD = "bench-snapshots"
 
 
 def full_snapshot(driver: XenApiDriver) -> Pool:
-    driver._view = PoolView(driver.api)
-    driver._view._events = False  # read with get_all_records, as before the view
+    driver._view = PoolView(driver.api, events=False)  # get_all_records, as before the view
     return driver.snapshot(blockers_for=())
 
 

@@ -52,7 +52,7 @@ class XenApiDriver:
     def records(
         self, blockers: bool = True, blockers_for: Collection[str] | None = None
     ) -> PoolRecords:
-        """Everything a snapshot needs, in a handful of get_all_records round trips."""
+        """Everything a snapshot needs: the event-kept view, and what pins VMs where asked."""
         call = self.api.call
         current = self._view.read()
         hosts, metrics = current["host"], current["host_metrics"]

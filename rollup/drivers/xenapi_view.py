@@ -36,13 +36,13 @@ NO_EVENTS = frozenset({"MESSAGE_METHOD_UNKNOWN", "MESSAGE_PARAMETER_COUNT_MISMAT
 class PoolView:
     """`view.read()`: {class: {ref: record}} for pool, host, host_metrics and VM, current."""
 
-    def __init__(self, api: Session) -> None:
+    def __init__(self, api: Session, events: bool = True) -> None:
         self.api = api
         self._lock = threading.Lock()
         self._records: dict[str, dict[str, Record]] = {}
         self._token: str | None = None
         self._resets = -1
-        self._events = True
+        self._events = events  # False: every read is a full one (bench/snapshots.py)
         self.full_reads = 0  # how often everything was read, for tests and debug logs
 
     def read(self) -> dict[str, dict[str, Record]]:
@@ -51,16 +51,13 @@ class PoolView:
                 return self._read_all()
             try:
                 self._refresh()
-            except DriverError as exc:
-                self._token = None
-                if exc.code not in NO_EVENTS:
+            except BaseException as exc:
+                self._token = None  # a read that failed half-way is never built upon
+                if not (isinstance(exc, DriverError) and exc.code in NO_EVENTS):
                     raise
                 log.debug("the pool serves no events (%s): reading every record", exc.code)
                 self._events = False
                 return self._read_all()
-            except BaseException:
-                self._token = None  # a read that failed half-way is never built upon
-                raise
             # Records are replaced, never changed in place: shallow copies are enough.
             return {cls: dict(records) for cls, records in self._records.items()}
 
@@ -85,7 +82,6 @@ class PoolView:
     def _read_from_token(self) -> None:
         """Token first, then the records, as XO does: a change after the token is an event."""
         call = self.api.call
-        self._token = None
         resets = self.api.resets
         (pool_ref, *_) = call("read the pool", "pool.get_all")
         token = call("mark the pool's events", "event.inject", "pool", pool_ref)

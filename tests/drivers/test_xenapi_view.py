@@ -22,11 +22,11 @@ FAST = Timing(call_timeout=5.0, retry_seconds=3.0, backoff_start=0.05, backoff_c
 @pytest.fixture
 def lab() -> Iterator[tuple[LabPool, XapiServer]]:
     pool = LabPool.generate(hosts=3, vms=12, seed=11, address_prefix=PREFIX, speed=500)
-    server = XapiServer(pool, user="root", password=PASSWORD)
-    server.start()
-    yield pool, server
-    server.stop()
-    pool.close()
+    try:
+        with XapiServer(pool, user="root", password=PASSWORD) as server:
+            yield pool, server
+    finally:
+        pool.close()
 
 
 def driver_of(server: XapiServer) -> XenApiDriver:
@@ -96,15 +96,13 @@ def test_a_pool_restarted_in_place_is_read_anew_not_from_the_old_view(lab):
         restarted = LabPool.generate(hosts=3, vms=12, seed=11, address_prefix=PREFIX, speed=500)
         h3 = restarted.host_named("h3")
         h3.enabled = False
-        again = XapiServer(restarted, port=server.port, user="root", password=PASSWORD)
-        again.start()
         try:
-            after = driver.snapshot()
-            assert not after.host(h3.uuid).enabled
-            assert after == fresh_snapshot(again)
-            assert driver._view.full_reads == 2
+            with XapiServer(restarted, port=server.port, user="root", password=PASSWORD) as again:
+                after = driver.snapshot()
+                assert not after.host(h3.uuid).enabled
+                assert after == fresh_snapshot(again)
+                assert driver._view.full_reads == 2
         finally:
-            again.stop()
             restarted.close()
     finally:
         driver.close()
