@@ -8,7 +8,7 @@ host is migrated back to it.
 
 Two forms of the same thing:
 
-* `simulate(layout)`: counts only. Runs xapi's placement (`rollup.lab.placement.
+* `simulate(layout)`: counts only. Runs xapi's placement (`rollup.lab.xapi.placement.
   evacuation_plan`, the very code behind the lab's `host.evacuate`) host by host on a
   LabPool whose moves land instantly. Fast enough for the 64-host grid.
 * `python bench/baseline.py URL PASSWORD LAB_DIR`: the real thing, a XenAPI client
@@ -34,10 +34,10 @@ from typing import Any
 
 from rollup.lab.layout import Layout
 from rollup.lab.machine import INSTALLED_VERSION
-from rollup.lab.objects import NULL, SimVM
-from rollup.lab.placement import evacuation_plan, pin_error
-from rollup.lab.pool import LabPool
-from rollup.lab.running import TARGET_VERSION
+from rollup.lab.xapi.objects import NULL, SimVM
+from rollup.lab.xapi.placement import evacuation_plan, pin_error
+from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.running import TARGET_VERSION
 
 
 @dataclass(frozen=True)

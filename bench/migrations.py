@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from baseline import Traffic, simulate
 from pools import Case, grid, lab_policy, snapshot
 
-from rollup import planner
-from rollup.lab.pool import LabPool
+from rollup.lab.xapi.pool import LabPool
 from rollup.model import GiB
+from rollup.plan import planner
 
 
 @dataclass(frozen=True)

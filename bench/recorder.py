@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollup.lab.objects import SimHost, SimVM
-from rollup.lab.pool import LabPool
+from rollup.lab.xapi.objects import SimHost, SimVM
+from rollup.lab.xapi.pool import LabPool
 
 
 @dataclass

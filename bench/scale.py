@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import tui_throughput
 from pools import lab_policy, snapshot
 
-from rollup import planner
 from rollup.lab.generator import generate
-from rollup.lab.pool import LabPool
+from rollup.lab.xapi.pool import LabPool
 from rollup.model import MiB, Plan
+from rollup.plan import planner
 
 HOSTS, VMS, SEED = 64, 5000, 64
 

@@ -17,11 +17,11 @@ import statistics
 import time
 
 from rollup.drivers import Connection
-from rollup.drivers.xenapi import XenApiDriver
-from rollup.drivers.xenapi_view import PoolView
+from rollup.drivers.xenapi.driver import XenApiDriver
+from rollup.drivers.xenapi.view import PoolView
 from rollup.errors import MigrationRefused
-from rollup.lab.pool import LabPool
-from rollup.lab.xapi import XapiServer
+from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.server import XapiServer
 from rollup.model import Pool
 
 HOSTS, SEED, MOVES_PER_ROUND = 64, 5, 4

@@ -60,11 +60,11 @@ from recorder import Recorder
 
 from rollup import bundled
 from rollup.codec import from_data
-from rollup.estimate import step_seconds
-from rollup.journal import Journal
-from rollup.lab.running import TARGET_VERSION, RunningLab
+from rollup.lab.xapi.running import TARGET_VERSION, RunningLab
 from rollup.model import Plan, Policy, Strategy
-from rollup.plurals import count
+from rollup.plan.estimate import step_seconds
+from rollup.run.journal import Journal
+from rollup.text.plurals import count
 
 # The installed command, as a user runs it (`python -m rollup` would import the checkout).
 ROLLUP = str(Path(sysconfig.get_path("scripts")) / "rollup")

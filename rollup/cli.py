@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from rollup import __version__
 from rollup.errors import EXIT_BAD_INPUT, EXIT_FAILED, RollupError
-from rollup.quoting import one_line
+from rollup.text.quoting import one_line
 
 DESCRIPTION = """\
 Upgrade a hypervisor pool one host at a time with no VM downtime: each host is
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         from rollup import commands
-        from rollup.inventory import secrets_withheld_from_children
+        from rollup.config.inventory import secrets_withheld_from_children
 
         with secrets_withheld_from_children():
             return commands.dispatch(args, parser)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _debug_log(state_dir: str | None) -> Path | None:
-    from rollup.journal import default_state_dir
+    from rollup.run.journal import default_state_dir
 
     try:
         folder = Path(state_dir) if state_dir else default_state_dir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rollup.quoting import one_line
+from rollup.text.quoting import one_line
 
 # Exit codes live here so the CLI, the rollout and the tests agree on them.
 EXIT_OK = 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rollup import bundled, inventory
+from rollup import bundled
+from rollup.config import inventory
 from rollup.errors import BadInput
 from rollup.model import GiB, Host, MiB, Window
 from rollup.remote import RemoteHost

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rollup import inventory
+from rollup.config import inventory
 from rollup.errors import BadInput
 
 PLAYBOOK = str((Path(__file__).parent / "inventories" / "playbooks" / "patch.yml").absolute())

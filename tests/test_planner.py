@@ -10,7 +10,7 @@ from strategies import host_id, make_pool, vm_id
 from test_planner_properties import replay
 
 from rollup.model import Check, GiB, Lock, Plan, Policy
-from rollup.planner import plan
+from rollup.plan.planner import plan
 
 
 def checks_named(result: Plan, name: str) -> list[Check]:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from strategies import pools, pools_and_policies
 
 from rollup.model import Plan, Policy, Pool, version_key
-from rollup.planner import plan
+from rollup.plan.planner import plan
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NEWEST = (2**31,)

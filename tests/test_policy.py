@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rollup import inventory, policy
+from rollup.config import inventory, policy
 from rollup.errors import BadInput
 from rollup.model import GiB, MiB, Policy, Window
 

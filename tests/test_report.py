@@ -11,8 +11,7 @@ from rich.console import Console
 from strategies import host_id, make_pool, pools_and_policies
 
 from rollup.model import Lock, Policy
-from rollup.planner import plan
-from rollup.report import (
+from rollup.output.report import (
     SCHEMA_VERSION,
     format_duration,
     format_gib,
@@ -22,6 +21,7 @@ from rollup.report import (
     plan_table,
     print_plan,
 )
+from rollup.plan.planner import plan
 
 VALIDATOR = jsonschema.Draft202012Validator(plan_schema())
 LOCK = Lock(run_id="r-42", controller="ops-1", pid=4242, started=1_000.0, expires=2_000.0)

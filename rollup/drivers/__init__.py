@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from rollup.model import Host, Lock, Pool
 
 if TYPE_CHECKING:
-    from rollup.inventory import InventoryHost
+    from rollup.config.inventory import InventoryHost
 
 Progress = Callable[[float], None]  # called with 0.0 .. 1.0 while an operation runs
 
@@ -115,7 +115,7 @@ def connect(
 def _load_builtin() -> None:
     # Imported lazily so `rollup --help` does not pay for XenAPI's import.
     if "xenapi" not in _registry:
-        from rollup.drivers import xenapi  # noqa: F401  (registers itself)
+        import rollup.drivers.xenapi.driver
     if "libvirt" not in _registry:
         # Registers itself; libvirt-python is imported only when a libvirt pool connects.
-        from rollup.drivers import libvirt  # noqa: F401
+        import rollup.drivers.libvirt.driver  # noqa: F401

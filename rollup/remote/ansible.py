@@ -25,8 +25,8 @@ from typing import Any, Literal, TextIO
 
 import ansible_runner
 
+from rollup.config.policy import VARIABLES
 from rollup.errors import BadInput
-from rollup.policy import VARIABLES
 from rollup.remote import RemoteHost, processes
 
 TaskStatus = Literal["ok", "changed", "failed", "skipped", "unreachable"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rollup.remote import RemoteHost, ansible, ssh
-from rollup.run_context import PatchResult, TaskCallback
+from rollup.run.context import PatchResult, TaskCallback
 
 
 class _CancelFlag(threading.Event):

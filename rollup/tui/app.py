@@ -16,8 +16,8 @@ from textual.worker import Worker, WorkerState
 
 from rollup import bundled
 from rollup.errors import EXIT_OK, EXIT_REFUSED
-from rollup.events import Event, EventBus, RunFinished
 from rollup.model import Plan
+from rollup.run.events import Event, EventBus, RunFinished
 from rollup.tui.dashboard import Dashboard
 from rollup.tui.inbox import EventInbox
 from rollup.tui.plan_screen import PlanOnlyScreen, PlanScreen

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from rollup.events import Event
+from rollup.run.events import Event
 
 
 class EventInbox:

@@ -13,7 +13,8 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from rollup.events import (
+from rollup.model import Plan
+from rollup.run.events import (
     ActionResult,
     AnsibleTask,
     CheckResult,
@@ -26,8 +27,7 @@ from rollup.events import (
     RunFinished,
     RunStateChanged,
 )
-from rollup.host_upgrade import SEQUENCE
-from rollup.model import Plan
+from rollup.run.host_upgrade import SEQUENCE
 
 FINAL = ("done", "failed", "skipped")
 # How far along a host is when it enters each state (pending 0 … done 1).

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from rollup import cli
-from rollup.journal import Journal
+from rollup.run.journal import Journal
 from tests.badinput.conftest import lab_inventory, pool_group
 from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env

@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from rollup import cli, inventory, policy
-from rollup.inventory_listing import Listing, list_inventory
+from rollup import cli
+from rollup.config import inventory, policy
+from rollup.config.listing import Listing, list_inventory
 from rollup.model import Pool
 from tests.badinput.conftest import lab_inventory, pool_group
 from tests.rollout.conftest import Lab

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from rollup.drivers import Connection, HaState, connect
-from rollup.drivers.xenapi import Timing, XenApiDriver
+from rollup.drivers.xenapi.driver import Timing, XenApiDriver
 from rollup.errors import (
     EXIT_BAD_INPUT,
     EXIT_REFUSED,
@@ -21,8 +21,8 @@ from rollup.errors import (
     TransientDriverError,
 )
 from rollup.lab.faults import ApiDrop, Faults, HostFaults, VMFaults
-from rollup.lab.pool import LabPool
-from rollup.lab.xapi import XapiServer
+from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.server import XapiServer
 from rollup.model import Lock
 from tests import loopback
 
@@ -212,7 +212,7 @@ def test_member_reboot_wait_back_returns_the_new_boot(lab, driver):
 def test_master_reboot_wait_back_survives_the_api_dropping(lab, driver, caplog):
     pool, _ = lab
     master = driver.snapshot().host(pool.hosts[pool.master].uuid)
-    caplog.set_level(logging.DEBUG, logger="rollup.drivers.xenapi")
+    caplog.set_level(logging.DEBUG, logger="rollup.drivers.xenapi.driver")
     driver.disable(master.id)
     driver.reboot(master.id)
     back = driver.wait_back(master.id, master.boot_mark, timeout=20)

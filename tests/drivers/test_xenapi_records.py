@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from rollup.drivers.xenapi_boot import booted_since
-from rollup.drivers.xenapi_failures import describe, size
-from rollup.drivers.xenapi_records import (
+from rollup.drivers.xenapi.boot import booted_since
+from rollup.drivers.xenapi.failures import describe, size
+from rollup.drivers.xenapi.records import (
     PoolRecords,
     format_lock,
     parse_blocker,

@@ -5,7 +5,7 @@ import ssl
 import pytest
 
 from rollup.drivers import Connection
-from rollup.drivers.xenapi_session import Timing, tls_context, with_address
+from rollup.drivers.xenapi.session import Timing, tls_context, with_address
 from rollup.errors import BadInput
 
 

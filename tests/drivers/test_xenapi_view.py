@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from rollup.drivers import Connection
-from rollup.drivers.xenapi import Timing, XenApiDriver
-from rollup.lab.pool import LabPool
-from rollup.lab.xapi import XapiServer
+from rollup.drivers.xenapi.driver import Timing, XenApiDriver
+from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.server import XapiServer
 from rollup.model import Pool
 from tests import loopback
 

@@ -14,8 +14,8 @@ from rollup.lab.faults import Faults
 from rollup.lab.generator import dom0_memory, overhead
 from rollup.lab.layout import HostSpec, Layout, PinKind, VMSpec
 from rollup.lab.machine import MemoryMachine
-from rollup.lab.pool import LabPool
-from rollup.lab.xapi import XapiServer
+from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.server import XapiServer
 from rollup.model import GiB
 from tests import loopback
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from rollup.errors import BadInput
 from rollup.lab.generator import generate, guest_capacity
-from rollup.lab.pool import LabPool
+from rollup.lab.xapi.pool import LabPool
 from rollup.model import GiB
 
 
@@ -92,7 +92,7 @@ def test_bad_generator_arguments_name_the_fix(kwargs, message):
 )
 def test_every_host_of_a_generated_pool_can_be_evacuated_onto_the_others(hosts, per_host, seed):
     from rollup.model import VM, Host, Policy, Pool
-    from rollup.planner import plan
+    from rollup.plan.planner import plan
 
     layout = generate(hosts=hosts, vms=hosts * per_host, seed=seed)
     capacity = guest_capacity(layout.hosts[0].memory_total)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from rollup.lab import reaper
-from rollup.lab.running import RunningLab
+from rollup.lab.xapi.running import RunningLab
 from rollup.remote import processes
 from tests import loopback
 from tests.installed import ROLLUP

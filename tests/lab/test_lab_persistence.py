@@ -16,10 +16,10 @@ import pytest
 import XenAPI
 import yaml
 
+from rollup.config.policy import LabSpec
 from rollup.lab.machine import INSTALLED_VERSION
-from rollup.lab.persistence import STATE_FILE
-from rollup.lab.running import RunningLab
-from rollup.policy import LabSpec
+from rollup.lab.xapi.persistence import STATE_FILE
+from rollup.lab.xapi.running import RunningLab
 from tests.lab.conftest import wait_until
 
 # No sshd: these tests are about the pool's state, and the hosts' disks are the same.
@@ -269,8 +269,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from rollup.lab.running import RunningLab
-    from rollup.policy import LabSpec
+    from rollup.lab.xapi.running import RunningLab
+    from rollup.config.policy import LabSpec
 
     spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=sys.argv[2] == "ssh")
     lab = RunningLab.start_for(spec, Path(sys.argv[1]))

@@ -10,7 +10,7 @@ import xmlrpc.client
 import pytest
 import XenAPI
 
-from rollup.lab.calls import MAX_EVENT_WAIT
+from rollup.lab.xapi.calls import MAX_EVENT_WAIT
 from tests.lab.conftest import PREFIX, failure, host, layout, vm, wait_until
 
 

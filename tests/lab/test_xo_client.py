@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rollup.lab.running import RunningLab
+from rollup.lab.xapi.running import RunningLab
 from tests import loopback
 
 XO = Path(__file__).resolve().parent / "xo"

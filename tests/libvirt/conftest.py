@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from rollup import drivers
-from rollup import inventory as inventories
-from rollup.lab.libvirt_lab import LibvirtLab
+from rollup.config import inventory as inventories
+from rollup.lab.libvirt.running import LibvirtLab
 from rollup.model import Pool
 from tests import loopback
 from tests.rollout.conftest import run_rollup, start_rollup

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rollup.lab.running import RunningLab
+from rollup.lab.xapi.running import RunningLab
 from tests import loopback
 from tests.reliability.matrix import MATRICES
 from tests.rollout.conftest import Lab

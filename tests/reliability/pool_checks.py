@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollup.journal import Journal
-from rollup.lab.running import TARGET_VERSION
+from rollup.lab.xapi.running import TARGET_VERSION
 from rollup.model import Pool
+from rollup.run.journal import Journal
 from tests.installed import ROLLUP
 from tests.rollout.conftest import Lab, env
 

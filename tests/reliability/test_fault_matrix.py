@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rollup.lab import migration
-from rollup.lab.running import TARGET_VERSION
+from rollup.lab.xapi import migration
+from rollup.lab.xapi.running import TARGET_VERSION
 from rollup.model import Pool
 from tests.reliability.conftest import MakeLab
 from tests.reliability.matrix import Matrix, record_row
@@ -68,7 +68,7 @@ def resume_and_finish(lab: Lab, before: Pool, row: Any) -> Pool:
 
 
 def transitions_of(lab: Lab, host: str) -> list[str]:
-    from rollup.journal import Journal
+    from rollup.run.journal import Journal
 
     journal = Journal(lab.state)
     try:

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from rollup.drivers import Connection
-from rollup.drivers.xenapi import XenApiDriver
-from rollup.lab.running import RunningLab
+from rollup.drivers.xenapi.driver import XenApiDriver
+from rollup.lab.xapi.running import RunningLab
 from rollup.model import Pool
 from tests import loopback
 from tests.installed import ROLLUP

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from rollup.lab.pool import LabPool
+from rollup.lab.xapi.pool import LabPool
 
 
 @dataclass(frozen=True)

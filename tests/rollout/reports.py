@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from rollup.event_schema import schema
+from rollup.output.event_schema import schema
 
 
 def valid_events(lines: str | Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-from rollup.report import plan_schema
+from rollup.output.report import plan_schema
 from tests.rollout.conftest import Lab
 
 

@@ -7,13 +7,14 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from rollup import inventory, planner
-from rollup.events import EventBus
-from rollup.journal import Journal
+from rollup.commands.session import open_session
+from rollup.config import inventory
+from rollup.plan import planner
 from rollup.remote.patcher import AnsiblePatcher
-from rollup.rollout import Rollout, RunOptions
-from rollup.run_context import RunContext
-from rollup.session import open_session
+from rollup.run.context import RunContext
+from rollup.run.events import EventBus
+from rollup.run.journal import Journal
+from rollup.run.rollout import Rollout, RunOptions
 from tests.rollout.conftest import Lab
 from tests.rollout.reports import junit_cases, valid_events
 from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rollup import inventory as inventories
+from rollup.config import inventory as inventories
 from rollup.errors import RemoteError
 from rollup.remote import RemoteHost, ansible, ssh
 from tests.installed import ROLLUP

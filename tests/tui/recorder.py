@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 from scenario import RUN_ID
 
-from rollup.events import Event, EventBus, RunFinished
 from rollup.model import Plan
+from rollup.run.events import Event, EventBus, RunFinished
 
 
 class RecordingRollout:

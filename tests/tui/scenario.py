@@ -13,8 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/strateg
 
 from strategies import make_pool
 
-from rollup import planner
-from rollup.events import (
+from rollup.model import Plan, Policy
+from rollup.plan import planner
+from rollup.run.events import (
     ActionResult,
     AnsibleTask,
     Event,
@@ -24,9 +25,8 @@ from rollup.events import (
     RunFinished,
     RunStateChanged,
 )
-from rollup.host_upgrade import SEQUENCE
-from rollup.model import Plan, Policy
-from rollup.plurals import count
+from rollup.run.host_upgrade import SEQUENCE
+from rollup.text.plurals import count
 
 T0 = 1_700_000_000.0
 RUN_ID = "20231114-221320-ab12"

@@ -13,7 +13,7 @@ from recorder import RecordingRollout
 from rich.console import Console
 from scenario import RUN_ID, Script, failed, gate, midway, small_plan
 
-from rollup.events import EventBus
+from rollup.run.events import EventBus
 from rollup.tui.app import RollupApp, build_app
 from rollup.tui.dialogs import Confirm, Help
 from rollup.tui.widgets.detail import HostDetail

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from rollup import inventory, planner
-from rollup.events import EventBus
-from rollup.journal import Journal
+from rollup.commands.session import open_session
+from rollup.config import inventory
+from rollup.plan import planner
 from rollup.remote.patcher import AnsiblePatcher
-from rollup.rollout import Rollout, RunOptions
-from rollup.run_context import RunContext
-from rollup.session import open_session
+from rollup.run.context import RunContext
+from rollup.run.events import EventBus
+from rollup.run.journal import Journal
+from rollup.run.rollout import Rollout, RunOptions
 from rollup.tui.app import build_app
 from tests.rollout.conftest import Lab, start_lab
 

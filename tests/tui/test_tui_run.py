@@ -8,7 +8,7 @@ from recorder import RecordingRollout
 from scenario import RUN_ID, midway, small_plan
 from test_tui_keys import header
 
-from rollup.events import EventBus
+from rollup.run.events import EventBus
 from rollup.tui.app import build_app
 from rollup.tui.dashboard import Dashboard
 from rollup.tui.plan_screen import PlanScreen

@@ -10,7 +10,7 @@ import pytest
 from recorder import RecordingRollout
 from scenario import RUN_ID, T0, Script, failed, gate, midway, small_plan
 
-from rollup.events import EventBus
+from rollup.run.events import EventBus
 from rollup.tui.app import RollupApp, build_app
 
 SIZES = [(120, 40), (80, 24)]

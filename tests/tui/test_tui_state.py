@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scenario import T0, Script, failed, midway, small_plan
 
-from rollup.events import HostStateChanged, MigrationProgress
+from rollup.run.events import HostStateChanged, MigrationProgress
 from rollup.tui.state import RUN_CHANGED, RunView
 
 
@@ -85,8 +85,8 @@ def test_eta_follows_the_plan_first_then_the_observed_pace():
 def test_hosts_the_plan_leaves_out_show_as_skipped_with_the_reason():
     from strategies import make_pool
 
-    from rollup import planner
     from rollup.model import Policy
+    from rollup.plan import planner
 
     pool = make_pool(
         {"h1": [4], "h2": [4], "h3": [4]}, versions={"h1": "8.2.1", "h2": "8.3.0", "h3": "8.2.1"}

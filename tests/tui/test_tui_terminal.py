@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from rollup.events import EventBus, HostStateChanged, RunFinished
-from rollup.follow import JournalFollower
-from rollup.journal import Journal
+from rollup.run.events import EventBus, HostStateChanged, RunFinished
+from rollup.run.follow import JournalFollower
+from rollup.run.journal import Journal
 from rollup.tui.app import build_app
 from tests.installed import ROLLUP
 from tests.tui.scenario import small_plan

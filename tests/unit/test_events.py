@@ -3,8 +3,9 @@ import json
 
 import jsonschema
 
-from rollup import bundled, events
-from rollup.event_schema import schema
+from rollup import bundled
+from rollup.output.event_schema import schema
+from rollup.run import events
 
 SCHEMA_FILE = bundled.path("schemas/events.schema.json")
 
@@ -27,7 +28,7 @@ def sample(cls):
 
 def test_the_schema_in_the_repo_is_the_one_the_events_define():
     assert json.loads(SCHEMA_FILE.read_text()) == schema(), (
-        "regenerate: python -m rollup.event_schema > rollup/schemas/events.schema.json"
+        "regenerate: python -m rollup.output.event_schema > rollup/schemas/events.schema.json"
     )
 
 

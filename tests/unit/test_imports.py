@@ -5,7 +5,7 @@ import sys
 def test_the_pipeline_mode_never_loads_textual():
     # What `rollup run --no-tui` and every non-terminal run import, in a fresh interpreter.
     code = (
-        "import sys, rollup.cli, rollup.commands, rollup.rollout, rollup.status;"
+        "import sys, rollup.cli, rollup.commands, rollup.run.rollout, rollup.output.status;"
         "print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 import stat
 
-from rollup.events import Message
-from rollup.journal import Journal
+from rollup.run.events import Message
+from rollup.run.journal import Journal
 
 
 def make(tmp_path):

@@ -15,15 +15,15 @@ import pytest
 from rich.console import Console, RenderableType
 from strategies import make_pool
 
-from rollup import report, status
 from rollup.codec import to_data
-from rollup.events import EventBus, LogSink, RunFinished
-from rollup.journal import Journal
 from rollup.model import Plan, Policy
-from rollup.planner import plan
-from rollup.plurals import count, noun
-from rollup.rollout import Rollout, RunOptions
-from rollup.run_context import RunContext
+from rollup.output import report, status
+from rollup.plan.planner import plan
+from rollup.run.context import RunContext
+from rollup.run.events import EventBus, LogSink, RunFinished
+from rollup.run.journal import Journal
+from rollup.run.rollout import Rollout, RunOptions
+from rollup.text.plurals import count, noun
 from rollup.tui.plan_screen import plan_renderable
 from rollup.tui.state import RunView
 from rollup.tui.widgets.detail import render_host

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from rollup import cli, inventory
+from rollup import cli
+from rollup.config import inventory
+from rollup.config.policy import Origin, check
 from rollup.errors import BadInput
-from rollup.policy import Origin, check
-from rollup.quoting import one_line, quoted
+from rollup.text.quoting import one_line, quoted
 
 NASTY = ["a\nb", "a\rb", "a\tb", "\x1b[31mred", "a\r\nb", "a\u2028b", "a\x85b", "a\x00b"]
 

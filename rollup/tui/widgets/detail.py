@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from rollup.plurals import count
+from rollup.text.plurals import count
 from rollup.tui import cells
 from rollup.tui.state import HostView
 

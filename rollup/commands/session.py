@@ -1,0 +1,109 @@
+"""Opening a pool named by an inventory: its driver, its hosts' remotes, and the lab.
+
+A lab pool (`rollup_lab` in the inventory) is started here, in-process, and lives as
+long as the session; its inventory hosts are then reached through the lab's own
+connection settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollup import drivers
+from rollup.config.inventory import InventoryHost, PoolConfig, match_hosts
+from rollup.config.policy import API_DRIVERS
+from rollup.drivers import Connection, Driver
+from rollup.errors import BadInput, PoolUnreachable
+from rollup.model import Pool
+from rollup.remote import RemoteHost
+
+log = logging.getLogger("rollup")
+
+
+@dataclass
+class PoolSession:
+    config: PoolConfig
+    driver: Driver
+    lab: Any = None  # rollup.lab.xapi.running.RunningLab when the inventory asks for a lab
+
+    def remotes(self, pool: Pool) -> dict[str, RemoteHost]:
+        """Pool host id → how to reach that host's OS, from the inventory's hosts."""
+        if not self.config.hosts:
+            return {}
+        matched = match_hosts(self.config.hosts, pool.hosts, source=self.config.source)
+        by_name = {host.name: host for host in self.config.hosts}
+        return {host_id: by_name[name].remote for name, host_id in matched.items()}
+
+    def close(self) -> None:
+        try:
+            self.driver.close()
+        finally:
+            if self.lab is not None:
+                self.lab.stop()
+
+
+def open_session(
+    config: PoolConfig, state_dir: Path, wait_seconds: float = 0.0, restore_lab: bool = False
+) -> PoolSession:
+    """`restore_lab`: an in-process lab comes back as the last one left it (`rollup
+    resume`), not fresh (a new run)."""
+    lab = None
+    if config.lab is not None:
+        from rollup.lab.xapi.running import RunningLab
+
+        lab_dir = state_dir / "labs" / config.name
+        lab = RunningLab.start_for(config.lab, lab_dir, restore=restore_lab)
+        config = _with_lab(config, lab)
+    if config.connection is None and config.driver in API_DRIVERS:
+        raise BadInput(
+            f"{config.source}: pool {config.name} has no rollup_api_url: set it in the group's vars"
+        )
+    try:
+        driver = _connect(config, wait_seconds)
+    except BaseException:
+        if lab is not None:
+            lab.stop()
+        raise
+    return PoolSession(config=config, driver=driver, lab=lab)
+
+
+def _connect(config: PoolConfig, wait_seconds: float) -> Driver:
+    """Connect; with `wait_seconds`, ride out a pool API that is down for a while."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 1.0
+    while True:
+        try:
+            return drivers.connect(config.driver, config.connection, config.hosts, config.name)
+        except PoolUnreachable as error:
+            if not error.transient or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; retrying in %.0fs (the master may be rebooting)", error, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _with_lab(config: PoolConfig, lab: Any) -> PoolConfig:
+    """The inventory's lab hosts, connected the way the running lab says."""
+    remotes: dict[str, RemoteHost] = lab.remote_hosts()
+    hosts: list[InventoryHost] = []
+    for host in config.hosts:
+        remote = remotes.get(host.pool_host_name or host.name)
+        if remote is None:
+            known = ", ".join(sorted(remotes))
+            raise BadInput(
+                f"{config.source}: host {host.name} is not in the lab (it has {known}):"
+                " name inventory hosts after the lab's hosts or remove it"
+            )
+        hosts.append(dataclasses.replace(host, remote=remote, address=remote.address))
+    if not hosts:
+        hosts = [
+            InventoryHost(name=name, pool_host_name=name, address=remote.address, remote=remote)
+            for name, remote in remotes.items()
+        ]
+    connection = Connection(url=lab.url, user=lab.user, password=lab.password)
+    return dataclasses.replace(config, hosts=tuple(hosts), connection=connection)

@@ -1,0 +1,1 @@
+"""Inventory and policy: what the user asked for, checked, as plain data."""

@@ -1,0 +1,1 @@
+"""The libvirt/KVM driver: a pool is an inventory group of libvirtd hosts."""

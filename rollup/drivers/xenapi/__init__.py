@@ -1,0 +1,1 @@
+"""The XenServer / XCP-ng driver, through the official XenAPI client."""

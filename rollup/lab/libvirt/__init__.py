@@ -1,0 +1,1 @@
+"""The libvirt lab: real libvirtd hosts and QEMU guests on loopback."""

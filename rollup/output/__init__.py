@@ -1,0 +1,1 @@
+"""What a user reads: the plan's renderings, event sinks, JUnit, status."""

@@ -1,0 +1,325 @@
+"""Renderings of a Plan: a rich table for the terminal, markdown for a change ticket, and a
+JSON document for pipelines (described by rollup/schemas/plan.schema.json).
+
+Human renderings say memory in GiB with one decimal and durations like "12m 30s"; the
+JSON keeps exact bytes and seconds, and names every host and VM by id and by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from rollup import bundled
+from rollup.model import Check, GiB, Move, Plan
+from rollup.text.plurals import count, noun
+
+SCHEMA_VERSION = "1.0"
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def format_gib(size: int) -> str:
+    return f"{size / GiB:.1f} GiB"
+
+
+def format_duration(seconds: float) -> str:
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _moved(moves: Iterable[Move]) -> str:
+    moves = tuple(moves)
+    if not moves:
+        return "-"
+    return f"{count(len(moves), 'VM')}, {format_gib(sum(m.memory for m in moves))}"
+
+
+def _version_after(plan: Plan) -> str:
+    return plan.policy.target_version or "patched"
+
+
+def _summary(plan: Plan) -> str:
+    return (
+        f"Pool {plan.pool.name}: {len(plan.steps)} of {count(len(plan.pool.hosts), 'host')} to "
+        f"upgrade in {count(len(plan.batches), 'batch')}, strategy {plan.policy.strategy}; "
+        f"{count(plan.migrations, 'migration')} ({format_gib(plan.bytes_moved)}); "
+        f"about {format_duration(plan.estimate_seconds)}"
+    )
+
+
+def _verdict(plan: Plan) -> str:
+    if plan.feasible:
+        return "Feasible"
+    failed = sorted({c.name for c in plan.checks if c.status == "fail"})
+    return f"REFUSED: failing {noun(len(failed), 'check')} {', '.join(failed)}"
+
+
+def plan_table(plan: Plan) -> RenderableType:
+    """The plan for a terminal: summary, checks (failures in red), batches, skipped hosts."""
+    summary = Text(
+        f"{_verdict(plan)}. {_summary(plan)}", style="bold" if plan.feasible else "bold red"
+    )
+
+    checks = Table(title="Checks", expand=False)
+    checks.add_column("Status")
+    checks.add_column("Check")
+    checks.add_column("Reason", overflow="fold")
+    for check in sorted(plan.checks, key=lambda c: ("fail", "warn", "pass").index(c.status)):
+        style = _STYLE[check.status]
+        checks.add_row(
+            Text(check.status.upper(), style=style),
+            Text(check.name, style=style),
+            Text(check.reason, style="red" if check.status == "fail" else ""),
+        )
+
+    batches = Table(title="Batches")
+    for column in ("Batch", "Host", "Version", "Out", "Back", "Stop/start", "Estimate"):
+        batches.add_column(column)
+    for batch in plan.batches:
+        for i, step in enumerate(batch.steps):
+            batches.add_row(
+                str(batch.index + 1) if i == 0 else "",
+                step.host_name,
+                f"{step.version_before} → {_version_after(plan)}",
+                _moved(step.evacuate),
+                _moved(step.restore),
+                str(len(step.stop)) if step.stop else "-",
+                format_duration(step.estimate_seconds),
+            )
+    parts: list[RenderableType] = [summary, checks, batches]
+    if plan.skipped:
+        skipped = Table(title="Skipped hosts")
+        skipped.add_column("Host")
+        skipped.add_column("Reason", overflow="fold")
+        for host in plan.skipped:
+            skipped.add_row(host.host_name, host.reason)
+        parts.append(skipped)
+    parts.append(Text(f"Estimated total: {format_duration(plan.estimate_seconds)}"))
+    return Group(*parts)
+
+
+def print_plan(plan: Plan, console: Console | None = None, *, file: TextIO | None = None) -> None:
+    """Print the table on `console`, or on a new console over `file` (default stdout)."""
+    (console or Console(file=file)).print(plan_table(plan))
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plan_markdown(plan: Plan) -> str:
+    """The plan for a change ticket: summary, checks with reasons, batches, estimate."""
+    policy = plan.policy
+    lines = [
+        f"# Rolling upgrade plan: pool {plan.pool.name}",
+        "",
+        f"**{_verdict(plan)}.** {_summary(plan)}.",
+        "",
+        f"- Target version: {policy.target_version or 'none (patch and reboot every host)'}",
+        f"- Strategy: {policy.strategy}; order: {policy.order}; "
+        f"up to {count(policy.max_parallel_hosts, 'host')} at once",
+        f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
+        f"- Estimated duration: {format_duration(plan.estimate_seconds)}",
+        "",
+        "## Checks",
+        "",
+        "| Status | Check | Reason |",
+        "|---|---|---|",
+    ]
+    for check in plan.checks:
+        status = f"**{check.status.upper()}**" if check.status == "fail" else check.status
+        lines.append(f"| {status} | {check.name} | {_cell(check.reason)} |")
+    lines += ["", "## Batches", ""]
+    for batch in plan.batches:
+        lines += [
+            f"### Batch {batch.index + 1} ({format_duration(batch.estimate_seconds)})",
+            "",
+            "| Host | Version | Moves out | Moves back | Stopped and restarted | Estimate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for step in batch.steps:
+            lines.append(
+                f"| {_cell(step.host_name)} | {step.version_before} → "
+                f"{_version_after(plan)} | {_moved(step.evacuate)} | "
+                f"{_moved(step.restore)} | {len(step.stop) or '-'} | "
+                f"{format_duration(step.estimate_seconds)} |"
+            )
+        lines.append("")
+    if plan.skipped:
+        lines += ["## Skipped hosts", "", "| Host | Reason |", "|---|---|"]
+        lines += [f"| {_cell(s.host_name)} | {_cell(s.reason)} |" for s in plan.skipped]
+        lines.append("")
+    lines += [
+        "## Estimate",
+        "",
+        f"{count(len(plan.batches), 'batch')}, {count(plan.migrations, 'migration')}, "
+        f"{format_gib(plan.bytes_moved)} moved, about {format_duration(plan.estimate_seconds)} "
+        f"(migration bandwidth {format_gib(policy.migration_bandwidth)}/s, "
+        f"{policy.parallel_migrations} at once per host, "
+        f"patch {format_duration(policy.patch_seconds)}, "
+        f"reboot {format_duration(policy.reboot_seconds)}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema that `plan_json` output satisfies."""
+    text = bundled.read_text("schemas/plan.schema.json")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """The plan as a JSON-ready dict, valid against rollup/schemas/plan.schema.json."""
+    pool = plan.pool
+    host_names = {h.id: h.name for h in pool.hosts}
+    vm_names = {vm.id: vm.name for vm in pool.vms}
+    capacity = {h.id: h.capacity for h in pool.hosts}
+
+    def host(host_id: str | None) -> dict[str, str] | None:
+        if host_id is None:
+            return None
+        return {"id": host_id, "name": host_names.get(host_id, host_id)}
+
+    def vm(vm_id: str | None) -> dict[str, str] | None:
+        if vm_id is None:
+            return None
+        return {"id": vm_id, "name": vm_names.get(vm_id, vm_id)}
+
+    def move(m: Move) -> dict[str, Any]:
+        return {
+            "vm": {"id": m.vm, "name": m.vm_name},
+            "source": host(m.source),
+            "dest": host(m.dest),
+            "memory": m.memory,
+        }
+
+    def check(c: Check) -> dict[str, Any]:
+        return {
+            "name": c.name,
+            "status": c.status,
+            "reason": c.reason,
+            "host": host(c.host),
+            "vm": vm(c.vm),
+        }
+
+    used = {h.id: 0 for h in pool.hosts}
+    for guest in pool.vms:
+        if guest.running and guest.host in used:
+            used[guest.host] += guest.memory
+    batches: list[dict[str, Any]] = []
+    for batch in plan.batches:
+        peak = dict(batch.memory_peak)
+        batches.append(
+            {
+                "index": batch.index,
+                "estimate_seconds": batch.estimate_seconds,
+                "steps": [
+                    {
+                        "host": host(step.host),
+                        "version_before": step.version_before,
+                        "version_after": plan.policy.target_version,
+                        "evacuate": [move(m) for m in step.evacuate],
+                        "restore": [move(m) for m in step.restore],
+                        "stop": [vm(v) for v in step.stop],
+                        "start": [vm(v) for v in step.start],
+                        "estimate_seconds": step.estimate_seconds,
+                    }
+                    for step in batch.steps
+                ],
+                "memory": [
+                    {
+                        "host": host(h),
+                        "capacity": capacity[h],
+                        "before": used[h],
+                        "after": after,
+                        "peak": peak[h],
+                    }
+                    for h, after in batch.memory_after
+                ],
+            }
+        )
+        used.update(dict(batch.memory_after))
+
+    steps = plan.steps
+    out = [m for s in steps for m in s.evacuate]
+    back = [m for s in steps for m in s.restore]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "rollup.plan",
+        "feasible": plan.feasible,
+        "pool": {
+            "id": pool.id,
+            "name": pool.name,
+            "driver": pool.driver,
+            "master": host(pool.master),
+            "ha_enabled": pool.ha_enabled,
+            "rolling_upgrade": pool.rolling_upgrade,
+            "hosts": [
+                {
+                    "id": h.id,
+                    "name": h.name,
+                    "address": h.address,
+                    "version": h.version,
+                    "is_master": h.is_master,
+                    "enabled": h.enabled,
+                    "live": h.live,
+                    "memory_total": h.memory_total,
+                    "memory_overhead": h.memory_overhead,
+                    "capacity": h.capacity,
+                }
+                for h in pool.hosts
+            ],
+        },
+        "policy": {
+            "target_version": plan.policy.target_version,
+            "strategy": plan.policy.strategy,
+            "order": plan.policy.order,
+            "max_parallel_hosts": plan.policy.max_parallel_hosts,
+            "parallel_migrations": plan.policy.parallel_migrations,
+            "unmovable": plan.policy.unmovable,
+            "ha": plan.policy.ha,
+            "migration_bandwidth": plan.policy.migration_bandwidth,
+            "patch_seconds": plan.policy.patch_seconds,
+            "reboot_seconds": plan.policy.reboot_seconds,
+        },
+        "checks": [check(c) for c in plan.checks],
+        "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],
+        "batches": batches,
+        "final_layout": [{"vm": vm(v), "host": host(h)} for v, h in plan.final_layout],
+        "estimate": {
+            "total_seconds": plan.estimate_seconds,
+            "batches": [b.estimate_seconds for b in plan.batches],
+        },
+        "totals": {
+            "hosts": len(pool.hosts),
+            "hosts_upgraded": len(steps),
+            "hosts_skipped": len(plan.skipped),
+            "batches": len(plan.batches),
+            "running_vms": len(plan.final_layout),
+            "migrations": plan.migrations,
+            "migrations_out": len(out),
+            "migrations_back": len(back),
+            "bytes_moved": plan.bytes_moved,
+            "bytes_out": sum(m.memory for m in out),
+            "bytes_back": sum(m.memory for m in back),
+            "vms_stopped": sum(len(s.stop) for s in steps),
+            "checks": {
+                status: sum(1 for c in plan.checks if c.status == status)
+                for status in ("pass", "warn", "fail")
+            },
+        },
+    }

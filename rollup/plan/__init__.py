@@ -1,0 +1,1 @@
+"""The plan: order, batches, placement, checks and estimate. Pure, no I/O."""

@@ -1,0 +1,257 @@
+"""Admission checks: what must hold before a run starts, each with a reason to act on.
+
+Every check has a stable name (`hosts-live`, `hosts-enabled`, `ha`, `run-lock`,
+`mixed-versions`, `target-version`, `master-first`, `unmovable-vm`, `capacity`,
+`return`) so pipelines can match on it. A check that cannot decide fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, version_key
+from rollup.output.report import format_duration, format_gib
+from rollup.plan.placement import BatchOutcome
+from rollup.text.plurals import count, verb
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _all(hosts: int) -> str:
+    # "all 1 host" reads wrong: "all" is for many.
+    return count(hosts, "host") if hosts == 1 else f"all {count(hosts, 'host')}"
+
+
+def host_checks(pool: Pool) -> list[Check]:
+    checks = [
+        Check(
+            "hosts-live",
+            "fail",
+            f"host {h.name} is not live (xapi has no heartbeat from it): bring it back "
+            "or remove it from the pool before upgrading",
+            host=h.id,
+        )
+        for h in pool.hosts
+        if not h.live
+    ]
+    if not checks:
+        live = f"{_all(len(pool.hosts))} {verb(len(pool.hosts), 'is', 'are')} live"
+        checks.append(Check("hosts-live", "pass", live))
+    disabled = [
+        Check(
+            "hosts-enabled",
+            "fail",
+            f"host {h.name} is disabled (in maintenance?): enable it (xe host-enable) "
+            "or finish what disabled it, then plan again",
+            host=h.id,
+        )
+        for h in pool.hosts
+        if h.live and not h.enabled
+    ]
+    if not disabled:
+        disabled.append(Check("hosts-enabled", "pass", "every live host is enabled"))
+    return checks + disabled
+
+
+def ha_check(pool: Pool, policy: Policy) -> Check:
+    if not pool.ha_enabled:
+        return Check("ha", "pass", "HA is off")
+    if policy.ha == "refuse":
+        return Check(
+            "ha",
+            "fail",
+            "HA is on and the policy refuses to touch it: disable HA yourself, "
+            "or set ha: disable-and-restore",
+        )
+    return Check(
+        "ha", "warn", "HA is on: rollup disables it for the run and restores it at the end"
+    )
+
+
+def lock_check(pool: Pool, now: float | None) -> Check:
+    lock = pool.lock
+    if lock is None:
+        return Check("run-lock", "pass", "no other run holds the pool")
+    holder = f"run {lock.run_id} by {lock.controller} (pid {lock.pid}) since {_when(lock.started)}"
+    if now is not None and lock.expires <= now:
+        return Check(
+            "run-lock",
+            "warn",
+            f"stale lock of {holder}, expired {_when(lock.expires)}: "
+            "use --break-lock if that run is gone",
+        )
+    unknown = " (no clock given, so it cannot be judged stale)" if now is None else ""
+    return Check(
+        "run-lock",
+        "fail",
+        f"the pool is locked by {holder}, until {_when(lock.expires)}{unknown}: "
+        f"wait for it, or `rollup resume {lock.run_id}` if it was interrupted"
+        " (--break-lock takes over only an expired lock)",
+    )
+
+
+def version_checks(
+    pool: Pool, policy: Policy, upgrading: Sequence[Host], at_target: Sequence[SkippedHost]
+) -> list[Check]:
+    checks: list[Check] = []
+    versions = sorted({h.version for h in pool.hosts}, key=version_key)
+    if len(versions) > 1:
+        mode = "on" if pool.rolling_upgrade else "off"
+        checks.append(
+            Check(
+                "mixed-versions",
+                "warn",
+                f"hosts run different versions ({', '.join(versions)}); xapi's rolling "
+                f"upgrade mode is {mode}: VMs never move from a newer to an older host",
+            )
+        )
+    elif pool.rolling_upgrade:
+        checks.append(
+            Check(
+                "mixed-versions",
+                "warn",
+                f"every host runs {versions[0]} but xapi's rolling upgrade mode is still on: "
+                "an earlier upgrade may not have finished; check the pool before going on",
+            )
+        )
+    else:
+        checks.append(Check("mixed-versions", "pass", "every host runs the same version"))
+    if policy.target_version is None:
+        checks.append(
+            Check(
+                "target-version",
+                "warn",
+                f"no target version: {_all(len(upgrading))} will be patched and rebooted",
+            )
+        )
+    elif not upgrading:
+        checks.append(
+            Check(
+                "target-version",
+                "pass",
+                f"every host is already at {policy.target_version} or newer: nothing to do",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "target-version",
+                "pass",
+                f"{count(len(upgrading), 'host')} to upgrade to {policy.target_version}, "
+                f"{len(at_target)} already there",
+            )
+        )
+    return checks
+
+
+def master_check(pool: Pool, policy: Policy, skipped: Sequence[SkippedHost]) -> list[Check]:
+    """xapi requires the master upgraded before any member; a skipped master forbids it."""
+    master = next((h for h in pool.hosts if h.is_master), None)
+    if master is None:
+        return []
+    reason = next((s.reason for s in skipped if s.host == master.id), None)
+    target = policy.target_version
+    if reason is None or (target and version_key(master.version) >= version_key(target)):
+        return []
+    status = "fail" if target else "warn"
+    return [
+        Check(
+            "master-first",
+            status,
+            f"master {master.name} is skipped ({reason}) but xapi requires the master "
+            "upgraded before the other hosts: free it, or use unmovable: shutdown-restart",
+            host=master.id,
+        )
+    ]
+
+
+def unmovable_checks(
+    pinned: dict[str, list[VM]], hosts: dict[str, Host], policy: Policy, downtime: dict[str, float]
+) -> list[Check]:
+    checks: list[Check] = []
+    for host_id, vms in pinned.items():
+        host = hosts[host_id]
+        for vm in vms:
+            why = "; ".join(b.reason for b in vm.blockers)
+            codes = ", ".join(b.code for b in vm.blockers)
+            said = f"VM {vm.name} on {host.name} cannot be live-migrated: {why} ({codes})"
+            if policy.unmovable == "fail":
+                status, then = (
+                    "fail",
+                    "the policy (unmovable: fail) refuses the run; move or detach what "
+                    "pins it, shut it down, or choose skip-host or shutdown-restart",
+                )
+            elif policy.unmovable == "skip-host":
+                status, then = "warn", f"host {host.name} will be skipped (unmovable: skip-host)"
+            else:
+                status, then = (
+                    "warn",
+                    "it will be shut down before the upgrade and started again after: "
+                    f"about {format_duration(downtime.get(host_id, 0.0))} of downtime",
+                )
+            checks.append(Check("unmovable-vm", status, f"{said}; {then}", host=host_id, vm=vm.id))
+    if not checks:
+        checks.append(
+            Check("unmovable-vm", "pass", "every running VM on the hosts to upgrade can move")
+        )
+    return checks
+
+
+def capacity_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]:
+    checks: list[Check] = []
+    capacity = {h.id: h.capacity for h in pool.hosts}
+    names = {h.id: h.name for h in pool.hosts}
+    for outcome in outcomes:
+        for host_id, vms in outcome.unplaced.items():
+            if not vms:
+                continue
+            short = sum(vm.memory for vm in vms)
+            name = names[host_id]
+            homeless = ", ".join(f"{vm.name} ({format_gib(vm.memory)})" for vm in vms[:5])
+            if len(vms) > 5:
+                homeless += f" and {count(len(vms) - 5, 'more VM')}"
+            checks.append(
+                Check(
+                    "capacity",
+                    "fail",
+                    f"not enough memory elsewhere to evacuate {name}: short by "
+                    f"{count(short, 'byte')} ({format_gib(short)}), no place for {homeless}; "
+                    f"the enabled, live hosts not older than {name} have "
+                    f"{format_gib(outcome.free_outside)} free in all, "
+                    f"{format_gib(outcome.largest_free)} at most on one; free memory there or "
+                    "add a host",
+                    host=host_id,
+                )
+            )
+    if checks:
+        return checks
+    peak = max(
+        (
+            (used / capacity[h], h)
+            for o in outcomes
+            for h, used in o.memory_peak.items()
+            if capacity[h] > 0
+        ),
+        default=None,
+    )
+    busiest = f"; fullest moment: {names[peak[1]]} at {peak[0]:.0%}" if peak else ""
+    return [Check("capacity", "pass", f"every host can be evacuated in its turn{busiest}")]
+
+
+def return_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]:
+    names = {h.id: h.name for h in pool.hosts}
+    return [
+        Check(
+            "return",
+            "warn",
+            f"VM {move.vm.name} stays on {names[move.dest]}: it is newer than the target, "
+            f"so the VM cannot go back to {names[move.source]}",
+            host=move.dest,
+            vm=move.vm.id,
+        )
+        for outcome in outcomes
+        for move in outcome.unreturned
+    ]

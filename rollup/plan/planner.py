@@ -1,0 +1,200 @@
+"""The planner: from a pool snapshot and a policy to an ordered, checked, placed Plan.
+
+Pure and deterministic: no I/O, no clock (`now` only tells a stale run lock from a live
+one), and every choice is ordered by a key that does not depend on hashing, so the same
+input always gives the same plan. The work is split by concern: `checks` (admission),
+`placement` (the simulated run), `estimate` (timing); this module decides the order and
+who is skipped, and assembles the Plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rollup.model import (
+    VM,
+    Batch,
+    Check,
+    Host,
+    HostStep,
+    Move,
+    Plan,
+    Policy,
+    Pool,
+    SkippedHost,
+    version_key,
+)
+from rollup.plan import checks
+from rollup.plan.estimate import migration_seconds, step_seconds
+from rollup.plan.placement import UNKNOWN_UPGRADE, BatchOutcome, Layout, Migration, Simulation, Turn
+from rollup.text.plurals import noun
+
+
+def master_id(pool: Pool) -> str | None:
+    return pool.master or next((h.id for h in pool.hosts if h.is_master), None)
+
+
+def run_order(pool: Pool, policy: Policy) -> list[Host]:
+    """Every host in the order the run takes them: the master first, then by policy."""
+    master = master_id(pool)
+    if policy.order == "least-loaded":
+        load = {h.id: 0 for h in pool.hosts}
+        for vm in pool.vms:
+            if vm.running and vm.host in load:
+                load[vm.host] += vm.memory
+        others = sorted(pool.hosts, key=lambda h: (load[h.id], h.name, h.id))
+    else:
+        position = {name: i for i, name in enumerate(policy.host_order)}
+        others = sorted(
+            pool.hosts,
+            key=lambda h: (
+                (0, position[h.name], "", "") if h.name in position else (1, 0, h.name, h.id)
+            ),
+        )
+    return sorted(others, key=lambda h: h.id != master)
+
+
+def _move(migration: Migration) -> Move:
+    vm = migration.vm
+    return Move(vm.id, vm.name, migration.source, migration.dest, vm.memory)
+
+
+def _blocked(vms: list[VM]) -> str:
+    return ", ".join(f"{vm.name} ({'; '.join(b.reason for b in vm.blockers)})" for vm in vms)
+
+
+@dataclass(frozen=True)
+class _Selection:
+    turns: list[Turn]
+    skipped: list[SkippedHost]  # in run order, whatever the reason
+    at_target: list[SkippedHost]
+    pinned: dict[str, list[VM]]  # running unmovable VMs by host, on hosts below the target
+
+
+def _select(pool: Pool, policy: Policy, order: list[Host]) -> _Selection:
+    """Decide, host by host in run order, who is upgraded and what happens to pinned VMs."""
+    target = version_key(policy.target_version) if policy.target_version else None
+    resident: dict[str, list[VM]] = {h.id: [] for h in pool.hosts}
+    for vm in pool.vms:
+        if vm.running and vm.host in resident:
+            resident[vm.host].append(vm)
+    chosen = _Selection([], [], [], {})
+    for host in order:
+        if target is not None and version_key(host.version) >= target:
+            relation = "newer than" if version_key(host.version) > target else "already at"
+            gone = SkippedHost(
+                host.id, host.name, f"{host.version} is {relation} target {policy.target_version}"
+            )
+            chosen.at_target.append(gone)
+            chosen.skipped.append(gone)
+            continue
+        stuck = [vm for vm in resident[host.id] if vm.blockers]
+        if stuck:
+            chosen.pinned[host.id] = stuck
+        if stuck and policy.unmovable == "skip-host":
+            reason = f"{noun(len(stuck), 'VM')} that cannot move: {_blocked(stuck)}"
+            chosen.skipped.append(SkippedHost(host.id, host.name, reason))
+            continue
+        restart = policy.unmovable == "shutdown-restart"
+        chosen.turns.append(
+            Turn(host, stop=tuple(stuck) if restart else (), stay=() if restart else tuple(stuck))
+        )
+    return chosen
+
+
+def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
+    """Plan the run: order, skips, batches, every VM's place at every step, checks, estimate."""
+    order = run_order(pool, policy)
+    chosen = _select(pool, policy, order)
+    turns, skipped, at_target = chosen.turns, chosen.skipped, chosen.at_target
+    target = version_key(policy.target_version) if policy.target_version else None
+
+    new_version = target if target is not None else UNKNOWN_UPGRADE
+    host_rank = {h.id: i for i, h in enumerate(order)}
+    skipped_ids = {s.host for s in skipped}
+    simulation = Simulation(
+        layout=Layout.of(pool, {h.id: version_key(h.version) for h in pool.hosts}),
+        strategy=policy.strategy,
+        new_version=new_version,
+        rank={vm.id: i for i, vm in enumerate(pool.vms)},
+        host_rank=host_rank,
+        upgraded={s.host: None for s in at_target},
+        final={h.id: None for h in order if h.id in skipped_ids},
+        eligible={h.id: None for h in order if h.enabled and h.live},
+    )
+    master = master_id(pool)
+    alone = [t.host.id for t in turns if t.host.id == master]
+    alone += [t.host.id for t in turns if t.host.id != master][: max(0, policy.canary)]
+    simulation.run(turns, max(1, policy.max_parallel_hosts), alone)
+
+    batches, downtime = _batches(simulation.outcomes, policy, host_rank)
+    found: list[Check] = [
+        *checks.host_checks(pool),
+        checks.ha_check(pool, policy),
+        checks.lock_check(pool, now),
+        *checks.version_checks(pool, policy, [t.host for t in turns], at_target),
+        *checks.master_check(pool, policy, skipped),
+        *checks.unmovable_checks(chosen.pinned, {h.id: h for h in pool.hosts}, policy, downtime),
+        *checks.capacity_checks(simulation.outcomes, pool),
+        *checks.return_checks(simulation.outcomes, pool),
+    ]
+    where = simulation.layout.where
+    steps = [step for batch in batches for step in batch.steps]
+    moves = [move for step in steps for move in (*step.evacuate, *step.restore)]
+    return Plan(
+        pool=pool,
+        policy=policy,
+        batches=tuple(batches),
+        checks=tuple(found),
+        skipped=tuple(skipped),
+        final_layout=tuple((vm.id, where[vm.id]) for vm in pool.vms if vm.id in where),
+        migrations=len(moves),
+        bytes_moved=sum(m.memory for m in moves),
+        estimate_seconds=sum(b.estimate_seconds for b in batches),
+    )
+
+
+def _batches(
+    outcomes: list[BatchOutcome], policy: Policy, host_rank: dict[str, int]
+) -> tuple[list[Batch], dict[str, float]]:
+    """Turn the simulation's outcomes into Batches, and each host's pinned-VM downtime."""
+    batches: list[Batch] = []
+    downtime: dict[str, float] = {}
+    for index, outcome in enumerate(outcomes):
+        steps: list[HostStep] = []
+        for turn in outcome.turns:
+            host = turn.host
+            evacuate = tuple(_move(m) for m in outcome.evacuate[host.id])
+            restore = tuple(_move(m) for m in outcome.restore[host.id])
+            seconds = step_seconds(evacuate, restore, policy)
+            if turn.stop:
+                # Pinned VMs are stopped before the evacuation and started after the reboot.
+                downtime[host.id] = (
+                    migration_seconds((m.memory for m in evacuate), policy)
+                    + policy.patch_seconds
+                    + policy.reboot_seconds
+                )
+            stopped = tuple(vm.id for vm in turn.stop)
+            steps.append(
+                HostStep(
+                    host=host.id,
+                    host_name=host.name,
+                    version_before=host.version,
+                    evacuate=evacuate,
+                    restore=restore,
+                    stop=stopped,
+                    start=stopped,
+                    estimate_seconds=seconds,
+                )
+            )
+        ranked = sorted(outcome.memory_after, key=lambda h: host_rank[h])
+        batches.append(
+            Batch(
+                index=index,
+                steps=tuple(steps),
+                memory_after=tuple((h, outcome.memory_after[h]) for h in ranked),
+                memory_peak=tuple((h, outcome.memory_peak[h]) for h in ranked),
+                estimate_seconds=max((s.estimate_seconds for s in steps), default=0.0),
+            )
+        )
+    return batches, downtime

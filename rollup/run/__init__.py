@@ -1,0 +1,1 @@
+"""The run: the state machines, their actions, the journal and the events."""

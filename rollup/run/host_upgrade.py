@@ -1,0 +1,409 @@
+"""HostUpgrade: one host's way through disable → evacuate → patch → reboot → verify →
+enable → restore, as a `transitions` state machine whose states are journaled.
+
+Every state's action is idempotent — disabling a disabled host, evacuating an empty one,
+waiting for a boot that already happened are no-ops — so after a crash `rollup resume`
+re-enters the last journaled state and simply runs its action again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from itertools import pairwise
+from typing import Any
+
+from transitions import Machine
+
+from rollup.errors import DriverError, RemoteError
+from rollup.model import HostStep, version_key
+from rollup.run.context import (
+    HostFailed,
+    HostSkipped,
+    PatchResult,
+    RunContext,
+)
+from rollup.run.events import (
+    ActionResult,
+    AnsibleTask,
+    HostStateChanged,
+    Message,
+    PlanDivergence,
+)
+from rollup.run.vm_moves import VmMoves
+from rollup.text.plurals import count, noun, verb
+
+SEQUENCE = (
+    "pending",
+    "checking",
+    "disabling",
+    "evacuating",
+    "patching",
+    "rebooting",
+    "verifying",
+    "enabling",
+    "restoring",
+    "done",
+)
+HOST_STATES = (*SEQUENCE, "failed", "skipped")
+# States in which a host is out of service because of us.
+OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
+# A failure in these states puts the host back in service: it was never patched.
+BEFORE_PATCH = ("checking", "disabling", "evacuating")
+# Journal note: the version a host came back at when it should have been upgraded.
+CAME_BACK_AT = "came_back_at"
+
+
+class HostUpgrade:
+    """One host's state machine. The engine (`run`) drives it; transitions only record."""
+
+    state: str
+
+    def __init__(self, ctx: RunContext, step: HostStep, batch_hosts: frozenset[str]) -> None:
+        self.ctx = ctx
+        self.step = step
+        self.batch_hosts = batch_hosts
+        self.moves = VmMoves(ctx, step.host, step.host_name, batch_hosts)
+        self.error: HostFailed | None = None
+        self.failed_in: str | None = None
+        self.reason = ""
+        self.machine = Machine(
+            model=self,
+            states=list(HOST_STATES),
+            initial="pending",
+            auto_transitions=False,
+            after_state_change="_record",
+            send_event=True,
+        )
+        for source, dest in pairwise(SEQUENCE):
+            self.machine.add_transition("advance", source, dest)
+        self.machine.add_transition("skip_reboot", "patching", "verifying")
+        self.machine.add_transition("fail", list(SEQUENCE[:-1]), "failed")
+        self.machine.add_transition("skip", ["pending", "checking", "failed"], "skipped")
+        for state in SEQUENCE[1:-1]:
+            self.machine.add_transition(f"retry_{state}", "failed", state)
+        self._previous = "pending"
+
+    @property
+    def host(self) -> str:
+        return self.step.host
+
+    @property
+    def name(self) -> str:
+        return self.step.host_name
+
+    def restore_state(self, state: str, failed_in: str | None = None) -> None:
+        """Put the machine where the journal says it was, without recording anything."""
+        self.machine.set_state(state)
+        self._previous = state
+        self.failed_in = failed_in
+
+    def _record(self, event: Any) -> None:
+        detail: dict[str, Any] = {}
+        if self.state == "failed":
+            detail = {"failed_in": self.failed_in, "error": self.reason}
+        elif self.reason:
+            detail = {"reason": self.reason}
+        # Journal first: if we die during the action, resume knows where we were.
+        self.ctx.journal.record_transition(
+            self.ctx.run_id, self.host, self.name, self.state, self._previous, detail
+        )
+        self.ctx.bus.emit(
+            HostStateChanged(
+                self.ctx.run_id,
+                host=self.host,
+                host_name=self.name,
+                state=self.state,
+                previous=self._previous,
+                reason=self.reason,
+            )
+        )
+        self._previous = self.state
+        self.reason = ""
+
+    # -- the engine -----------------------------------------------------------------------
+
+    async def run(self, gate: Callable[[], Any]) -> str:
+        """Drive the host to done (or failed/skipped); `gate` waits while the run is paused."""
+        if self.state == "failed" and self.failed_in:
+            getattr(self, f"retry_{self._retry_from()}")()
+        if self.state == "pending":
+            self.advance()
+        while self.state not in ("done", "failed", "skipped"):
+            await gate()
+            if self.ctx.cancelled and self.state in ("checking",):
+                self.reason = "run aborted before this host started"
+                self.skip()
+                break
+            state = self.state
+            started = time.monotonic()
+            try:
+                self._check_aborted(state)
+                detail = await getattr(self, f"_do_{state}")()
+                self._check_aborted(state)
+            except HostSkipped as skipped:
+                self._emit_result(state, started, ok=True, detail=str(skipped))
+                self.reason = str(skipped)
+                self.skip()
+                break
+            except (HostFailed, DriverError, RemoteError) as error:
+                failure = (
+                    error
+                    if isinstance(error, HostFailed)
+                    else HostFailed(error.message, getattr(error, "code", ""))
+                )
+                self.error = failure
+                self.failed_in = state
+                self._emit_result(state, started, ok=False, error=failure)
+                if state in BEFORE_PATCH:
+                    failure.message += await self._back_in_service()
+                self.reason = f"{state}: {failure.message}"
+                self.fail()
+                break
+            self._emit_result(state, started, ok=True, detail=detail or "")
+            if self.state == state:  # an action may have moved the machine itself
+                self.advance()
+        return self.state
+
+    def _check_aborted(self, state: str) -> None:
+        """An abort before the patch stops here: the host goes back in service (run)."""
+        if self.ctx.cancelled and state in ("disabling", "evacuating"):
+            raise HostFailed("the run was aborted before this host's patch", "ABORTED")
+
+    def _retry_from(self) -> str:
+        """The state a failed host starts again from when the run resumes."""
+        if self.failed_in in BEFORE_PATCH:
+            # Before the patch, a failed host was put back in service: start it over.
+            return "checking"
+        old = self.ctx.journal.recall(self.ctx.run_id, self.host, CAME_BACK_AT)
+        if self.failed_in == "verifying" and old is not None:
+            # Verifying again would fail again: patch and reboot it again, after disabling
+            # and emptying it (xapi enabled it when it came back, VMs may have arrived).
+            self.reason = f"it came back at version {old}: patched and rebooted again"
+            return "disabling"
+        return self.failed_in or "checking"
+
+    async def _back_in_service(self) -> str:
+        """Nothing was patched: enable the host again and restart what we stopped on it."""
+        try:
+            await self.ctx.call(self.ctx.driver.enable, self.host)
+            started = await self.moves.start_stopped(await self.ctx.snapshot(self.host))
+        except (DriverError, RemoteError) as error:
+            return f"; could not put {self.name} back in service: {error.message}"
+        restarted = f", {count(started, 'stopped VM')} started again" if started else ""
+        return f"; {self.name} is enabled again, nothing was patched{restarted}"
+
+    def _emit_result(
+        self,
+        state: str,
+        started: float,
+        ok: bool,
+        detail: str = "",
+        error: HostFailed | None = None,
+    ) -> None:
+        self.ctx.bus.emit(
+            ActionResult(
+                self.ctx.run_id,
+                host=self.host,
+                host_name=self.name,
+                state=state,
+                ok=ok,
+                seconds=time.monotonic() - started,
+                detail=detail,
+                error=error.message if error else "",
+                code=error.code if error else "",
+            )
+        )
+
+    # -- the actions, one per state -------------------------------------------------------
+
+    async def _do_checking(self) -> str:
+        pool = await self.ctx.snapshot(self.host)
+        host = pool.host(self.host)
+        target = self.ctx.policy.target_version
+        if not host.live:
+            raise HostFailed(f"{self.name} is not live: bring it back before upgrading it")
+        # Before anything moves: a host we cannot patch is not disabled, emptied and its
+        # pinned VMs stopped, only to fail at the patch.
+        remote = self.ctx.remotes.get(self.host)
+        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+            raise HostFailed(
+                f"{self.name} does not answer SSH at {remote.address}:{remote.port}: fix SSH"
+                " before it is upgraded",
+                "HOST_UNREACHABLE",
+            )
+        pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
+        if pinned and self.ctx.policy.unmovable == "skip-host":
+            names = ", ".join(vm.name for vm in pinned)
+            raise HostSkipped(
+                f"{noun(len(pinned), 'VM')} that cannot move ({names}); policy skip-host"
+            )
+        if pinned and self.ctx.policy.unmovable == "fail":
+            vm = pinned[0]
+            raise HostFailed(
+                f"VM {vm.name} cannot move ({vm.blockers[0].reason}): set rollup_unmovable"
+                " to shutdown-restart or skip-host, or move it by hand",
+                vm.blockers[0].code,
+            )
+        self.moves.assert_room(pool)
+        planned = {move.vm for move in self.step.evacuate}
+        actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
+        if planned != actual:
+            extra = len(actual - planned)
+            gone = len(planned - actual)
+            self.ctx.bus.emit(
+                PlanDivergence(
+                    self.ctx.run_id,
+                    host=self.host,
+                    host_name=self.name,
+                    detail=f"{count(extra, 'VM')} arrived and {gone} left since planning;"
+                    " evacuation re-placed from the pool as it is now",
+                )
+            )
+        if self.ctx.policy.pre_host_playbook:
+            await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
+        return f"{count(len(actual), 'VM')} to move" + (f", target {target}" if target else "")
+
+    async def _do_disabling(self) -> str:
+        await self.ctx.call(self.ctx.driver.disable, self.host)
+        return ""
+
+    async def _do_evacuating(self) -> str:
+        moved = 0
+        attempts = 3
+        for attempt in range(attempts + 1):
+            self._check_aborted("evacuating")
+            pool = await self.ctx.snapshot(self.host)
+            movable = [vm for vm in pool.resident(self.host) if not vm.blockers]
+            if not movable:
+                # Pinned VMs stop last: a failed evacuation stops nothing, and their
+                # downtime does not include the others' migrations.
+                await self.moves.stop_pinned(pool)
+                return f"{count(moved, 'VM')} moved"
+            if attempt == attempts:
+                break
+            planned = {move.vm: move.dest for move in self.step.evacuate}
+            failures = await self.moves.migrate_all(pool, movable, planned)
+            moved += len(movable) - len(failures)
+            if failures and attempt == attempts - 1:
+                vm, error = failures[0]
+                raise HostFailed(
+                    f"could not evacuate {vm.name}: {error.message}"
+                    f" ({count(len(failures), 'VM')} still on {self.name}, all running)",
+                    error.code,
+                )
+        raise HostFailed(f"{self.name} still has running VMs after evacuation")
+
+    async def _do_patching(self) -> str:
+        result = await self._play(self.ctx.policy.playbook, "patch")
+        self.ctx.journal.note(self.ctx.run_id, self.host, "reboot_required", result.reboot_required)
+        # A host that came back at its old version reboots whatever the playbook says:
+        # the update is installed, the boot is what failed.
+        again = self.ctx.journal.recall(self.ctx.run_id, self.host, CAME_BACK_AT) is not None
+        if not result.reboot_required and self.ctx.policy.reboot == "if-required" and not again:
+            self.reason = "the patch needs no reboot"
+            self.skip_reboot()
+            return "no reboot needed"
+        return "reboot required" if result.reboot_required else ""
+
+    async def _play(self, playbook: str, what: str) -> PatchResult:
+        remote = self.ctx.remotes.get(self.host)
+        if remote is None:
+            raise HostFailed(f"{self.name} has no inventory entry to reach it by SSH")
+
+        def on_task(task: str, status: str, message: str) -> None:
+            self.ctx.bus.emit(
+                AnsibleTask(
+                    self.ctx.run_id,
+                    host=self.host,
+                    host_name=self.name,
+                    playbook=playbook,
+                    task=task,
+                    status=status,
+                    message=message,
+                )
+            )
+
+        extravars = {
+            "rollup_run_id": self.ctx.run_id,
+            "rollup_host_name": self.name,
+        }
+        if self.ctx.policy.target_version:
+            extravars["rollup_target_version"] = self.ctx.policy.target_version
+        result: PatchResult = await self.ctx.call(
+            self.ctx.patcher.play, remote, playbook, extravars, on_task, self._is_cancelled
+        )
+        if not result.ok:
+            where = f" at task {result.failed_task!r}" if result.failed_task else ""
+            raise HostFailed(
+                f"{what} playbook failed{where}: {result.message}"
+                + (f" (full output: {result.output_file})" if result.output_file else ""),
+                "PLAYBOOK_FAILED",
+                result.output_tail,
+            )
+        return result
+
+    def _is_cancelled(self) -> bool:
+        return self.ctx.cancelled
+
+    async def _do_rebooting(self) -> str:
+        journal, run_id = self.ctx.journal, self.ctx.run_id
+        before = journal.recall(run_id, self.host, "boot_mark_before")
+        pool = await self.ctx.snapshot(self.host)
+        host = pool.host(self.host)
+        if before is None:
+            before = host.boot_mark
+            journal.note(run_id, self.host, "boot_mark_before", before)
+        if host.boot_mark == before and host.live:
+            # Not rebooted yet (or we died before asking): the host is disabled and empty.
+            await self.ctx.call(self.ctx.driver.reboot, self.host)
+        timeout = self.ctx.policy.host_timeout_seconds
+        back = await self.ctx.call(self.ctx.driver.wait_back, self.host, before, timeout)
+        journal.forget(run_id, self.host, "boot_mark_before")
+        journal.forget(run_id, self.host, CAME_BACK_AT)
+        return f"back at {back.version}"
+
+    async def _do_verifying(self) -> str:
+        pool = await self.ctx.snapshot(self.host)
+        host = pool.host(self.host)
+        target = self.ctx.policy.target_version
+        if not host.live:
+            raise HostFailed(f"{self.name} is not live after its reboot")
+        if target and version_key(host.version) < version_key(target):
+            self.ctx.journal.note(self.ctx.run_id, self.host, CAME_BACK_AT, host.version)
+            raise HostFailed(
+                f"{self.name} came back at version {host.version}, expected {target}:"
+                " check the patch output and what the host boots; resume patches and"
+                " reboots it again",
+                "VERSION_MISMATCH",
+            )
+        remote = self.ctx.remotes.get(self.host)
+        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+            raise HostFailed(f"{self.name} is back in the pool but does not answer SSH")
+        return f"running {host.version}"
+
+    async def _do_enabling(self) -> str:
+        await self.ctx.call(self.ctx.driver.enable, self.host)
+        return ""
+
+    async def _do_restoring(self) -> str:
+        pool = await self.ctx.snapshot(self.host)
+        # The VMs we shut down can run nowhere else: they start first, before the VMs
+        # coming back take the memory they need (those can stay where they run).
+        started = await self.moves.start_stopped(pool)
+        if started:
+            pool = await self.ctx.snapshot(self.host)
+        moved, left = await self.moves.return_vms(pool, self.step.restore)
+        if left:
+            stay = verb(len(left), "stays where it runs", "stay where they run")
+            self.ctx.bus.emit(
+                Message(
+                    self.ctx.run_id,
+                    level="warning",
+                    text=f"{self.name}: {count(len(left), 'VM')} {stay}: " + "; ".join(left),
+                    host=self.host,
+                )
+            )
+        if self.ctx.policy.post_host_playbook:
+            await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
+        return f"{count(moved, 'VM')} back, {started} restarted"

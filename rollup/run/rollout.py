@@ -1,0 +1,468 @@
+"""Rollout: one run of a plan over a pool — batches, gates, the lock and HA around them.
+
+States: planned → running ⇄ paused → awaiting_approval (canary gate) → completed |
+failed | aborted. The TUI and the pipeline mode drive the same object: they subscribe to
+its events and send it commands (pause, resume, approve, abort, skip, retry), from any
+thread or, through the journal, from another process (`rollup approve RUN`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import time as clock
+from typing import Any
+
+from transitions import Machine
+
+from rollup.drivers import HaState
+from rollup.errors import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PAUSED,
+    DriverError,
+)
+from rollup.model import Lock, Plan, Window
+from rollup.run.context import RunContext
+from rollup.run.events import Message, RunFinished, RunStateChanged
+from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
+from rollup.run.journal import Transition
+from rollup.text.plurals import count, verb
+
+RUN_STATES = ("planned", "running", "paused", "awaiting_approval", "completed", "failed", "aborted")
+OUTCOME_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "aborted": EXIT_ABORTED,
+    "paused": EXIT_PAUSED,
+}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    yes: bool = False  # approve the canary gate without asking
+    break_lock: bool = False  # take over a stale lock left by a dead controller
+    lock_ttl: float = 4 * 3600.0
+    # Interactive runs wait in `paused` for a command; pipeline runs exit 5 instead.
+    wait_when_paused: bool = False
+    command_poll_seconds: float = 0.5
+    # Pipeline runs without --yes wait here for `rollup approve RUN` before any change.
+    approve_start: bool = False
+    clock: Callable[[], datetime] = datetime.now  # the window's clock (a test seam)
+
+
+def in_window(window: Window | None, now: datetime) -> bool:
+    if window is None:
+        return True
+    current = clock(now.hour, now.minute)
+    if window.start <= window.end:
+        return window.start <= current < window.end
+    return current >= window.start or current < window.end
+
+
+class Rollout:
+    state: str
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        plan: Plan,
+        options: RunOptions,
+        resumed: dict[str, Transition] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.plan = plan
+        self.options = options
+        self.hosts: dict[str, HostUpgrade] = {}
+        for batch in plan.batches:
+            members = frozenset(step.host for step in batch.steps)
+            for step in batch.steps:
+                upgrade = HostUpgrade(ctx, step, members)
+                last = (resumed or {}).get(step.host)
+                if last is not None:
+                    upgrade.restore_state(last.state, last.detail.get("failed_in"))
+                self.hosts[step.host] = upgrade
+        self.machine = Machine(
+            model=self,
+            states=list(RUN_STATES),
+            initial="planned",
+            auto_transitions=False,
+            after_state_change="_record",
+            send_event=True,
+        )
+        self.machine.add_transition("start", ["planned", "paused"], "running")
+        self.machine.add_transition("pause", "running", "paused")
+        self.machine.add_transition("unpause", "paused", "running")
+        self.machine.add_transition("gate", "running", "awaiting_approval")
+        self.machine.add_transition("approve", "awaiting_approval", "running")
+        self.machine.add_transition("complete", "running", "completed")
+        self.machine.add_transition("fail", ["running", "paused"], "failed")
+        self.machine.add_transition("stop", list(RUN_STATES[:4]), "aborted")
+        self._previous = "planned"
+        self._reason = ""
+        self._wake = asyncio.Event()
+        self._pause_requested = False
+        self._approved = False
+        self._canary_approved = False
+        self._detach = False
+        self._skip: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = time.monotonic()
+
+    # -- commands (thread-safe; the TUI and `rollup approve` use these) ------------------
+
+    def request(self, command: str, host: str | None = None) -> None:
+        """pause | resume | approve | abort | skip HOST | retry HOST | detach."""
+        if self._loop is None:
+            self._apply(command, host)
+        else:
+            self._loop.call_soon_threadsafe(self._apply, command, host)
+
+    def _apply(self, command: str, host: str | None) -> None:
+        if command == "pause":
+            self._pause_requested = True
+        elif command == "resume":
+            self._pause_requested = False
+        elif command == "approve":
+            self._approved = True
+        elif command == "abort":
+            self.ctx.cancelled = True
+        elif command == "detach":
+            self._detach = True
+            self._pause_requested = True
+        elif command == "skip" and host:
+            self._skip.add(host)
+        elif command == "retry" and host:
+            self._skip.discard(host)
+            self._pause_requested = False
+        self._wake.set()
+
+    # -- recording ------------------------------------------------------------------------
+
+    def _record(self, event: object) -> None:
+        self.ctx.journal.set_run_state(self.ctx.run_id, self.state)
+        self.ctx.bus.emit(
+            RunStateChanged(
+                self.ctx.run_id, state=self.state, previous=self._previous, reason=self._reason
+            )
+        )
+        self._previous = self.state
+        self._reason = ""
+
+    def _say(self, text: str, level: str = "info", host: str | None = None) -> None:
+        self.ctx.bus.emit(Message(self.ctx.run_id, level=level, text=text, host=host))
+
+    # -- the engine -----------------------------------------------------------------------
+
+    async def execute(self) -> RunFinished:
+        self._loop = asyncio.get_running_loop()
+        self._reason = "resumed" if self._previous != "planned" else ""
+        self.start()
+        await self.ctx.call(self.ctx.driver.lock, self._lock_record(), self.options.break_lock)
+        ha: HaState | None = None
+        refresher = asyncio.create_task(self._refresh_lock())
+        listener = asyncio.create_task(self._listen())
+        try:
+            if self.options.approve_start and not await self._approval(
+                f"the plan waits for approval: `rollup approve {self.ctx.run_id}` starts it"
+            ):
+                outcome, message = (
+                    self._aborted()
+                    if self.ctx.cancelled
+                    else self._paused_by("detached before the start: nothing was changed")
+                )
+                return self._finish(outcome, message)
+            ha = await self._pause_ha()
+            outcome, message = await self._run_batches()
+        except DriverError as error:
+            outcome, message = "paused", f"pool error: {error.message}"
+            if self.state == "running":
+                self._reason = message
+                self.pause()
+        finally:
+            refresher.cancel()
+            listener.cancel()
+            if ha is not None:
+                await self._restore_ha(ha)
+            await self._unlock()
+        return self._finish(outcome, message)
+
+    def _lock_record(self) -> Lock:
+        now = time.time()
+        return Lock(
+            run_id=self.ctx.run_id,
+            controller=socket.gethostname(),
+            pid=os.getpid(),
+            started=now,
+            expires=now + self.options.lock_ttl,
+        )
+
+    async def _refresh_lock(self) -> None:
+        refresh = getattr(self.ctx.driver, "refresh_lock", None)
+        if refresh is None:
+            return
+        while True:
+            await asyncio.sleep(self.options.lock_ttl / 4)
+            try:
+                await self.ctx.call(refresh, self._lock_record())
+            except DriverError as error:
+                self._say(f"could not refresh the run lock: {error.message}", "warning")
+
+    async def _listen(self) -> None:
+        """Commands from other processes (`rollup abort RUN`) are taken during a step too,
+        so an abort stops a playbook or an evacuation at once, not when it ends."""
+        while True:
+            await asyncio.sleep(self.options.command_poll_seconds)
+            self._take_commands()
+
+    async def _pause_ha(self) -> HaState:
+        record = self.ctx.journal.run(self.ctx.run_id)
+        if record is not None and record.ha is not None:
+            # Resumed: what HA looked like before the FIRST start is what we restore.
+            original = HaState(enabled=bool(record.ha.get("enabled")))
+            await self.ctx.call(self.ctx.driver.pause_ha)
+            return original
+        state: HaState = await self.ctx.call(self.ctx.driver.pause_ha)
+        self.ctx.journal.set_ha(self.ctx.run_id, {"enabled": state.enabled})
+        if state.enabled:
+            self._say("HA disabled for the run; it is restored at the end, also on failure")
+        return state
+
+    async def _restore_ha(self, state: HaState) -> None:
+        try:
+            await self.ctx.call(self.ctx.driver.restore_ha, state)
+            if state.enabled:
+                self._say("HA restored")
+        except DriverError as error:
+            self._say(f"could not restore HA: {error.message}: enable it by hand", "error")
+
+    async def _unlock(self) -> None:
+        try:
+            await self.ctx.call(self.ctx.driver.unlock, self.ctx.run_id)
+        except DriverError as error:
+            self._say(f"could not release the run lock: {error.message}", "warning")
+
+    async def _run_batches(self) -> tuple[str, str]:
+        policy = self.ctx.policy
+        for batch in self.plan.batches:
+            upgrades = [self.hosts[step.host] for step in batch.steps]
+            pending = [u for u in upgrades if u.state not in ("done", "skipped")]
+            if not pending:
+                continue
+            for upgrade in pending:
+                if upgrade.host in self._skip and upgrade.state in ("pending", "failed"):
+                    upgrade.reason = "skipped by the operator"
+                    upgrade.skip()
+            pending = [u for u in pending if u.state not in ("done", "skipped")]
+            if not pending:
+                continue
+            fresh = any(u.state == "pending" for u in pending)
+            if fresh and not in_window(policy.window, self.options.clock()):
+                return self._paused_by(
+                    f"the maintenance window {_window_text(policy.window)} is closed;"
+                    f" no new host starts outside it. Run `rollup resume {self.ctx.run_id}`"
+                    " in the next window"
+                )
+            if fresh and not await self._canary_gate():
+                if self.ctx.cancelled:
+                    return self._aborted()
+                return self._paused_by(
+                    f"detached at the canary gate: `rollup resume {self.ctx.run_id}`"
+                    " asks for the approval again"
+                )
+            await self._gate()
+            if self.ctx.cancelled:
+                return self._aborted()
+            if self._detach:
+                return self._paused_by("detached by the operator")
+            await asyncio.gather(*(u.run(self._gate) for u in pending))
+            failed = [u for u in upgrades if u.state == "failed"]
+            if self.ctx.cancelled:
+                return self._aborted()
+            if failed:
+                outcome = await self._after_failure(failed)
+                if outcome is not None:
+                    return outcome
+        failed = [u for u in self.hosts.values() if u.state == "failed"]
+        if failed:
+            said = f"{count(len(failed), 'host')} failed: {', '.join(u.name for u in failed)}"
+            return self._transition(self.fail, "failed", said)
+        return self._transition(self.complete, "completed", self._summary())
+
+    async def _after_failure(self, failed: list[HostUpgrade]) -> tuple[str, str] | None:
+        first = failed[0]
+        where = first.failed_in or "?"
+        evidence = first.error.message if first.error else first.reason
+        if where in OUT_OF_SERVICE:
+            self._say(
+                f"{first.name} stays disabled until the run resumes; its VMs run on the"
+                " other hosts",
+                "warning",
+                first.host,
+            )
+        for upgrade in failed:
+            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
+            for name in stopped.values():
+                self._say(
+                    f"{name} stays shut down until {upgrade.name} is upgraded: it cannot"
+                    f" run elsewhere (`rollup resume {self.ctx.run_id}` starts it again)",
+                    "warning",
+                    upgrade.host,
+                )
+        policy = self.ctx.policy.on_failure
+        if policy == "continue":
+            return None
+        if policy == "abort":
+            return self._transition(
+                self.fail, "failed", f"{first.name} failed while {where}; policy on-failure=abort"
+            )
+        message = (
+            f"{first.name} failed while {where}: {evidence}. Fix the cause, then run"
+            f" `rollup resume {self.ctx.run_id}` (or skip the host from the TUI)"
+        )
+        if self.options.wait_when_paused:
+            self._reason = message
+            self.pause()
+            self._pause_requested = True
+            await self._gate()
+            if self.ctx.cancelled:
+                return self._aborted()
+            if self._detach:
+                return "paused", message
+            for upgrade in failed:
+                if upgrade.host in self._skip:
+                    upgrade.reason = "skipped by the operator"
+                    upgrade.skip()
+                else:
+                    await upgrade.run(self._gate)
+            still = [u for u in failed if u.state == "failed"]
+            return await self._after_failure(still) if still else None
+        return self._paused_by(message)
+
+    def _transition(self, trigger: Any, outcome: str, reason: str) -> tuple[str, str]:
+        # The reason travels with the transition's event; `_record` clears it after.
+        self._reason = reason
+        trigger()
+        return outcome, reason
+
+    def _paused_by(self, reason: str) -> tuple[str, str]:
+        if self.state == "running":
+            return self._transition(self.pause, "paused", reason)
+        return "paused", reason
+
+    def _aborted(self) -> tuple[str, str]:
+        # Where the abort left each host it stopped, and why: nothing out of service
+        # without a reason printed.
+        for upgrade in self.hosts.values():
+            if upgrade.state != "failed" or upgrade.error is None:
+                continue
+            if upgrade.failed_in in OUT_OF_SERVICE:
+                self._say(
+                    f"{upgrade.name} stays disabled: the abort stopped it while"
+                    f" {upgrade.failed_in} ({upgrade.error.message}); check it, enable it"
+                    " (xe host-enable), then run rollup again",
+                    "warning",
+                    upgrade.host,
+                )
+            else:
+                self._say(f"{upgrade.name}: {upgrade.error.message}", "warning", upgrade.host)
+            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
+            for name in stopped.values():
+                self._say(f"{name} stays shut down: it can run only on {upgrade.name}", "warning")
+        return self._transition(
+            self.stop, "aborted", "aborted by the operator; the pool is left safe"
+        )
+
+    async def _canary_gate(self) -> bool:
+        canary = self.ctx.policy.canary
+        done = sum(1 for u in self.hosts.values() if u.state == "done")
+        if not canary or done < canary or self._canary_approved:
+            return True
+        if self.options.yes:
+            self._canary_approved = True
+            self._say(f"{count(done, 'canary host')} done; approved by --yes")
+            return True
+        self._canary_approved = await self._approval(
+            f"{count(done, 'canary host')} done: check {verb(done, 'it', 'them')}, then approve"
+            f" with `rollup approve {self.ctx.run_id}` (or `y` in the TUI)"
+        )
+        return self._canary_approved
+
+    async def _approval(self, reason: str) -> bool:
+        """Wait in awaiting_approval until approved (True), or aborted/detached (False)."""
+        self._approved = False
+        self._reason = reason
+        self.gate()
+        while not self._approved and not self.ctx.cancelled and not self._detach:
+            await self._sleep()
+            self._take_commands()
+        if not self._approved:
+            return False
+        self._reason = "approved"
+        self.approve()
+        return True
+
+    async def _gate(self) -> None:
+        """Between steps: honour pause requests and commands from other processes."""
+        self._take_commands()
+        if not self._pause_requested or self.ctx.cancelled:
+            return
+        if self.state == "running":
+            self._reason = "paused by the operator"
+            self.pause()
+        while self._pause_requested and not self.ctx.cancelled and not self._detach:
+            await self._sleep()
+            self._take_commands()
+        if self.state == "paused" and not self._detach and not self.ctx.cancelled:
+            self._reason = "resumed by the operator"
+            self.unpause()
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.options.command_poll_seconds)
+
+    def _take_commands(self) -> None:
+        for command, host in self.ctx.journal.take_commands(self.ctx.run_id):
+            self._apply(command, host)
+
+    def _summary(self) -> str:
+        done = sum(1 for u in self.hosts.values() if u.state == "done")
+        skipped = len(self.plan.skipped) + sum(
+            1 for u in self.hosts.values() if u.state == "skipped"
+        )
+        return (
+            f"{count(done, 'host')} upgraded, {skipped} skipped,"
+            f" {count(self.ctx.migrations, 'live migration')},"
+            f" {time.monotonic() - self._started:.0f}s"
+        )
+
+    def _finish(self, outcome: str, message: str) -> RunFinished:
+        self.ctx.journal.set_run_state(self.ctx.run_id, self.state, outcome, message)
+        states = [u.state for u in self.hosts.values()]
+        finished = RunFinished(
+            self.ctx.run_id,
+            outcome=outcome,
+            exit_code=OUTCOME_EXIT[outcome],
+            message=message,
+            hosts_done=states.count("done"),
+            hosts_failed=states.count("failed"),
+            hosts_skipped=states.count("skipped") + len(self.plan.skipped),
+            migrations=self.ctx.migrations,
+            seconds=time.monotonic() - self._started,
+        )
+        self.ctx.bus.emit(finished)
+        return finished
+
+
+def _window_text(window: Window | None) -> str:
+    if window is None:
+        return ""
+    return f"{window.start:%H:%M}-{window.end:%H:%M}"

@@ -1,0 +1,1 @@
+"""Wording shared by every layer: plurals and quoting of echoed values."""
