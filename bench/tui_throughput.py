@@ -23,8 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "tui")
 from scenario import RUN_ID, large_plan
 
 from rollup.model import Plan
-from rollup.run.events import AnsibleTask, Event, EventBus, HostStateChanged, MigrationProgress
-from rollup.run.host_upgrade import SEQUENCE
+from rollup.run.events import (
+    SEQUENCE,
+    AnsibleTask,
+    Event,
+    EventBus,
+    HostStateChanged,
+    MigrationProgress,
+)
 from rollup.tui.app import build_app
 
 

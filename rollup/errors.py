@@ -1,8 +1,12 @@
-"""One exception tree for rollup, translated into a message and an exit code at the CLI.
+"""Every exception rollup raises, translated into a message and an exit code at the CLI.
 
 Every error a user can cause or meet carries a one-line message that names the problem
 and the fix. Hypervisor errors cross the driver boundary as `DriverError` subclasses that
 keep the hypervisor's code and parameters, never as `XenAPI.Failure` or `libvirtError`.
+An error that happened on a host carries `evidence`: the last lines of what the host, the
+playbook or the hypervisor said, which the failure event takes to the journal, the TUI,
+`rollup status`, the log and JUnit. (The lab's simulated xapi has its own wire error,
+rollup/lab/xapi/failure.py: that is the simulated server's, not rollup's.)
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rollup.text.quoting import one_line
+
+EVIDENCE_LINES = 20  # what a failure shows of a playbook's or a command's output
+EVIDENCE_CHARS = 300  # per line: a line of JSON from a module can be enormous
 
 # Exit codes live here so the CLI, the rollout and the tests agree on them.
 EXIT_OK = 0
@@ -31,6 +38,11 @@ class RollupError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        """The last lines of output that show what went wrong; none by default."""
+        return ()
 
 
 class BadInput(RollupError):
@@ -70,6 +82,12 @@ class DriverError(RollupError):
         self.code = code
         self.params = tuple(str(p) for p in params)
 
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        if not self.code:
+            return ()
+        return (one_line(" ".join((self.code, *self.params)), EVIDENCE_CHARS),)
+
 
 class TransientDriverError(DriverError):
     """A failure worth retrying: connection lost, master rebooting, operation in progress."""
@@ -101,3 +119,53 @@ class RemoteError(RollupError):
         super().__init__(message)
         self.host = host
         self.output_tail = output_tail
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return last_lines(self.output_tail)
+
+
+class HostFailed(RollupError):
+    """A host's step failed; the message says why, `evidence` shows it."""
+
+    def __init__(self, message: str, code: str = "", evidence: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self._evidence = tuple(evidence)
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return self._evidence
+
+
+class HostSkipped(RollupError):
+    """A host's step found nothing to do on it: the host is skipped with this reason."""
+
+
+class Problem(Exception):
+    """What is wrong with one value, before anyone knows where it was written.
+
+    `example` is a valid value shown in the fix ("rollup_canary: 1" or "--canary 1");
+    `hint` replaces that fix when an example would not help. The inventory turns it into
+    BadInput naming the file, the place and the variable.
+    """
+
+    def __init__(self, problem: str, example: str = "", hint: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.example = example
+        self.hint = hint
+
+
+class VaultNeeded(Exception):
+    """A vaulted value was met and no vault password was given."""
+
+
+class LabStateUnusable(Exception):
+    """A lab's saved state matched its spec but could not be applied: the lab starts anew."""
+
+
+def last_lines(output: str, lines: int = EVIDENCE_LINES) -> tuple[str, ...]:
+    """The last non-blank lines of `output`, each on one line and of bounded length."""
+    kept = [line for line in output.splitlines() if line.strip()]
+    return tuple(one_line(line.rstrip(), EVIDENCE_CHARS) for line in kept[-lines:])

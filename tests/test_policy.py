@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rollup.config import inventory, policy
 from rollup.errors import BadInput
+from rollup.lab import LabSpec
 from rollup.model import GiB, MiB, Policy, Window
 
 HERE = Path(__file__).parent / "inventories"
@@ -42,11 +43,11 @@ def check(name: str, value: object, origin: policy.Origin = INVENTORY) -> object
         pytest.param("rollup_check_host_keys", 0, False, id="bool_zero"),
         pytest.param("rollup_canary", "2", 2, id="whole_from_flag_string"),
         pytest.param("rollup_target_version", "8.2.1-beta", "8.2.1-beta", id="version"),
-        pytest.param("rollup_lab", None, policy.LabSpec(), id="lab_defaults"),
+        pytest.param("rollup_lab", None, LabSpec(), id="lab_defaults"),
         pytest.param(
             "rollup_lab",
             {"hosts": 2, "ssh": "false", "speed": "10"},
-            policy.LabSpec(hosts=2, ssh=False, speed=10.0),
+            LabSpec(hosts=2, ssh=False, speed=10.0),
             id="lab_strings",
         ),
         pytest.param("rollup_lab_env", {"A": 1, "B": "x"}, {"A": "1", "B": "x"}, id="env"),
@@ -127,10 +128,6 @@ def test_every_policy_field_has_a_variable():
         window=Window(time(1), time(2)),
     )
     assert policy.build_policy({}, ()) == Policy()
-
-
-def test_lab_spec_is_the_inventory_modules_lab_spec():
-    assert inventory.LabSpec is policy.LabSpec
 
 
 # --- no value gets past a check as anything but its type, or BadInput ---------------------------

@@ -28,9 +28,10 @@ from rollup.config.listing import (
     list_inventory,
     vault_decrypter,
 )
-from rollup.config.policy import LabSpec, Origin
+from rollup.config.policy import Origin
 from rollup.drivers import Connection
-from rollup.errors import BadInput
+from rollup.errors import BadInput, VaultNeeded
+from rollup.lab import LabSpec
 from rollup.model import Host, Policy
 from rollup.remote import RemoteHost
 from rollup.text.quoting import quoted
@@ -38,7 +39,6 @@ from rollup.text.quoting import quoted
 __all__ = [
     "Inventory",
     "InventoryHost",
-    "LabSpec",
     "PoolConfig",
     "load",
     "match_hosts",
@@ -301,7 +301,7 @@ class _Builder:
         """The clear value and whether it came out of a vault."""
         if isinstance(raw, Mapping) and set(raw) == {"__ansible_vault"}:
             if self.decrypt is None:
-                raise _NeedsVault()
+                raise VaultNeeded()
             return self.decrypt(str(raw["__ansible_vault"])), True
         if isinstance(raw, Mapping):
             items = {key: self.value(item) for key, item in raw.items()}
@@ -316,7 +316,7 @@ class _Builder:
     def clear(self, raw: object, place: str, name: str) -> tuple[object, bool]:
         try:
             return self.value(raw)
-        except _NeedsVault:
+        except VaultNeeded:
             raise BadInput(
                 f"{self.source}: {place}: {name} is vaulted; "
                 "give the vault password with --vault-password-file"
@@ -439,7 +439,13 @@ class _Builder:
             check_host_keys=bool(checked.get("rollup_check_host_keys", True)),
             connection=_connection(variables, host, self.source),
             environment=dict(checked.get("rollup_lab_env") or {}),  # type: ignore[call-overload]
-            ansible_vars=variables,
+            # rollup's secrets stay out: the playbook has no use for them, and
+            # ansible-runner writes its inventory to disk in clear.
+            ansible_vars={
+                name: value
+                for name, value in variables.items()
+                if not policy.is_secret_variable(name)
+            },
         )
         pool_host_name = checked.get("rollup_host_name")
         libvirt_uri = checked.get("rollup_libvirt_uri")
@@ -462,10 +468,6 @@ class _Builder:
                         f"and {pool.name}; a host belongs to one pool: remove it from one"
                     )
                 owner[host.name] = pool.name
-
-
-class _NeedsVault(Exception):
-    """A vaulted value was met and no vault password was given."""
 
 
 def _host_fail(source: str, host: str, name: str, problem: str, fix: str) -> BadInput:

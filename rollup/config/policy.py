@@ -22,27 +22,14 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from rollup import bundled
-from rollup.errors import BadInput
+from rollup.errors import BadInput, Problem
+from rollup.lab import LabSpec, LabSsh
 from rollup.model import GiB, MiB, Policy, Window
 from rollup.text.quoting import PATH_LIMIT, one_line, quoted
 
 KNOWN_DRIVERS = ("xenapi", "libvirt")  # kept here, not from the registry: no driver imports
 # Drivers that reach a pool through one API (rollup_api_url); libvirt reaches each host.
 API_DRIVERS = ("xenapi",)
-
-LabSsh = Literal["auto", True, False]
-
-
-@dataclass(frozen=True)
-class LabSpec:
-    """The embedded lab pool an inventory asks for (`rollup_lab`)."""
-
-    hosts: int = 3
-    vms: int = 12
-    seed: int = 0
-    speed: float = 1.0  # how much faster than real time the lab's clock runs
-    ssh: LabSsh = "auto"  # real sshd per host, local state dirs, or whichever works here
-    faults: str | None = None  # absolute path of a fault-injection file
 
 
 @dataclass(frozen=True)
@@ -61,20 +48,6 @@ class Origin:
             return BadInput(f"{self.flag} {problem}; {fix}")
         where = ": ".join(one_line(part) for part in (self.source, self.place) if part)
         return BadInput(f"{where}: {one_line(variable)} {problem}; {fix}")
-
-
-class Problem(Exception):
-    """What is wrong with one value, before anyone knows where it was written.
-
-    `example` is a valid value shown in the fix ("rollup_canary: 1" or "--canary 1");
-    `hint` replaces that fix when an example would not help.
-    """
-
-    def __init__(self, problem: str, example: str = "", hint: str = "") -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.example = example
-        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -426,6 +399,12 @@ _POLICY_FIELDS = {
     "rollup_reboot_seconds": "reboot_seconds",
     "rollup_host_timeout": "host_timeout_seconds",
 }
+
+
+def is_secret_variable(name: str) -> bool:
+    """A rollup variable that holds a secret (the pool's API password)."""
+    variable = VARIABLES.get(name)
+    return variable is not None and variable.secret
 
 
 def is_secret(name: str) -> bool:

@@ -1,1 +1,24 @@
-"""The lab: a simulated XenServer/XCP-ng pool that speaks the real XenAPI protocol."""
+"""The lab: a simulated XenServer/XCP-ng pool that speaks the real XenAPI protocol.
+
+`LabSpec` is what an inventory asks for (`rollup_lab`); the rest of rollup knows the lab
+through it and through the lab's XenAPI, as it knows a real pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+LabSsh = Literal["auto", True, False]
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """The embedded lab pool an inventory asks for (`rollup_lab`)."""
+
+    hosts: int = 3
+    vms: int = 12
+    seed: int = 0
+    speed: float = 1.0  # how much faster than real time the lab's clock runs
+    ssh: LabSsh = "auto"  # real sshd per host, local state dirs, or whichever works here
+    faults: str | None = None  # absolute path of a fault-injection file

@@ -16,27 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from rollup import bundled
-from rollup.model import Check, GiB, Move, Plan
+from rollup.model import Check, Move, Plan
 from rollup.text.plurals import count, noun
+from rollup.text.units import format_duration, format_gib
 
 SCHEMA_VERSION = "1.0"
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
-
-
-def format_gib(size: int) -> str:
-    return f"{size / GiB:.1f} GiB"
-
-
-def format_duration(seconds: float) -> str:
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def _moved(moves: Iterable[Move]) -> str:

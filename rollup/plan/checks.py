@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, version_key
-from rollup.output.report import format_duration, format_gib
 from rollup.plan.placement import BatchOutcome
 from rollup.text.plurals import count, verb
+from rollup.text.units import format_duration, format_gib
 
 
 def _when(stamp: float) -> str:

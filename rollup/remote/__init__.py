@@ -1,15 +1,17 @@
 """What the rollout needs from a host's operating system: SSH and Ansible.
 
-`RemoteHost` is built by rollup/inventory.py from an inventory host's variables; the
-Ansible side passes `ansible_vars` through untouched, so whatever connection settings a
-user keeps in an inventory work for the patch exactly as they do for ansible-playbook.
+`RemoteHost` is built by rollup/config/inventory.py from an inventory host's variables;
+the Ansible side passes `ansible_vars` (without rollup's secrets) through untouched, so
+whatever connection settings a user keeps in an inventory work for the patch exactly as
+they do for ansible-playbook. `Patcher` is what the run asks of a host's operating
+system (rollup/remote/patcher.py is the real one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,31 @@ class RemoteHost:
     environment: Mapping[str, str] = field(default_factory=dict)
     # The host's inventory variables, verbatim, for ansible-runner's inventory.
     ansible_vars: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    ok: bool
+    reboot_required: bool = True
+    failed_task: str = ""
+    message: str = ""
+    output_tail: str = ""
+    output_file: str = ""
+
+
+TaskCallback = Callable[[str, str, str], None]  # task, status, message
+
+
+class Patcher(Protocol):
+    """What a host's operating system must do for us ."""
+
+    def play(
+        self,
+        host: RemoteHost,
+        playbook: str,
+        extravars: Mapping[str, Any],
+        on_task: TaskCallback,
+        cancelled: Callable[[], bool],
+    ) -> PatchResult: ...
+
+    def reachable(self, host: RemoteHost) -> bool: ...

@@ -25,7 +25,6 @@ from typing import Any, Literal, TextIO
 
 import ansible_runner
 
-from rollup.config.policy import VARIABLES
 from rollup.errors import BadInput
 from rollup.remote import RemoteHost, processes
 
@@ -71,14 +70,10 @@ class PlayResult:
 def inventory(host: RemoteHost) -> dict[str, Any]:
     """A one-host inventory from the host's own inventory variables.
 
-    rollup's own secrets (the pool's API password) are left out: the host's playbook has
-    no use for them, and runner writes this inventory to disk in clear, vaulted or not.
+    rollup's own secrets (the pool's API password) are not among them: the inventory
+    leaves them out (runner writes this inventory to disk in clear, vaulted or not).
     """
-    host_vars: dict[str, Any] = {
-        name: value
-        for name, value in host.ansible_vars.items()
-        if not (name in VARIABLES and VARIABLES[name].secret)
-    }
+    host_vars: dict[str, Any] = dict(host.ansible_vars)
     if host.connection == "local":
         host_vars.setdefault("ansible_connection", "local")
         host_vars.setdefault("ansible_python_interpreter", sys.executable)

@@ -7,8 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rollup.remote import RemoteHost, ansible, ssh
-from rollup.run.context import PatchResult, TaskCallback
+from rollup.remote import PatchResult, RemoteHost, TaskCallback, ansible, ssh
 
 
 class _CancelFlag(threading.Event):

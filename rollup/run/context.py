@@ -9,56 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from rollup.drivers import Driver
-from rollup.errors import RollupError
 from rollup.model import Policy, Pool
-from rollup.remote import RemoteHost
+from rollup.remote import Patcher, RemoteHost
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal
 from rollup.run.placement_live import Ledger
-
-
-@dataclass(frozen=True)
-class PatchResult:
-    ok: bool
-    reboot_required: bool = True
-    failed_task: str = ""
-    message: str = ""
-    output_tail: str = ""
-    output_file: str = ""
-
-
-TaskCallback = Callable[[str, str, str], None]  # task, status, message
-
-
-class Patcher(Protocol):
-    """What a host's operating system must do for us (rollup/remote/patcher.py)."""
-
-    def play(
-        self,
-        host: RemoteHost,
-        playbook: str,
-        extravars: Mapping[str, Any],
-        on_task: TaskCallback,
-        cancelled: Callable[[], bool],
-    ) -> PatchResult: ...
-
-    def reachable(self, host: RemoteHost) -> bool: ...
-
-
-class HostFailed(RollupError):
-    """A host's step failed; the message carries the evidence, `state` where it happened."""
-
-    def __init__(self, message: str, code: str = "", output_tail: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.output_tail = output_tail
-
-
-class HostSkipped(RollupError):
-    pass
 
 
 @dataclass

@@ -15,6 +15,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TextIO
 
+# The states a host passes through, in order (HostStateChanged.state), and its ends.
+SEQUENCE = (
+    "pending",
+    "checking",
+    "disabling",
+    "evacuating",
+    "patching",
+    "rebooting",
+    "verifying",
+    "enabling",
+    "restoring",
+    "done",
+)
+HOST_STATES = (*SEQUENCE, "failed", "skipped")
+
 
 @dataclass(frozen=True)
 class Event:

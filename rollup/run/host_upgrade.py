@@ -15,15 +15,13 @@ from typing import Any
 
 from transitions import Machine
 
-from rollup.errors import DriverError, RemoteError
+from rollup.errors import DriverError, HostFailed, HostSkipped, RemoteError, last_lines
 from rollup.model import HostStep, version_key
-from rollup.run.context import (
-    HostFailed,
-    HostSkipped,
-    PatchResult,
-    RunContext,
-)
+from rollup.remote import PatchResult
+from rollup.run.context import RunContext
 from rollup.run.events import (
+    HOST_STATES,
+    SEQUENCE,
     ActionResult,
     AnsibleTask,
     HostStateChanged,
@@ -33,19 +31,6 @@ from rollup.run.events import (
 from rollup.run.vm_moves import VmMoves
 from rollup.text.plurals import count, noun, verb
 
-SEQUENCE = (
-    "pending",
-    "checking",
-    "disabling",
-    "evacuating",
-    "patching",
-    "rebooting",
-    "verifying",
-    "enabling",
-    "restoring",
-    "done",
-)
-HOST_STATES = (*SEQUENCE, "failed", "skipped")
 # States in which a host is out of service because of us.
 OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
 # A failure in these states puts the host back in service: it was never patched.
@@ -150,7 +135,7 @@ class HostUpgrade:
                 failure = (
                     error
                     if isinstance(error, HostFailed)
-                    else HostFailed(error.message, getattr(error, "code", ""))
+                    else HostFailed(error.message, getattr(error, "code", ""), error.evidence)
                 )
                 self.error = failure
                 self.failed_in = state
@@ -339,7 +324,7 @@ class HostUpgrade:
                 f"{what} playbook failed{where}: {result.message}"
                 + (f" (full output: {result.output_file})" if result.output_file else ""),
                 "PLAYBOOK_FAILED",
-                result.output_tail,
+                last_lines(result.output_tail),
             )
         return result
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from rollup.errors import DriverError, MigrationRefused
+from rollup.errors import DriverError, HostFailed, MigrationRefused
 from rollup.model import VM, Move, Pool
-from rollup.run.context import HostFailed, RunContext
+from rollup.run.context import RunContext
 from rollup.run.events import Message, MigrationProgress
 from rollup.run.placement_live import Ledger, choose_destination
 

@@ -10,7 +10,7 @@ import time
 
 from rich.text import Text
 
-from rollup.output.report import format_duration
+from rollup.text.units import format_duration
 
 STATE_STYLE = {
     "pending": "dim",

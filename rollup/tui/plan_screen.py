@@ -20,8 +20,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from rollup.model import Move, Plan
-from rollup.output.report import format_duration, format_gib
 from rollup.text.plurals import count, verb
+from rollup.text.units import format_duration, format_gib
 
 _CHECK_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 _CHECK_ORDER = ("fail", "warn", "pass")

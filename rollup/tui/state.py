@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from rollup.model import Plan
 from rollup.run.events import (
+    SEQUENCE,
     ActionResult,
     AnsibleTask,
     CheckResult,
@@ -27,7 +28,6 @@ from rollup.run.events import (
     RunFinished,
     RunStateChanged,
 )
-from rollup.run.host_upgrade import SEQUENCE
 
 FINAL = ("done", "failed", "skipped")
 # How far along a host is when it enters each state (pending 0 … done 1).

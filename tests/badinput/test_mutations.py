@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from rollup import cli
+from rollup.commands.parser import build_parser
 from rollup.config import inventory, policy
 from rollup.config.listing import Listing, list_inventory
 from rollup.model import Pool
@@ -38,7 +39,7 @@ from tests.rollout.conftest import Lab
 
 # Committed with the tests: a failure hypothesis finds anywhere replays everywhere.
 DATABASE = DirectoryBasedExampleDatabase(Path(__file__).parent / "hypothesis-db")
-PARSER = functools.cache(cli.build_parser)
+PARSER = functools.cache(build_parser)
 
 HOST_KEYS = (
     *policy.HOST_VARIABLES,

@@ -212,7 +212,7 @@ def test_member_reboot_wait_back_returns_the_new_boot(lab, driver):
 def test_master_reboot_wait_back_survives_the_api_dropping(lab, driver, caplog):
     pool, _ = lab
     master = driver.snapshot().host(pool.hosts[pool.master].uuid)
-    caplog.set_level(logging.DEBUG, logger="rollup.drivers.xenapi.driver")
+    caplog.set_level(logging.DEBUG, logger="rollup.drivers.xenapi")
     driver.disable(master.id)
     driver.reboot(master.id)
     back = driver.wait_back(master.id, master.boot_mark, timeout=20)

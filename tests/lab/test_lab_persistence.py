@@ -16,7 +16,7 @@ import pytest
 import XenAPI
 import yaml
 
-from rollup.config.policy import LabSpec
+from rollup.lab import LabSpec
 from rollup.lab.machine import INSTALLED_VERSION
 from rollup.lab.xapi.persistence import STATE_FILE
 from rollup.lab.xapi.running import RunningLab
@@ -270,7 +270,7 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from rollup.lab.xapi.running import RunningLab
-    from rollup.config.policy import LabSpec
+    from rollup.lab import LabSpec
 
     spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=sys.argv[2] == "ssh")
     lab = RunningLab.start_for(spec, Path(sys.argv[1]))

@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from rollup import bundled
-from rollup.config.policy import LabSpec
 from rollup.drivers import Connection
 from rollup.drivers.xenapi.driver import XenApiDriver
+from rollup.lab import LabSpec
 from rollup.lab.hosts import stop_stale_daemons
 from rollup.lab.xapi.running import RunningLab
 from tests.installed import ROLLUP

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from rollup.model import Pool
-from rollup.run.host_upgrade import SEQUENCE
+from rollup.run.events import SEQUENCE
 from tests.rollout.conftest import Lab, read_events
 from tests.rollout.pool_watch import PoolWatch
 from tests.rollout.reports import junit_cases, not_reached, valid_events

@@ -16,6 +16,7 @@ from strategies import make_pool
 from rollup.model import Plan, Policy
 from rollup.plan import planner
 from rollup.run.events import (
+    SEQUENCE,
     ActionResult,
     AnsibleTask,
     Event,
@@ -25,7 +26,6 @@ from rollup.run.events import (
     RunFinished,
     RunStateChanged,
 )
-from rollup.run.host_upgrade import SEQUENCE
 from rollup.text.plurals import count
 
 T0 = 1_700_000_000.0

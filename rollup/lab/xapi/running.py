@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from rollup import bundled
-from rollup.config.policy import LabSpec
-from rollup.errors import BadInput, RemoteError
+from rollup.errors import BadInput, LabStateUnusable, RemoteError
+from rollup.lab import LabSpec
 from rollup.lab.address_holder import taken
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
@@ -44,10 +44,6 @@ TARGET_VERSION = "8.3.0"  # what the lab's patch installs unless told otherwise
 
 log = logging.getLogger("rollup")
 _BIND_FAILED = re.compile(r"Bind to port (?P<port>\d+) on (?P<address>[\d.]+) failed")
-
-
-class _UnusableState(Exception):
-    """A saved state that matched the spec but could not be applied."""
 
 
 class RunningLab:
@@ -166,7 +162,7 @@ class RunningLab:
         build = functools.partial(cls._start, layout, directory, spec, **options)
         try:
             return build(state)
-        except _UnusableState as error:
+        except LabStateUnusable as error:
             log.warning("lab pool %s: %s: starting a fresh lab", layout.pool_name, error)
             return build(None)
 
@@ -205,7 +201,7 @@ class RunningLab:
                 try:
                     persistence.apply(pool, state)
                 except (KeyError, ValueError, TypeError, AttributeError) as error:
-                    raise _UnusableState(f"its saved state is unusable ({error!r})") from error
+                    raise LabStateUnusable(f"its saved state is unusable ({error!r})") from error
                 # Faults again: a host saved down by `no_return` boots now if it was cleared.
                 pool.set_faults(initial)
             for host_spec in layout.hosts:

@@ -1,0 +1,228 @@
+"""rollup run and rollup resume: a run from its plan to its exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rollup.codec import from_data, to_data
+from rollup.commands.plan import load_pool, pool_session, state_dir
+from rollup.commands.session import PoolSession
+from rollup.config import inventory as inventories
+from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
+from rollup.model import Plan
+from rollup.plan import planner
+from rollup.run.context import RunContext
+from rollup.run.events import Event, EventBus, JsonLinesSink, LogSink, MigrationProgress
+from rollup.run.journal import Journal
+from rollup.run.rollout import Rollout, RunOptions
+from rollup.text.plurals import count
+
+
+class JournalSink:
+    """Every event into the journal, but migration progress only at its milestones."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, MigrationProgress) and event.status == "running":
+            return
+        self._journal.record_event(event)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rollup.output import report
+
+    config = load_pool(args)
+    journal = Journal(state_dir(args))
+    with pool_session(config, args) as session:
+        pool = session.driver.snapshot()
+        remotes = session.remotes(pool)
+        plan = planner.plan(pool, session.config.policy, now=time.time())
+        if not plan.feasible:
+            report.print_plan(plan, file=sys.stderr)
+            failed = [c for c in plan.checks if c.status == "fail"]
+            print(
+                f"rollup: the plan is refused by {count(len(failed), 'failing check')}: "
+                + "; ".join(c.reason for c in failed),
+                file=sys.stderr,
+            )
+            return EXIT_REFUSED
+        if not args.yes and terminal() and not _tui_wanted(args):
+            report.print_plan(plan)
+            if not _confirm("Upgrade this pool now?"):
+                print("rollup: nothing was changed", file=sys.stderr)
+                return EXIT_OK
+        elif not args.yes and not terminal():
+            # Nobody to ask here: the plan goes to the log and the run waits for
+            # `rollup approve RUN` from whoever reviews it (a change board, a person).
+            report.print_plan(plan, file=sys.stderr)
+        run_id = new_run_id()
+        journal.create_run(
+            run_id,
+            pool=config.name,
+            pool_id=pool.id,
+            inventory=str(Path(args.inventory).resolve()),
+            controller=socket.gethostname(),
+            plan=to_data(plan),
+        )
+        return _execute(args, session, journal, run_id, plan, remotes, resumed=None)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    journal = Journal(state_dir(args))
+    record = journal.run(args.run) if args.run else journal.latest_unfinished()
+    if record is None:
+        what = f"run {args.run}" if args.run else "an unfinished run"
+        raise BadInput(f"there is no {what} in {journal.path}: see `rollup history`")
+    if record.state in ("completed", "aborted"):
+        raise BadInput(f"run {record.id} is {record.state}: nothing to resume")
+    plan = from_data(Plan, record.plan)
+    if not Path(record.inventory).exists():
+        raise BadInput(
+            f"run {record.id} used inventory {record.inventory}, which is gone: restore it"
+        )
+    loaded = inventories.load(record.inventory, vault_password_file=args.vault_password_file)
+    config = inventories.select_pool(loaded, record.pool)
+    # The controller may have died while the master rebooted: give its API time. An
+    # in-process lab comes back as the paused run left it, not fresh.
+    wait = config.policy.host_timeout_seconds
+    with pool_session(config, args, wait_seconds=wait, restore_lab=True) as session:
+        pool = session.driver.snapshot()
+        if pool.id != record.pool_id:
+            raise BadInput(
+                f"run {record.id} was for pool {record.pool_id}, but {record.inventory}"
+                f" now reaches pool {pool.id}: fix the inventory"
+            )
+        remotes = session.remotes(pool)
+        return _execute(
+            args,
+            session,
+            journal,
+            record.id,
+            plan,
+            remotes,
+            resumed=journal.host_states(record.id),
+        )
+
+
+def terminal() -> bool:
+    """Someone is there to ask (Textual draws on stderr, so it must be a terminal too)."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def _tui_wanted(args: argparse.Namespace) -> bool:
+    # The dashboard needs a terminal; the pipeline mode never loads Textual.
+    return terminal() and not getattr(args, "json", False) and not args.no_tui
+
+
+def _confirm(question: str) -> bool:
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _execute(
+    args: argparse.Namespace,
+    session: PoolSession,
+    journal: Journal,
+    run_id: str,
+    plan: Plan,
+    remotes: dict[str, Any],
+    resumed: dict[str, Any] | None,
+) -> int:
+    from rollup.remote.patcher import AnsiblePatcher
+
+    bus = EventBus()
+    bus.subscribe(JournalSink(journal))
+    use_tui = _tui_wanted(args)
+    if args.json:
+        bus.subscribe(JsonLinesSink(sys.stdout))
+    if not use_tui:
+        bus.subscribe(LogSink(sys.stderr, verbose=args.verbose))
+    if args.junit:
+        from rollup.output.junit import JUnitSink
+
+        hosts = [(step.host, step.host_name) for step in plan.steps]
+        bus.subscribe(JUnitSink(args.junit, session.config.name, hosts))
+    patcher = AnsiblePatcher(state_dir(args) / "runs" / run_id)
+    ctx = RunContext(
+        run_id=run_id,
+        driver=session.driver,
+        patcher=patcher,
+        journal=journal,
+        bus=bus,
+        policy=plan.policy,
+        remotes=remotes,
+    )
+    options = RunOptions(
+        yes=args.yes,
+        break_lock=args.break_lock,
+        wait_when_paused=use_tui,
+        approve_start=not args.yes and not terminal() and resumed is None,
+    )
+    rollout = Rollout(ctx, plan, options, resumed=resumed)
+    if not use_tui:
+        print(
+            f"rollup: run {run_id} on pool {session.config.name}"
+            f" ({count(len(plan.steps), 'host')}, journal {journal.path})",
+            file=sys.stderr,
+        )
+    if use_tui:
+        from rollup.tui.app import run_dashboard
+
+        # The plan screen asks first unless --yes or a resume (already approved).
+        shown = run_dashboard(rollout, bus, confirm=not args.yes and resumed is None)
+        if shown is None:
+            journal.discard_run(run_id)
+            print("rollup: nothing was changed", file=sys.stderr)
+            return EXIT_OK
+        finished = shown
+    else:
+        finished = asyncio.run(_drive(rollout))
+    if finished.outcome == "paused" and use_tui:
+        print(f"rollup: run {run_id} paused: {finished.message}", file=sys.stderr)
+    return finished.exit_code
+
+
+async def _drive(rollout: Rollout) -> Any:
+    """Run the rollout; the first Ctrl-C or SIGTERM detaches at the next safe point."""
+    loop = asyncio.get_running_loop()
+    interrupted = 0
+
+    def detach() -> None:
+        nonlocal interrupted
+        interrupted += 1
+        if interrupted == 1:
+            rollout.request("detach")
+            print(
+                "\nrollup: stopping at the next safe point (again to stop at once;"
+                f" `rollup resume {rollout.ctx.run_id}` continues)",
+                file=sys.stderr,
+            )
+        else:
+            raise KeyboardInterrupt
+
+    # A closed terminal (SIGHUP) detaches too: the pipeline or ssh session is gone.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in stops:
+        loop.add_signal_handler(sig, detach)
+    try:
+        return await rollout.execute()
+    finally:
+        for sig in stops:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,47 @@
+"""rollup status, history, and approve/pause/abort sent to a run through the journal."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rollup.commands.plan import state_dir
+from rollup.commands.run import terminal
+from rollup.errors import EXIT_OK, BadInput
+from rollup.run.events import EventBus
+from rollup.run.journal import Journal
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rollup.output.status import print_status
+
+    journal = Journal(state_dir(args))
+    record = journal.run(args.run) if args.run else next(iter(journal.runs(1)), None)
+    if record is None:
+        raise BadInput(f"no run {args.run or ''} in {journal.path}: see `rollup history`")
+    if args.watch and terminal() and not args.json:
+        from rollup.run.follow import JournalFollower
+        from rollup.tui.app import run_dashboard
+
+        bus = EventBus()
+        finished = run_dashboard(JournalFollower(journal, record, bus), bus, confirm=False)
+        return finished.exit_code if finished is not None else EXIT_OK
+    return print_status(journal, record, as_json=args.json, watch=args.watch)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from rollup.output.status import print_history
+
+    return print_history(Journal(state_dir(args)), as_json=args.json)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    journal = Journal(state_dir(args))
+    record = journal.run(args.run)
+    if record is None:
+        raise BadInput(f"no run {args.run} in {journal.path}: see `rollup history`")
+    if record.state in ("completed", "failed", "aborted"):
+        raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
+    journal.send_command(record.id, args.command)
+    print(f"rollup: {args.command} sent to run {record.id} ({record.state})", file=sys.stderr)
+    return EXIT_OK
