@@ -66,6 +66,10 @@ class Faults:
     hosts: dict[str, HostFaults] = field(default_factory=dict)  # by host name or uuid
     master_api_drop: ApiDrop | None = None
 
+    def for_host(self, name: str, host_uuid: str) -> HostFaults:
+        """The faults of the host with this name or uuid (none: no faults)."""
+        return next((self.hosts[k] for k in (name, host_uuid) if k in self.hosts), HostFaults())
+
 
 def load_faults(path: Path | str) -> Faults:
     """Read and validate a faults file; a missing file means no faults."""

@@ -13,7 +13,7 @@ import paramiko
 import pytest
 
 from rollup.errors import BadInput, RemoteError
-from rollup.lab import hosts
+from rollup.lab import hosts, sshd
 from rollup.lab.hosts import LabMachine
 from rollup.remote import ansible, processes, ssh
 from tests import loopback
@@ -207,7 +207,7 @@ def test_inventory_vars_for_a_local_host_carry_its_environment(make_machine):
 
 
 def test_without_openssh_server_the_lab_says_how_to_install_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(hosts, "SSHD", tmp_path / "no-sshd")
+    monkeypatch.setattr(sshd, "SSHD", tmp_path / "no-sshd")
 
     with pytest.raises(BadInput) as missing:
         LabMachine("h1", tmp_path, address=loopback.address(30, 149))

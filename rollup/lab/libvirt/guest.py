@@ -2,7 +2,7 @@
 
 A guest that keeps counting across live migrations is the proof that it kept running: its
 serial port is a file on the host it runs on (the host's own /var/log/libvirt, see
-lab/libvirt_hosts.py), so after a move the count goes on, one higher, in the
+lab/libvirt/hosts.py), so after a move the count goes on, one higher, in the
 destination's file. Between ticks the kernel halts, so an idle guest costs next to no
 CPU under TCG (two cores run a lab of three hosts and four guests easily).
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import IO
 
 from rollup.errors import BadInput
-from rollup.lab.hosts import LabMachine, write_atomically
+from rollup.lab.host_files import write_atomically
+from rollup.lab.hosts import LabMachine
 from rollup.lab.machine import RUNNING_VERSION
 
 LIBVIRTD = "/usr/sbin/libvirtd"

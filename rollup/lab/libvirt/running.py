@@ -7,7 +7,7 @@ lab's patch (playbooks/lab-patch.yml, which installs a version into the host's r
 host boots it at its next reboot and reports it as VERSION_ID in etc/os-release).
 
 A host's `reboot` (over SSH) leaves a request in its root; a watcher thread here reboots
-the host (lab/libvirt_hosts.py), since a host cannot restart its own sshd from inside
+the host (lab/libvirt/hosts.py), since a host cannot restart its own sshd from inside
 one of its sessions.
 """
 
@@ -26,10 +26,11 @@ import yaml
 
 from rollup import bundled
 from rollup.errors import BadInput
-from rollup.lab.hosts import SSHD, loopback_address
+from rollup.lab.hosts import loopback_address
 from rollup.lab.libvirt.guest import domain_xml, last_count, write_kernel
 from rollup.lab.libvirt.hosts import LIBVIRTD, LibvirtLabHost
 from rollup.lab.reaper import Reaper
+from rollup.lab.sshd import SSHD
 from rollup.remote import processes
 
 INITIAL_VERSION = "12.4"

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rollup.lab.xapi import lifecycle, migration, placement, power, records, where, wire
+from rollup.lab.xapi import lifecycle, migration, placement, power, records, tasks, where, wire
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimTask, ref_for
 from rollup.lab.xapi.pool import LabPool
@@ -64,7 +64,7 @@ class Api:
             self.pool.sessions.pop(session, None)
             return ""
         if is_async:
-            return self.pool.run_async(method, lambda task: handler(*args, task=task))
+            return tasks.run_async(self.pool, method, lambda task: handler(*args, task=task))
         return handler(*args)
 
     def _login(self, method: str, params: tuple[Any, ...]) -> str:
@@ -131,8 +131,8 @@ class Api:
             lambda vm, h, paused, force, task=None: power.start(pool, vm, h, as_bool(paused)) or "",
             True,
         )  # fmt: skip
-        self._add("task.cancel", 1, 1, lambda t: pool.task_cancel(t) or "")
-        self._add("task.destroy", 1, 1, lambda t: pool.task_destroy(t) or "")
+        self._add("task.cancel", 1, 1, lambda t: tasks.cancel(pool, t) or "")
+        self._add("task.destroy", 1, 1, lambda t: tasks.destroy(pool, t) or "")
         self._add("event.from", 3, 3, self._event_from)
         self._add("event.inject", 2, 2, self._event_inject)
         self._add("pool.add_to_other_config", 3, 3, self._add_to_other_config)

@@ -87,7 +87,7 @@ def power_off(pool: LabPool, host: SimHost) -> None:
                 vm.power_state, vm.resident_on, vm.domid = "Halted", NULL, -1
                 pool.emit(vm)
         pool.emit(host)
-        faults = pool.host_faults(host)
+        faults = pool.faults.for_host(host.name, host.uuid)
         host.held_down = faults.no_return
         delay = pool.reboot_seconds * BOOT_SHARE + faults.return_late
     host.machine.power_off()
@@ -101,7 +101,7 @@ def boot(pool: LabPool, host: SimHost) -> None:
     with pool.lock:
         if pool.closed or host.live or host.held_down:
             return
-        old_version = pool.host_faults(host).return_old_version
+        old_version = pool.faults.for_host(host.name, host.uuid).return_old_version
         installed = host.machine.installed_version()
         version = host.version if old_version or not installed else installed
     host.machine.power_on(str(uuid.uuid4()), version)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rollup.lab.xapi import placement
+from rollup.lab.xapi import fault_state, placement, tasks
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimHost, SimTask, SimVM
 
@@ -83,9 +83,9 @@ def _fly(
         fraction = (now - start) / duration if duration else 1.0
         if progress:
             progress(fraction)
-        pool.set_progress(task, fraction)
+        tasks.set_progress(pool, task, fraction)
         pool.changed.wait(min(end - now, max(duration / 10, 0.005)))
-    if pool.take_migration_failure(vm):
+    if fault_state.take_migration_failure(pool, vm):
         raise XapiFailure(
             "VM_MIGRATE_FAILED", vm.ref, source_ref, dest_ref, "lab fault: migration failed"
         )
@@ -143,7 +143,7 @@ def _run_batch(
     def move(vm_ref: str, dest_ref: str) -> None:
         def progress(fraction: float) -> None:
             done[vm_ref] = fraction
-            pool.set_progress(task, sum(done.values()) / total)
+            tasks.set_progress(pool, task, sum(done.values()) / total)
 
         try:
             pool_migrate(pool, vm_ref, dest_ref, None, progress)

@@ -94,7 +94,7 @@ def capture(pool: LabPool, spec: Mapping[str, Any]) -> dict[str, Any]:
 def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
     version, live, enabled = host.version, host.live, host.enabled
     boot_time, agent_start_time = host.boot_time, host.agent_start_time
-    faults = pool.host_faults(host)
+    faults = pool.faults.for_host(host.name, host.uuid)
     if host.phase in ("going-down", "down"):
         if host.held_down or faults.no_return:
             live, enabled = False, False

@@ -23,21 +23,22 @@ extra ones queue; a host goes down 10 s after host.reboot returns and is enabled
 Thread-safety: one lock guards every object; calls that take time (migrations,
 evacuations) wait on its condition, so other calls go on; the scheduler thread drives
 reboots and API drops.
+
+What the pool's objects do lives beside it, as functions of the pool: lifecycle.py (host
+reboots), migration.py, power.py, placement.py, tasks.py, fault_state.py, records.py.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from rollup.errors import BadInput
-from rollup.lab.faults import Faults, HostFaults
+from rollup.lab.faults import Faults
 from rollup.lab.generator import generate
 from rollup.lab.layout import Layout
 from rollup.lab.machine import HostMachine, MemoryMachine
-from rollup.lab.xapi import lifecycle, records
+from rollup.lab.xapi import fault_state, records
 from rollup.lab.xapi.events import EventLog
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL, SimHost, SimSR, SimTask, SimVM, ref_for
@@ -70,7 +71,7 @@ class LabPool:
         self.migrating_out: dict[str, int] = {}
         self.sessions: dict[str, str] = {}  # session ref → user
         self.faults = Faults()
-        self._vm_failures: dict[str, int | None] = {}  # VM ref → failures still to come
+        self.vm_failures: dict[str, int | None] = {}  # VM ref → failures still to come
         self.api_down_until = 0.0  # master API drop (simulated time)
         self.api_drop_armed = False  # a `next-reboot` drop waits for the master's reboot
 
@@ -280,124 +281,11 @@ class LabPool:
             if ref in self.hosts:
                 self.emit(self.hosts[ref])
 
-    # ---- faults ------------------------------------------------------------------------
+    # ---- faults (lab/xapi/fault_state.py) -------------------------------------------
 
     def set_faults(self, faults: Faults) -> None:
         """Replace the faults in force; unknown host or VM names are refused."""
-        for name in faults.hosts:
-            self._check_name(name, self.host_named, "hosts", "host")
-        for name in faults.vms:
-            self._check_name(name, self.vm_named, "vms", "VM")
-        released: list[SimHost] = []
-        with self.lock:
-            self.faults = faults
-            self._vm_failures = {
-                self.vm_named(name).ref: f.fail_migration for name, f in faults.vms.items()
-            }
-            for host in self.hosts.values():
-                if host.held_down and not self.host_faults(host).no_return:
-                    host.held_down = False
-                    released.append(host)
-            drop = faults.master_api_drop
-            self.api_drop_armed = drop is not None and drop.when == "next-reboot"
-            if drop and drop.when == "now":
-                self.api_down_until = self.now() + drop.seconds
-                self.scheduler.call_later(drop.seconds, self.notify_watchers)
-        for host in self.hosts.values():
-            f = self.host_faults(host)
-            host.machine.set_faults(refuse_ssh=f.refuse_ssh, fail_patch=f.fail_patch)
-        for host in released:
-            self.scheduler.call_later(0, lambda host=host: lifecycle.boot(self, host))
-        self.notify_watchers()
-
-    def host_faults(self, host: SimHost) -> HostFaults:
-        for key in (host.name, host.uuid):
-            if key in self.faults.hosts:
-                return self.faults.hosts[key]
-        return HostFaults()
-
-    def _check_name(self, name: str, find: Callable[[str], Any], key: str, kind: str) -> None:
-        try:
-            find(name)
-        except KeyError:
-            raise BadInput(
-                f"faults: {key}.{name}: no {kind} of that name or uuid in the lab pool; "
-                f"use one of {', '.join(self._names(kind))}"
-            ) from None
-
-    def _names(self, kind: str) -> list[str]:
-        if kind == "host":
-            return [h.name for h in self.hosts.values()]
-        return [vm.name for vm in self.vms.values() if not vm.is_control_domain][:10]
-
-    def take_migration_failure(self, vm: SimVM) -> bool:
-        if vm.ref not in self._vm_failures:
-            return False
-        left = self._vm_failures[vm.ref]
-        if left is None:
-            return True
-        if left <= 0:
-            return False
-        self._vm_failures[vm.ref] = left - 1
-        return True
-
-    # ---- tasks -------------------------------------------------------------------------
-
-    def run_async(self, name: str, action: Callable[[SimTask], Any]) -> str:
-        """Start `action(task)` in a thread behind a new task; return the task ref."""
-        with self.lock:
-            task_uuid = str(uuid.uuid4())
-            task = SimTask(ref_for(task_uuid), task_uuid, name, self.master, self.now())
-            self.tasks[task.ref] = task
-            self.emit(task, "add")
-        threading.Thread(target=self._run_task, args=(task, action), daemon=True).start()
-        return task.ref
-
-    def _run_task(self, task: SimTask, action: Callable[[SimTask], Any]) -> None:
-        try:
-            result = action(task)
-        except XapiFailure as failure:
-            outcome = ("cancelled" if failure.code == "TASK_CANCELLED" else "failure", None)
-            error = failure.details
-        except Exception as exc:  # a lab bug must still end the task, as xapi would
-            outcome, error = ("failure", None), ["INTERNAL_ERROR", repr(exc)]
-        else:
-            outcome, error = ("success", result), []
-        with self.lock:
-            task.status, task.result = outcome
-            task.error_info = error
-            task.progress = 1.0
-            task.finished = self.now()
-            if task.ref in self.tasks:
-                self.emit(task)
-
-    def set_progress(self, task: SimTask | None, progress: float) -> None:
-        if task is None:
-            return
-        with self.lock:
-            # Events only for visible steps, so a watcher is not flooded.
-            if progress - task.progress >= 0.01 and task.ref in self.tasks:
-                task.progress = round(min(progress, 0.99), 3)
-                self.emit(task)
-
-    def task(self, ref: str) -> SimTask:
-        if ref not in self.tasks:
-            raise XapiFailure("HANDLE_INVALID", "task", ref)
-        return self.tasks[ref]
-
-    def task_cancel(self, ref: str) -> None:
-        with self.lock:
-            task = self.task(ref)
-            if task.status == "pending":
-                task.cancel_requested = True
-                task.status = "cancelling"
-                self.emit(task)
-
-    def task_destroy(self, ref: str) -> None:
-        with self.lock:
-            task = self.task(ref)
-            del self.tasks[ref]
-            self.emit(task, "del")
+        fault_state.put_in_force(self, faults)
 
     # ---- pool --------------------------------------------------------------------------
 

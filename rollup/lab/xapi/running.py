@@ -32,9 +32,10 @@ from rollup.lab import LabSpec
 from rollup.lab.address_holder import taken
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
-from rollup.lab.hosts import SSHD, LabMachine, stop_stale_daemons
+from rollup.lab.hosts import LabMachine, stop_stale_daemons
 from rollup.lab.layout import Layout
 from rollup.lab.reaper import Reaper
+from rollup.lab.sshd import SSHD
 from rollup.lab.xapi import persistence
 from rollup.lab.xapi.pool import LabPool
 from rollup.lab.xapi.server import XapiServer
