@@ -25,6 +25,13 @@ EXIT_BAD_INPUT = 2
 EXIT_REFUSED = 3
 EXIT_ABORTED = 4
 EXIT_PAUSED = 5
+# A run's outcome (RunFinished.outcome) as the exit code of `rollup run` and `resume`.
+OUTCOME_EXIT = {
+    "completed": EXIT_OK,
+    "failed": EXIT_FAILED,
+    "aborted": EXIT_ABORTED,
+    "paused": EXIT_PAUSED,
+}
 
 
 class RollupError(Exception):

@@ -153,7 +153,7 @@ anything = st.recursive(
 
 
 @settings(max_examples=400, deadline=None)
-@given(name=st.sampled_from(sorted(policy.VARIABLES)), value=anything, from_flag=st.booleans())
+@given(name=st.sampled_from(sorted(policy.variables())), value=anything, from_flag=st.booleans())
 def test_any_value_is_accepted_or_bad_input(name, value, from_flag):
     origin = FLAG if from_flag else INVENTORY
     try:
@@ -243,14 +243,14 @@ host_variables = st.sampled_from(
         "ansible_user",
         "ansible_connection",
         "ansible_ssh_private_key_file",
-        *policy.HOST_VARIABLES,
+        *policy.host_variables(),
     ]
 )
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    group_vars=st.dictionaries(st.sampled_from(policy.POOL_VARIABLES), anything, max_size=4),
+    group_vars=st.dictionaries(st.sampled_from(policy.pool_variables()), anything, max_size=4),
     host_vars=st.dictionaries(host_variables, anything, max_size=3),
 )
 def test_any_inventory_values_build_or_give_bad_input(group_vars, host_vars):

@@ -18,24 +18,13 @@ from rollup.commands.session import PoolSession
 from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.model import Plan
+from rollup.output.sinks import JsonLinesSink, LogSink
 from rollup.plan import planner
 from rollup.run.context import RunContext
-from rollup.run.events import Event, EventBus, JsonLinesSink, LogSink, MigrationProgress
-from rollup.run.journal import Journal
+from rollup.run.events import EventBus
+from rollup.run.journal import Journal, JournalSink
 from rollup.run.rollout import Rollout, RunOptions
 from rollup.text.plurals import count
-
-
-class JournalSink:
-    """Every event into the journal, but migration progress only at its milestones."""
-
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, MigrationProgress) and event.status == "running":
-            return
-        self._journal.record_event(event)
 
 
 def new_run_id() -> str:
@@ -148,7 +137,9 @@ def _execute(
     from rollup.remote.patcher import AnsiblePatcher
 
     bus = EventBus()
-    bus.subscribe(JournalSink(journal))
+    # What resume and `rollup status` trust: if it cannot be written the run stops at
+    # its next safe point rather than go on unrecorded (the other sinks are dropped).
+    bus.subscribe(JournalSink(journal), essential=True)
     use_tui = _tui_wanted(args)
     if args.json:
         bus.subscribe(JsonLinesSink(sys.stdout))

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollup import drivers
-from rollup.config.inventory import InventoryHost, PoolConfig, match_hosts
-from rollup.config.policy import API_DRIVERS
-from rollup.drivers import Connection, Driver
+from rollup.config.inventory import PoolConfig, match_hosts
+from rollup.drivers import Connection, Driver, InventoryHost, registry
 from rollup.errors import BadInput, PoolUnreachable
 from rollup.model import Pool
 from rollup.remote import RemoteHost
@@ -59,7 +57,8 @@ def open_session(
         lab_dir = state_dir / "labs" / config.name
         lab = RunningLab.start_for(config.lab, lab_dir, restore=restore_lab)
         config = _with_lab(config, lab)
-    if config.connection is None and config.driver in API_DRIVERS:
+    info = registry.find(config.driver)
+    if config.connection is None and info is not None and info.pool_api:
         raise BadInput(
             f"{config.source}: pool {config.name} has no rollup_api_url: set it in the group's vars"
         )
@@ -78,7 +77,9 @@ def _connect(config: PoolConfig, wait_seconds: float) -> Driver:
     delay = 1.0
     while True:
         try:
-            return drivers.connect(config.driver, config.connection, config.hosts, config.name)
+            return registry.connect(
+                config.driver, config.connection, config.hosts, config.name, dict(config.settings)
+            )
         except PoolUnreachable as error:
             if not error.transient or time.monotonic() + delay > deadline:
                 raise

@@ -1,20 +1,21 @@
 """The Driver protocol: what the rollout needs from a hypervisor, and nothing more.
 
-Drivers are registered by the name an inventory gives in `rollup_driver`. Every method
-is blocking (the rollout calls them from worker threads) and raises only rollup's own
+Also what a driver tells the rest of rollup about itself (`DriverInfo`: its name, its
+inventory variables, its connection defaults, its words), registered by the name an
+inventory gives in `rollup_driver` (rollup/drivers/registry.py). Every Driver method is
+blocking (the rollout calls them from worker threads) and raises only rollup's own
 exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from rollup.model import Host, Lock, Pool
-
-if TYPE_CHECKING:
-    from rollup.config.inventory import InventoryHost
+from rollup.remote import RemoteHost
+from rollup.values import Variable
 
 Progress = Callable[[float], None]  # called with 0.0 .. 1.0 while an operation runs
 
@@ -31,6 +32,18 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"Connection(url={self.url!r}, user={self.user!r}, password='***')"
+
+
+@dataclass(frozen=True)
+class InventoryHost:
+    """One host of the pool's inventory group, as the inventory describes it."""
+
+    name: str  # inventory hostname
+    pool_host_name: str | None  # rollup_host_name: the host's name in the pool
+    address: str | None  # ansible_host
+    remote: RemoteHost
+    # The driver's own host variables (DriverInfo.variables), checked, by name.
+    variables: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,10 @@ class Driver(Protocol):
 
     def lock(self, lock: Lock, break_stale: bool = False) -> None: ...
 
+    def refresh_lock(self, lock: Lock) -> None:
+        """Extend our lock's expiry; LockHeld if it is no longer ours."""
+        ...
+
     def unlock(self, run_id: str) -> None: ...
 
     def pause_ha(self) -> HaState: ...
@@ -78,44 +95,42 @@ class Driver(Protocol):
 
 
 # Built from the pool's API connection (None for drivers without a pool API), its
-# inventory hosts and its inventory group's name: drivers that reach each host
-# themselves (libvirt) know the pool only from the inventory.
-DriverFactory = Callable[[Connection | None, Sequence["InventoryHost"], str], Driver]
-
-_registry: dict[str, DriverFactory] = {}
-
-
-def register(name: str, factory: DriverFactory) -> None:
-    _registry[name] = factory
+# inventory hosts, its inventory group's name and the driver's own pool variables
+# (checked, by name): drivers that reach each host themselves (libvirt) know the pool
+# only from the inventory.
+DriverFactory = Callable[
+    [Connection | None, Sequence[InventoryHost], str, Mapping[str, object]], Driver
+]
 
 
-def names() -> tuple[str, ...]:
-    _load_builtin()
-    return tuple(sorted(_registry))
+@dataclass(frozen=True)
+class Terms:
+    """How rollup speaks of what only the driver knows, in checks, hints and errors."""
+
+    keeper: str  # who keeps the pool's rules: "xapi", "libvirt"
+    not_live: str  # why a host is not live: "xapi has no heartbeat from it"
+    enable_host: str  # how a person enables a host again: "xe host-enable"
+    # For a driver without a pool API: how its hosts are reached instead.
+    hosts_reached: str = ""
+    # What keeps VMs off older hosts while versions are mixed, if the pool has it.
+    rolling_upgrade: str = ""
 
 
-def connect(
-    name: str,
-    connection: Connection | None,
-    hosts: Sequence[InventoryHost] = (),
-    pool_name: str = "",
-) -> Driver:
-    """Build the driver an inventory names; raises BadInput for an unknown name."""
-    from rollup.errors import BadInput
+@dataclass(frozen=True)
+class DriverInfo:
+    """What a driver registers: everything the core may know of it, without importing it.
 
-    _load_builtin()
-    try:
-        factory = _registry[name]
-    except KeyError:
-        known = ", ".join(sorted(_registry))
-        raise BadInput(f"unknown rollup_driver {name!r}: use one of {known}") from None
-    return factory(connection, hosts, pool_name)
+    `connect` builds the driver; the driver's heavy imports (its hypervisor SDK) happen
+    there, so `rollup --help` and `rollup plan --help` never pay for them.
+    """
 
-
-def _load_builtin() -> None:
-    # Imported lazily so `rollup --help` does not pay for XenAPI's import.
-    if "xenapi" not in _registry:
-        import rollup.drivers.xenapi.driver
-    if "libvirt" not in _registry:
-        # Registers itself; libvirt-python is imported only when a libvirt pool connects.
-        import rollup.drivers.libvirt.driver  # noqa: F401
+    name: str  # the inventory's rollup_driver
+    summary: str  # one line for --help and errors: "XenServer / XCP-ng (XenAPI)"
+    connect: DriverFactory
+    terms: Terms
+    # Reached through one pool API (rollup_api_url/user/password), or host by host.
+    pool_api: bool = True
+    default_user: str = "root"  # rollup_api_user when neither inventory nor env says
+    # Inventory variables only this driver reads (checked by the inventory like rollup's
+    # own; the driver gets them as InventoryHost.variables and its factory's settings).
+    variables: tuple[Variable, ...] = ()

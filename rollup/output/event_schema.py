@@ -19,6 +19,8 @@ _JSON_TYPES = {str: "string", float: "number", int: "integer", bool: "boolean"}
 
 def _field_schema(tp: Any) -> dict[str, Any]:
     args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple:  # tuple[str, ...]: a JSON array of one type
+        return {"type": "array", "items": {"type": _JSON_TYPES[args[0]]}}
     if type(None) in args:
         inner = next(a for a in args if a is not type(None))
         return {"type": [_JSON_TYPES[inner], "null"]}

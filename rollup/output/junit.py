@@ -17,6 +17,7 @@ class _Case:
     seconds: float = 0.0
     failure: str = ""
     code: str = ""
+    evidence: tuple[str, ...] = ()
     steps: list[str] = field(default_factory=list)
 
 
@@ -47,6 +48,7 @@ class JUnitSink:
                 if not result.ok:
                     case.failure = f"{result.state}: {result.error}"
                     case.code = result.code
+                    case.evidence = result.evidence
             case RunFinished() as finished:
                 self.write(finished)
 
@@ -75,7 +77,9 @@ class JUnitSink:
                 failure = ET.SubElement(
                     element, "failure", message=case.failure, type=case.code or "failed"
                 )
-                failure.text = "\n".join(case.steps)
+                # CI shows this text as the failure's "stack trace": what the playbook or
+                # the hypervisor said; the steps, without it, are the next best thing.
+                failure.text = "\n".join(case.evidence or case.steps)
             elif case.state == "skipped":
                 ET.SubElement(element, "skipped", message=case.failure or "skipped")
             elif case.state != "done":

@@ -9,10 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rollup.errors import EXIT_OK
-from rollup.run.events import EventBus, LogSink
+from rollup.output.sinks import LogSink
+from rollup.run.events import EventBus
 from rollup.run.follow import JournalFollower
 from rollup.run.journal import Journal, RunRecord
 
@@ -39,6 +42,9 @@ def status_data(journal: Journal, record: RunRecord) -> dict[str, Any]:
                 "detail": (last.detail.get("error") or last.detail.get("reason", ""))
                 if last
                 else "",
+                # The last lines of output that show why a failed host failed, journaled
+                # with its failure (a host retried since has none).
+                "evidence": list(last.detail.get("evidence", [])) if last else [],
             }
         )
     for skipped in record.plan.get("skipped", []):
@@ -49,6 +55,7 @@ def status_data(journal: Journal, record: RunRecord) -> dict[str, Any]:
                 "state": "skipped",
                 "since": None,
                 "detail": skipped["reason"],
+                "evidence": [],
             }
         )
     return {
@@ -93,6 +100,13 @@ def print_status(journal: Journal, record: RunRecord, as_json: bool, watch: bool
             host["detail"],
         )
     console.print(table)
+    for host in data["hosts"]:
+        if host["state"] == "failed" and host["evidence"]:
+            console.print(f"\n[bold]{escape(host['name'])}[/]: the last lines of its output")
+            for line in host["evidence"]:
+                # Output as it was printed: no markup read into it, no wrapping, so the
+                # lines can be copied and searched.
+                console.print(Text(f"  | {line}"), soft_wrap=True)
     if data["state"] not in FINAL:
         console.print(f"continue it with: rollup resume {data['run']}")
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from rollup.drivers import registry
 from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, version_key
 from rollup.plan.placement import BatchOutcome
 from rollup.text.plurals import count, verb
@@ -26,11 +27,12 @@ def _all(hosts: int) -> str:
 
 
 def host_checks(pool: Pool) -> list[Check]:
+    terms = registry.terms(pool.driver)
     checks = [
         Check(
             "hosts-live",
             "fail",
-            f"host {h.name} is not live (xapi has no heartbeat from it): bring it back "
+            f"host {h.name} is not live ({terms.not_live}): bring it back "
             "or remove it from the pool before upgrading",
             host=h.id,
         )
@@ -44,7 +46,7 @@ def host_checks(pool: Pool) -> list[Check]:
         Check(
             "hosts-enabled",
             "fail",
-            f"host {h.name} is disabled (in maintenance?): enable it (xe host-enable) "
+            f"host {h.name} is disabled (in maintenance?): enable it ({terms.enable_host}) "
             "or finish what disabled it, then plan again",
             host=h.id,
         )
@@ -97,15 +99,16 @@ def version_checks(
     pool: Pool, policy: Policy, upgrading: Sequence[Host], at_target: Sequence[SkippedHost]
 ) -> list[Check]:
     checks: list[Check] = []
+    rolling = registry.terms(pool.driver).rolling_upgrade
     versions = sorted({h.version for h in pool.hosts}, key=version_key)
     if len(versions) > 1:
-        mode = "on" if pool.rolling_upgrade else "off"
+        mode = f"; {rolling} is {'on' if pool.rolling_upgrade else 'off'}" if rolling else ""
         checks.append(
             Check(
                 "mixed-versions",
                 "warn",
-                f"hosts run different versions ({', '.join(versions)}); xapi's rolling "
-                f"upgrade mode is {mode}: VMs never move from a newer to an older host",
+                f"hosts run different versions ({', '.join(versions)}){mode}: VMs never move"
+                " from a newer to an older host",
             )
         )
     elif pool.rolling_upgrade:
@@ -113,7 +116,8 @@ def version_checks(
             Check(
                 "mixed-versions",
                 "warn",
-                f"every host runs {versions[0]} but xapi's rolling upgrade mode is still on: "
+                f"every host runs {versions[0]} but {rolling or 'rolling upgrade mode'} is still"
+                " on: "
                 "an earlier upgrade may not have finished; check the pool before going on",
             )
         )
@@ -148,7 +152,7 @@ def version_checks(
 
 
 def master_check(pool: Pool, policy: Policy, skipped: Sequence[SkippedHost]) -> list[Check]:
-    """xapi requires the master upgraded before any member; a skipped master forbids it."""
+    """A pool with a master upgrades it before any member; a skipped master forbids it."""
     master = next((h for h in pool.hosts if h.is_master), None)
     if master is None:
         return []
@@ -161,8 +165,9 @@ def master_check(pool: Pool, policy: Policy, skipped: Sequence[SkippedHost]) -> 
         Check(
             "master-first",
             status,
-            f"master {master.name} is skipped ({reason}) but xapi requires the master "
-            "upgraded before the other hosts: free it, or use unmovable: shutdown-restart",
+            f"master {master.name} is skipped ({reason}) but"
+            f" {registry.terms(pool.driver).keeper} requires the master upgraded before the"
+            " other hosts: free it, or use unmovable: shutdown-restart",
             host=master.id,
         )
     ]

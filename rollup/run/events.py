@@ -1,6 +1,7 @@
 """Typed events: what the rollout tells the world, and the bus that carries them.
 
-The rollout emits events; sinks subscribe (journal, JSON lines, log lines, JUnit, TUI).
+The rollout emits events; sinks subscribe: the journal's (rollup/run/journal.py), JSON
+lines and log lines (rollup/output/sinks.py), JUnit (rollup/output/junit.py) and the TUI.
 No sink ever calls back into the rollout or a driver. Events hold pool data only — never
 a credential — so every sink may write them anywhere.
 """
@@ -9,11 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar
+
+from rollup.text.quoting import one_line
+
+log = logging.getLogger("rollup")
 
 # The states a host passes through, in order (HostStateChanged.state), and its ends.
 SEQUENCE = (
@@ -58,7 +64,11 @@ class HostStateChanged(Event):
 
 @dataclass(frozen=True)
 class ActionResult(Event):
-    """How one state's action ended for a host; `error` carries the evidence on failure."""
+    """How one state's action ended for a host, with the evidence when it failed.
+
+    On failure `error` says why in one line and `evidence` holds the last lines of output
+    (the playbook's, the hypervisor's code and parameters) that show it.
+    """
 
     kind: ClassVar[str] = "action"
     host: str
@@ -69,6 +79,7 @@ class ActionResult(Event):
     detail: str = ""
     error: str = ""
     code: str = ""
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,12 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 
 
 def to_dict(event: Event) -> dict[str, Any]:
-    return {"kind": event.kind, **dataclasses.asdict(event)}
+    """The event as JSON holds it: a tuple (evidence) becomes a list, as json would."""
+    fields = dataclasses.asdict(event)
+    return {
+        "kind": event.kind,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()},
+    }
 
 
 def from_dict(data: dict[str, Any]) -> Event | None:
@@ -158,8 +174,11 @@ def from_dict(data: dict[str, Any]) -> Event | None:
     for cls in EVENT_TYPES:
         if cls.kind == data.get("kind"):
             names = {f.name for f in dataclasses.fields(cls)}
+            # JSON has no tuples: a list comes back as one, so an event read from the
+            # journal equals the one emitted (and stays hashable, like every event).
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
             try:
-                return cls(**{k: v for k, v in data.items() if k in names})
+                return cls(**{k: v for k, v in fields.items() if k in names})
             except TypeError:
                 return None
     return None
@@ -175,109 +194,50 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     """Delivers each event to every subscriber, in order, from whichever thread emits it.
 
-    A subscriber that raises is reported once on stderr-free terms (a Message event is
-    not possible without recursion), so it is dropped rather than taking the run down.
+    A subscriber that raises loses its subscription and is logged once (logger "rollup"):
+    a broken sink (closed pipe, full disk) must not stop the upgrade of a pool half-way,
+    and a Message event about it would go through the same bus. An essential subscriber
+    (the journal's) is different: what it records is what `rollup resume` trusts, so its
+    failure is kept in `failure`, which the rollout reads to stop at its next safe point.
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
         self._lock = threading.RLock()
+        self.failure = ""  # the first essential subscriber's failure, in words
 
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def subscribe(self, subscriber: Subscriber, essential: bool = False) -> None:
         with self._lock:
-            self._subscribers.append(subscriber)
+            self._subscribers.append((subscriber, essential))
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
+            self._subscribers = [s for s in self._subscribers if s[0] != subscriber]
 
     def emit(self, event: Event) -> None:
         with self._lock:
-            subscribers = tuple(self._subscribers)
-            for subscriber in subscribers:
+            for entry in tuple(self._subscribers):
+                subscriber, essential = entry
                 try:
                     subscriber(event)
-                except Exception:
-                    # A broken sink (closed pipe, full disk) must not stop the upgrade of
-                    # a pool half-way: it loses its subscription, the run goes on.
-                    self._subscribers.remove(subscriber)
+                except Exception as error:
+                    if entry in self._subscribers:  # it may have unsubscribed itself
+                        self._subscribers.remove(entry)
+                    self._dropped(subscriber, essential, error)
+
+    def _dropped(self, subscriber: Subscriber, essential: bool, error: Exception) -> None:
+        reason = one_line(str(error), 200)
+        failed = f"event sink {sink_name(subscriber)} failed ({type(error).__name__}" + (
+            f": {reason})" if reason else ")"
+        )
+        if essential:
+            self.failure = self.failure or failed
+            log.error("%s: it gets no more events; the run stops at its next safe point", failed)
+        else:
+            log.warning("%s: it gets no more events", failed)
 
 
-class JsonLinesSink:
-    """One JSON object per event, flushed at once so a pipeline sees it live."""
-
-    def __init__(self, stream: TextIO, progress_step: float = 0.25) -> None:
-        self._stream = stream
-        self._progress_step = progress_step
-        self._last_progress: dict[str, float] = {}
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, MigrationProgress) and event.status == "started":
-            self._last_progress.pop(event.vm, None)  # a VM's next move starts from zero
-        if isinstance(event, MigrationProgress) and event.status == "running":
-            # Progress arrives many times a second; a pipeline needs milestones.
-            last = self._last_progress.get(event.vm, 0.0)
-            if event.progress - last < self._progress_step:
-                return
-            self._last_progress[event.vm] = event.progress
-        self._stream.write(to_json(event) + "\n")
-        self._stream.flush()
-
-
-class LogSink:
-    """Readable log lines for people and CI logs: `HH:MM:SS host  message`."""
-
-    def __init__(self, stream: TextIO, verbose: bool = False) -> None:
-        self._stream = stream
-        self._verbose = verbose
-
-    def __call__(self, event: Event) -> None:
-        line = self.format(event)
-        if line:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            self._stream.write(f"{stamp} {line}\n")
-            self._stream.flush()
-
-    def format(self, event: Event) -> str | None:
-        match event:
-            case RunStateChanged(state="completed" | "failed" | "aborted"):
-                return None  # RunFinished says it, with the summary
-            case RunStateChanged(state="paused", previous="running") as e if e.reason.startswith(
-                ("paused by", "detached")
-            ):
-                return f"run      paused: {e.reason}"
-            case RunStateChanged(state="paused"):
-                return "run      paused"  # RunFinished says why, once
-            case RunStateChanged(state=state, reason=reason):
-                return f"run      {state}" + (f": {reason}" if reason else "")
-            case HostStateChanged(host_name=name, state="failed"):
-                return f"{name:<8} failed"  # the action's FAILED line holds the evidence
-            case HostStateChanged(host_name=name, state=state, reason=reason):
-                return f"{name:<8} {state}" + (f" ({reason})" if reason else "")
-            case ActionResult(ok=False, host_name=name, state=state, error=error):
-                return f"{name:<8} {state} FAILED: {error}"
-            case ActionResult(host_name=name, state=state, seconds=seconds, detail=detail):
-                if not self._verbose and not detail:
-                    return None
-                return f"{name:<8} {state} done in {seconds:.1f}s" + (
-                    f": {detail}" if detail else ""
-                )
-            case MigrationProgress(status="failed", vm_name=vm, dest_name=dest, error=error):
-                return f"         migration of {vm} to {dest} FAILED: {error}"
-            case MigrationProgress(status="done", vm_name=vm, dest_name=dest) if self._verbose:
-                return f"         {vm} -> {dest}"
-            case AnsibleTask(status="failed" | "unreachable", host_name=name, task=task) as e:
-                return f"{name:<8} task {task!r} {e.status}: {e.message}"
-            case AnsibleTask(host_name=name, task=task, status=status) if self._verbose:
-                return f"{name:<8} task {task!r} {status}"
-            case CheckResult(status="fail" | "warn", name=name, reason=reason) as e:
-                return f"check    {e.status.upper()} {name}: {reason}"
-            case PlanDivergence(host_name=name, detail=detail):
-                return f"{name:<8} re-planned: {detail}"
-            case Message(level=level, text=text):
-                prefix = "" if level == "info" else f"{level.upper()}: "
-                return f"{prefix}{text}"
-            case RunFinished(outcome=outcome, message=message):
-                return f"run      {outcome}: {message}"
-        return None
+def sink_name(subscriber: Subscriber) -> str:
+    """What a log line calls a subscriber: its class for a sink object, else its name."""
+    named = getattr(subscriber, "__qualname__", None)
+    return named if isinstance(named, str) else type(subscriber).__name__

@@ -15,7 +15,7 @@ from typing import Any
 
 from transitions import Machine
 
-from rollup.errors import DriverError, HostFailed, HostSkipped, RemoteError, last_lines
+from rollup.errors import DriverError, HostFailed, HostSkipped, RemoteError
 from rollup.model import HostStep, version_key
 from rollup.remote import PatchResult
 from rollup.run.context import RunContext
@@ -23,11 +23,11 @@ from rollup.run.events import (
     HOST_STATES,
     SEQUENCE,
     ActionResult,
-    AnsibleTask,
     HostStateChanged,
     Message,
     PlanDivergence,
 )
+from rollup.run.host_playbook import play_on_host
 from rollup.run.vm_moves import VmMoves
 from rollup.text.plurals import count, noun, verb
 
@@ -87,6 +87,8 @@ class HostUpgrade:
         detail: dict[str, Any] = {}
         if self.state == "failed":
             detail = {"failed_in": self.failed_in, "error": self.reason}
+            # `rollup status` reads a host's last transition: the evidence goes with it.
+            detail["evidence"] = list(self.error.evidence) if self.error else []
         elif self.reason:
             detail = {"reason": self.reason}
         # Journal first: if we die during the action, resume knows where we were.
@@ -197,6 +199,7 @@ class HostUpgrade:
                 detail=detail,
                 error=error.message if error else "",
                 code=error.code if error else "",
+                evidence=error.evidence if error else (),
             )
         )
 
@@ -276,6 +279,7 @@ class HostUpgrade:
                     f"could not evacuate {vm.name}: {error.message}"
                     f" ({count(len(failures), 'VM')} still on {self.name}, all running)",
                     error.code,
+                    error.evidence,  # the hypervisor's code and parameters, as it said them
                 )
         raise HostFailed(f"{self.name} still has running VMs after evacuation")
 
@@ -292,44 +296,7 @@ class HostUpgrade:
         return "reboot required" if result.reboot_required else ""
 
     async def _play(self, playbook: str, what: str) -> PatchResult:
-        remote = self.ctx.remotes.get(self.host)
-        if remote is None:
-            raise HostFailed(f"{self.name} has no inventory entry to reach it by SSH")
-
-        def on_task(task: str, status: str, message: str) -> None:
-            self.ctx.bus.emit(
-                AnsibleTask(
-                    self.ctx.run_id,
-                    host=self.host,
-                    host_name=self.name,
-                    playbook=playbook,
-                    task=task,
-                    status=status,
-                    message=message,
-                )
-            )
-
-        extravars = {
-            "rollup_run_id": self.ctx.run_id,
-            "rollup_host_name": self.name,
-        }
-        if self.ctx.policy.target_version:
-            extravars["rollup_target_version"] = self.ctx.policy.target_version
-        result: PatchResult = await self.ctx.call(
-            self.ctx.patcher.play, remote, playbook, extravars, on_task, self._is_cancelled
-        )
-        if not result.ok:
-            where = f" at task {result.failed_task!r}" if result.failed_task else ""
-            raise HostFailed(
-                f"{what} playbook failed{where}: {result.message}"
-                + (f" (full output: {result.output_file})" if result.output_file else ""),
-                "PLAYBOOK_FAILED",
-                last_lines(result.output_tail),
-            )
-        return result
-
-    def _is_cancelled(self) -> bool:
-        return self.ctx.cancelled
+        return await play_on_host(self.ctx, self.host, self.name, playbook, what)
 
     async def _do_rebooting(self) -> str:
         journal, run_id = self.ctx.journal, self.ctx.run_id

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollup.run.events import Event, to_json
+from rollup.run.events import Event, MigrationProgress, to_json
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -310,6 +310,22 @@ class Journal:
             ).fetchall()
         for seq, body in rows:
             yield seq, json.loads(body)
+
+
+class JournalSink:
+    """Every event into the journal, but migration progress only at its milestones.
+
+    Subscribe it as essential: when it fails the bus tells the rollout, which stops at
+    its next safe point, since a run the journal does not know cannot be resumed.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, MigrationProgress) and event.status == "running":
+            return
+        self._journal.record_event(event)
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:

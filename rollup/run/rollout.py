@@ -10,61 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from datetime import time as clock
 from typing import Any
 
 from transitions import Machine
 
-from rollup.drivers import HaState
-from rollup.errors import (
-    EXIT_ABORTED,
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_PAUSED,
-    DriverError,
-)
-from rollup.model import Lock, Plan, Window
+from rollup.drivers import HaState, registry
+from rollup.errors import OUTCOME_EXIT, DriverError
+from rollup.model import Plan
 from rollup.run.context import RunContext
 from rollup.run.events import Message, RunFinished, RunStateChanged
 from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
 from rollup.run.journal import Transition
+from rollup.run.options import RunOptions, in_window, window_text
+from rollup.run.pool_guard import PoolGuard
 from rollup.text.plurals import count, verb
 
 RUN_STATES = ("planned", "running", "paused", "awaiting_approval", "completed", "failed", "aborted")
-OUTCOME_EXIT = {
-    "completed": EXIT_OK,
-    "failed": EXIT_FAILED,
-    "aborted": EXIT_ABORTED,
-    "paused": EXIT_PAUSED,
-}
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    yes: bool = False  # approve the canary gate without asking
-    break_lock: bool = False  # take over a stale lock left by a dead controller
-    lock_ttl: float = 4 * 3600.0
-    # Interactive runs wait in `paused` for a command; pipeline runs exit 5 instead.
-    wait_when_paused: bool = False
-    command_poll_seconds: float = 0.5
-    # Pipeline runs without --yes wait here for `rollup approve RUN` before any change.
-    approve_start: bool = False
-    clock: Callable[[], datetime] = datetime.now  # the window's clock (a test seam)
-
-
-def in_window(window: Window | None, now: datetime) -> bool:
-    if window is None:
-        return True
-    current = clock(now.hour, now.minute)
-    if window.start <= window.end:
-        return window.start <= current < window.end
-    return current >= window.start or current < window.end
 
 
 class Rollout:
@@ -80,6 +42,7 @@ class Rollout:
         self.ctx = ctx
         self.plan = plan
         self.options = options
+        self.guard = PoolGuard(ctx, options, self._say, self.request)
         self.hosts: dict[str, HostUpgrade] = {}
         for batch in plan.batches:
             members = frozenset(step.host for step in batch.steps)
@@ -112,20 +75,21 @@ class Rollout:
         self._approved = False
         self._canary_approved = False
         self._detach = False
+        self._detach_reason = ""  # why the run detached, when not by the operator
         self._skip: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
 
     # -- commands (thread-safe; the TUI and `rollup approve` use these) ------------------
 
-    def request(self, command: str, host: str | None = None) -> None:
-        """pause | resume | approve | abort | skip HOST | retry HOST | detach."""
+    def request(self, command: str, host: str | None = None, reason: str = "") -> None:
+        """pause | resume | approve | abort | skip HOST | retry HOST | detach [reason]."""
         if self._loop is None:
-            self._apply(command, host)
+            self._apply(command, host, reason)
         else:
-            self._loop.call_soon_threadsafe(self._apply, command, host)
+            self._loop.call_soon_threadsafe(self._apply, command, host, reason)
 
-    def _apply(self, command: str, host: str | None) -> None:
+    def _apply(self, command: str, host: str | None, reason: str = "") -> None:
         if command == "pause":
             self._pause_requested = True
         elif command == "resume":
@@ -136,6 +100,7 @@ class Rollout:
             self.ctx.cancelled = True
         elif command == "detach":
             self._detach = True
+            self._detach_reason = self._detach_reason or reason
             self._pause_requested = True
         elif command == "skip" and host:
             self._skip.add(host)
@@ -165,9 +130,9 @@ class Rollout:
         self._loop = asyncio.get_running_loop()
         self._reason = "resumed" if self._previous != "planned" else ""
         self.start()
-        await self.ctx.call(self.ctx.driver.lock, self._lock_record(), self.options.break_lock)
+        await self.ctx.call(self.ctx.driver.lock, self.guard.lock_record(), self.options.break_lock)
         ha: HaState | None = None
-        refresher = asyncio.create_task(self._refresh_lock())
+        refresher = asyncio.create_task(self.guard.refresh_lock())
         listener = asyncio.create_task(self._listen())
         try:
             if self.options.approve_start and not await self._approval(
@@ -179,7 +144,7 @@ class Rollout:
                     else self._paused_by("detached before the start: nothing was changed")
                 )
                 return self._finish(outcome, message)
-            ha = await self._pause_ha()
+            ha = await self.guard.pause_ha()
             outcome, message = await self._run_batches()
         except DriverError as error:
             outcome, message = "paused", f"pool error: {error.message}"
@@ -190,30 +155,9 @@ class Rollout:
             refresher.cancel()
             listener.cancel()
             if ha is not None:
-                await self._restore_ha(ha)
-            await self._unlock()
+                await self.guard.restore_ha(ha)
+            await self.guard.unlock()
         return self._finish(outcome, message)
-
-    def _lock_record(self) -> Lock:
-        now = time.time()
-        return Lock(
-            run_id=self.ctx.run_id,
-            controller=socket.gethostname(),
-            pid=os.getpid(),
-            started=now,
-            expires=now + self.options.lock_ttl,
-        )
-
-    async def _refresh_lock(self) -> None:
-        refresh = getattr(self.ctx.driver, "refresh_lock", None)
-        if refresh is None:
-            return
-        while True:
-            await asyncio.sleep(self.options.lock_ttl / 4)
-            try:
-                await self.ctx.call(refresh, self._lock_record())
-            except DriverError as error:
-                self._say(f"could not refresh the run lock: {error.message}", "warning")
 
     async def _listen(self) -> None:
         """Commands from other processes (`rollup abort RUN`) are taken during a step too,
@@ -221,33 +165,6 @@ class Rollout:
         while True:
             await asyncio.sleep(self.options.command_poll_seconds)
             self._take_commands()
-
-    async def _pause_ha(self) -> HaState:
-        record = self.ctx.journal.run(self.ctx.run_id)
-        if record is not None and record.ha is not None:
-            # Resumed: what HA looked like before the FIRST start is what we restore.
-            original = HaState(enabled=bool(record.ha.get("enabled")))
-            await self.ctx.call(self.ctx.driver.pause_ha)
-            return original
-        state: HaState = await self.ctx.call(self.ctx.driver.pause_ha)
-        self.ctx.journal.set_ha(self.ctx.run_id, {"enabled": state.enabled})
-        if state.enabled:
-            self._say("HA disabled for the run; it is restored at the end, also on failure")
-        return state
-
-    async def _restore_ha(self, state: HaState) -> None:
-        try:
-            await self.ctx.call(self.ctx.driver.restore_ha, state)
-            if state.enabled:
-                self._say("HA restored")
-        except DriverError as error:
-            self._say(f"could not restore HA: {error.message}: enable it by hand", "error")
-
-    async def _unlock(self) -> None:
-        try:
-            await self.ctx.call(self.ctx.driver.unlock, self.ctx.run_id)
-        except DriverError as error:
-            self._say(f"could not release the run lock: {error.message}", "warning")
 
     async def _run_batches(self) -> tuple[str, str]:
         policy = self.ctx.policy
@@ -266,7 +183,7 @@ class Rollout:
             fresh = any(u.state == "pending" for u in pending)
             if fresh and not in_window(policy.window, self.options.clock()):
                 return self._paused_by(
-                    f"the maintenance window {_window_text(policy.window)} is closed;"
+                    f"the maintenance window {window_text(policy.window)} is closed;"
                     f" no new host starts outside it. Run `rollup resume {self.ctx.run_id}`"
                     " in the next window"
                 )
@@ -281,7 +198,7 @@ class Rollout:
             if self.ctx.cancelled:
                 return self._aborted()
             if self._detach:
-                return self._paused_by("detached by the operator")
+                return self._paused_by(self._detach_reason or "detached by the operator")
             await asyncio.gather(*(u.run(self._gate) for u in pending))
             failed = [u for u in upgrades if u.state == "failed"]
             if self.ctx.cancelled:
@@ -367,7 +284,8 @@ class Rollout:
                 self._say(
                     f"{upgrade.name} stays disabled: the abort stopped it while"
                     f" {upgrade.failed_in} ({upgrade.error.message}); check it, enable it"
-                    " (xe host-enable), then run rollup again",
+                    f" ({registry.terms(self.ctx.driver.name).enable_host}), then run rollup"
+                    " again",
                     "warning",
                     upgrade.host,
                 )
@@ -415,7 +333,7 @@ class Rollout:
         if not self._pause_requested or self.ctx.cancelled:
             return
         if self.state == "running":
-            self._reason = "paused by the operator"
+            self._reason = self._detach_reason or "paused by the operator"
             self.pause()
         while self._pause_requested and not self.ctx.cancelled and not self._detach:
             await self._sleep()
@@ -430,6 +348,16 @@ class Rollout:
             await asyncio.wait_for(self._wake.wait(), self.options.command_poll_seconds)
 
     def _take_commands(self) -> None:
+        if self.ctx.bus.failure and not self._detach_reason:
+            # The journal stopped recording the run's events: resume could not trust it.
+            # Stop as a detach does: the steps under way end, no new host starts.
+            self._apply(
+                "detach",
+                None,
+                f"the journal stopped recording this run: {self.ctx.bus.failure}; no new"
+                f" host starts. Free disk space or fix the state directory"
+                f" {self.ctx.journal.dir}, then run `rollup resume {self.ctx.run_id}`",
+            )
         for command, host in self.ctx.journal.take_commands(self.ctx.run_id):
             self._apply(command, host)
 
@@ -445,6 +373,8 @@ class Rollout:
         )
 
     def _finish(self, outcome: str, message: str) -> RunFinished:
+        if self._detach_reason and self._detach_reason not in message:
+            message = f"{message}; {self._detach_reason}"  # e.g. stopped at the canary gate
         self.ctx.journal.set_run_state(self.ctx.run_id, self.state, outcome, message)
         states = [u.state for u in self.hosts.values()]
         finished = RunFinished(
@@ -460,9 +390,3 @@ class Rollout:
         )
         self.ctx.bus.emit(finished)
         return finished
-
-
-def _window_text(window: Window | None) -> str:
-    if window is None:
-        return ""
-    return f"{window.start:%H:%M}-{window.end:%H:%M}"

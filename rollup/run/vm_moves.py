@@ -176,10 +176,3 @@ def _find(pool: Pool, vm_id: str) -> VM | None:
         if vm.id == vm_id:
             return vm
     return None
-
-
-def _find(pool: Pool, vm_id: str) -> VM | None:
-    for vm in pool.vms:
-        if vm.id == vm_id:
-            return vm
-    return None

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from rollup.model import Plan
+from rollup.output.sinks import LogSink
 from rollup.run.events import (
     SEQUENCE,
     ActionResult,
@@ -21,7 +22,6 @@ from rollup.run.events import (
     CheckResult,
     Event,
     HostStateChanged,
-    LogSink,
     Message,
     MigrationProgress,
     PlanDivergence,
@@ -47,6 +47,7 @@ class StepTime:
     ended: float | None = None
     ok: bool | None = None
     detail: str = ""
+    evidence: tuple[str, ...] = ()  # a failed step's last lines of output
 
 
 @dataclass
@@ -253,6 +254,7 @@ class RunView:
             if step.state == event.state:
                 step.ok = event.ok
                 step.detail = event.detail if event.ok else event.error
+                step.evidence = event.evidence
                 step.ended = step.ended or event.at
                 break
         if not event.ok:

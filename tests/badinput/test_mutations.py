@@ -42,7 +42,7 @@ DATABASE = DirectoryBasedExampleDatabase(Path(__file__).parent / "hypothesis-db"
 PARSER = functools.cache(build_parser)
 
 HOST_KEYS = (
-    *policy.HOST_VARIABLES,
+    *policy.host_variables(),
     "ansible_host",
     "ansible_port",
     "ansible_user",
@@ -67,7 +67,7 @@ values = st.one_of(
     st.dictionaries(st.sampled_from(["hosts", "vms", "speed", "bogus"]), st.integers(), max_size=2),
 )
 pool_keys = st.one_of(
-    st.sampled_from(policy.POOL_VARIABLES), st.from_regex(r"rollup_[a-z]{1,10}", fullmatch=True)
+    st.sampled_from(policy.pool_variables()), st.from_regex(r"rollup_[a-z]{1,10}", fullmatch=True)
 )
 host_keys = st.sampled_from(HOST_KEYS)
 # (where, key, value): where is "group" or a host name; value None-marker drops the key.

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from rollup.drivers import Connection, HaState, connect
+from rollup.drivers import Connection, HaState
+from rollup.drivers.registry import connect
 from rollup.drivers.xenapi.driver import Timing, XenApiDriver
 from rollup.errors import (
     EXIT_BAD_INPUT,

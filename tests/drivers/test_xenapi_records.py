@@ -9,9 +9,7 @@ from rollup.drivers.xenapi.boot import booted_since
 from rollup.drivers.xenapi.failures import describe, size
 from rollup.drivers.xenapi.records import (
     PoolRecords,
-    format_lock,
     parse_blocker,
-    parse_lock,
     parse_pool,
     sr_refs,
 )
@@ -139,21 +137,6 @@ def test_missing_field_names_the_object_and_field():
         DriverError, match=r"host record 11111111-.*-000000000002.*'memory_overhead'"
     ):
         parse_pool(broken)
-
-
-def test_lock_round_trips_through_json():
-    lock = Lock("run-1", "ops", 12, 100.5, 200.5)
-    assert parse_lock(format_lock(lock)) == lock
-
-
-def test_unreadable_lock_counts_as_stale():
-    lock = parse_lock("not json")
-    assert lock is not None
-    assert lock.expires == 0.0
-
-
-def test_no_lock_when_key_absent():
-    assert parse_lock(None) is None
 
 
 def test_empty_error_is_not_a_blocker():

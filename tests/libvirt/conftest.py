@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rollup import drivers
 from rollup.config import inventory as inventories
+from rollup.drivers import registry
 from rollup.lab.libvirt.running import LibvirtLab
 from rollup.model import Pool
 from tests import loopback
@@ -43,7 +43,7 @@ class Lab:
     def snapshot(self) -> Pool:
         """The pool as the libvirt driver sees it, built from the lab's inventory."""
         config = inventories.load(str(self.inventory)).pools[0]
-        driver = drivers.connect(config.driver, config.connection, config.hosts, config.name)
+        driver = registry.connect(config.driver, config.connection, config.hosts, config.name)
         try:
             return driver.snapshot()
         finally:

@@ -105,6 +105,13 @@ def test_a_vm_that_never_migrates_pauses_with_every_vm_running_and_resume_comple
         assert result.returncode == EXIT_PAUSED, result.stderr
         assert "h2 failed while evacuating: could not evacuate cache-01" in result.stderr
         assert "rollup resume" in result.stderr
+        # Under the failure, the hypervisor's own words: its code and raw parameters
+        # (refs, not the names the message uses).
+        log = result.stderr.splitlines()
+        at = next(i for i, line in enumerate(log) if "h2       evacuating FAILED: " in line)
+        said = log[at + 1][9:]
+        assert said.startswith("         | VM_MIGRATE_FAILED OpaqueRef:"), log[at : at + 2]
+        assert said.endswith(" lab fault: migration failed")
         # Nothing was patched: h2 is back in service, nothing stopped, cache-01 on it.
         assert "h2 is enabled again, nothing was patched" in result.stderr
         during = lab.snapshot()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -17,6 +18,8 @@ from tests.rollout.pool_watch import PoolWatch
 from tests.rollout.reports import junit_cases, not_reached, valid_events
 
 TARGET = "8.3.0"
+# ansible-playbook's last line for a host whose task failed.
+PLAY_RECAP = re.compile(r"^h2\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=1\b")
 
 
 def running(pool: Pool) -> dict[str, str]:
@@ -117,6 +120,32 @@ def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(
     assert [(e["host_name"], e["state"], e["code"]) for e in failed] == [
         ("h2", "patching", "PLAYBOOK_FAILED")
     ]
+    # The failure's evidence is the end of the playbook's own output: its recap line,
+    # which only ansible-playbook prints (not the one-line error, nor rollup).
+    evidence = failed[0]["evidence"]
+    recap = [line for line in evidence if PLAY_RECAP.match(line)]
+    assert len(recap) == 1 and evidence[-1] == recap[0], evidence
+    assert not any(PLAY_RECAP.match(line) for line in failed[0]["error"].splitlines())
+    # The log shows it under the failure line, indented and marked as quoted.
+    log = result.stderr.splitlines()
+    at = next(i for i, line in enumerate(log) if "h2       patching FAILED: " in line)
+    quoted = [line[9:] for line in log[at + 1 : at + 1 + min(len(evidence), 10)]]
+    assert quoted == [f"         | {line}" for line in evidence[-10:]]
+    # `rollup status` keeps it for whoever looks later, in words and in JSON.
+    run_id = finished["run_id"]
+    status = lab.rollup("status", run_id)
+    assert status.returncode == 0, status.stderr
+    shown = status.stdout.splitlines()
+    assert "h2: the last lines of its output" in shown
+    assert f"  | {recap[0]}" in shown
+    as_json = lab.rollup("status", run_id, "--json")
+    hosts = {h["name"]: h for h in json.loads(as_json.stdout)["hosts"]}
+    assert hosts["h2"]["evidence"] == evidence
+    assert {name: h["evidence"] for name, h in hosts.items() if name != "h2"} == {
+        "h1": [],
+        "h3": [],
+        "h4": [],
+    }
     suite, cases = junit_cases(junit)
     assert set(cases) == {"h1", "h2", "h3", "h4"}, "every host of the plan has its case"
     not_reached(cases, {"h1", "h2"}, "paused")
@@ -125,6 +154,7 @@ def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(
     failure = cases["h2"].find("failure")
     assert failure is not None and failure.get("type") == "PLAYBOOK_FAILED"
     assert failure.get("message", "").startswith("patching: patch playbook failed")
+    assert failure.text is not None and failure.text.splitlines() == evidence
 
     during = lab.snapshot()
     h2 = next(h for h in during.hosts if h.name == "h2")
@@ -254,4 +284,53 @@ def test_the_canary_gate_waits_for_approval_from_another_shell(lab: Lab):
     assert lab.rollup("approve", run_id).returncode == 0
     _, err = child.communicate(timeout=240)
     assert child.returncode == 0, err
+    assert_upgraded_and_whole(before, lab.snapshot())
+
+
+def test_a_journal_that_stops_recording_stops_the_run_at_a_safe_point(lab: Lab):
+    before = lab.snapshot()
+    child = lab.start_rollup("run", str(lab.inventory), "--yes", "--no-tui", "--json")
+    assert child.stdout is not None
+    seen = read_events(
+        child.stdout,
+        lambda e: e["kind"] == "host-state" and e["host_name"] == "h1"
+        and e["state"] == "evacuating",
+    )  # fmt: skip
+    run_id = seen[-1]["run_id"]
+    # From another process, as a full disk or a broken state directory would: the
+    # journal's events table refuses every write from now on (transitions still go in).
+    with sqlite3.connect(lab.state / "journal.sqlite") as db:
+        db.execute(
+            "CREATE TRIGGER unwritable BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(ABORT, 'the events table is unwritable'); END"
+        )
+    out, err = child.communicate(timeout=240)
+    assert child.returncode == 5, err
+    events = valid_events([*seen, *(json.loads(line) for line in out.splitlines())])
+    finished = events[-1]
+    assert (finished["kind"], finished["outcome"]) == ("run-finished", "paused")
+    message = finished["message"]
+    assert message.startswith(
+        "the journal stopped recording this run: event sink JournalSink failed"
+        " (IntegrityError: the events table is unwritable); no new host starts."
+    ), message
+    assert f"fix the state directory {lab.state}, then run `rollup resume {run_id}`" in message
+    # Logged once, as it happened; the JSON lines went on to the end.
+    logged = [line for line in err.splitlines() if " rollup ERROR event sink " in line]
+    assert len(logged) == 1 and "the run stops at its next safe point" in logged[0], err
+    # The safe point: the host under way finished its turn, no other host started.
+    started = {e["host_name"] for e in events if e["kind"] == "host-state"}
+    done = {e["host_name"] for e in events if e["kind"] == "host-state" and e["state"] == "done"}
+    assert started == done and "h1" in done and len(done) < len(before.hosts), started
+    during = lab.snapshot()
+    assert all(h.enabled and h.live for h in during.hosts), "no host left out of service"
+    assert {h.name for h in during.hosts if h.version == TARGET} == done
+    assert set(running(before)) <= set(running(during)), "every VM that ran runs"
+    assert during.lock is None
+
+    # Fixed, the run resumes from its journal and finishes the pool.
+    with sqlite3.connect(lab.state / "journal.sqlite") as db:
+        db.execute("DROP TRIGGER unwritable")
+    resumed = lab.rollup("resume", run_id, "--yes", "--no-tui")
+    assert resumed.returncode == 0, resumed.stderr
     assert_upgraded_and_whole(before, lab.snapshot())

@@ -32,6 +32,15 @@ T0 = 1_700_000_000.0
 RUN_ID = "20231114-221320-ab12"
 PLAYBOOK = "playbooks/xcp-ng-update.yml"
 TASKS = ("Gathering Facts", "yum clean all", "yum update", "check reboot required")
+# The end of a failed yum update's output: what the failure's evidence shows.
+YUM_FAILURE = (
+    "Transaction check error:",
+    "  installing package kernel-4.19.19-8.3.0 needs 212MB on the /boot filesystem",
+    "Error Summary",
+    "Disk Requirements: At least 212MB more space needed on the /boot filesystem.",
+    "PLAY RECAP *********************************************************************",
+    "h2 : ok=1    changed=0    unreachable=0    failed=1    skipped=0",
+)
 
 
 def small_plan(feasible: bool = True) -> Plan:
@@ -90,15 +99,23 @@ class Script:
         self.states[step.host] = state
         return self
 
-    def result(self, name: str, ok: bool = True, detail: str = "", error: str = "") -> Script:
+    def result(
+        self,
+        name: str,
+        ok: bool = True,
+        detail: str = "",
+        error: str = "",
+        evidence: tuple[str, ...] = (),
+    ) -> Script:
         step = self._step(name)
         state = self.states[step.host]
         code = "" if ok else "PLAYBOOK_FAILED"
         self.events.append(
             ActionResult(
-                self.run_id, step.host, name, state, ok, 5.0, detail, error, code, at=self.now
+                self.run_id, step.host, name, state, ok, 5.0, detail, error, code, evidence,
+                at=self.now,
             )
-        )
+        )  # fmt: skip
         return self
 
     def migrate(self, name: str, progress: dict[int, float], back: bool = False) -> Script:
@@ -209,7 +226,7 @@ def failed(plan: Plan) -> Script:
     script.task("h2", "Gathering Facts").wait(10)
     script.task("h2", "yum update", "failed", "No space left on device").wait(1)
     error = "patch playbook failed at task 'yum update': No space left on device"
-    script.result("h2", ok=False, error=error)
+    script.result("h2", ok=False, error=error, evidence=YUM_FAILURE)
     script.host("h2", "failed", f"patching: {error}")
     script.say(
         "h2 failed while patching: " + error + ". It stays disabled and out of service;"

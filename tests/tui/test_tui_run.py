@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from recorder import RecordingRollout
-from scenario import RUN_ID, midway, small_plan
-from test_tui_keys import header
+from scenario import RUN_ID, YUM_FAILURE, failed, midway, small_plan
+from test_tui_keys import detail, header
 
 from rollup.run.events import EventBus
 from rollup.tui.app import build_app
@@ -63,3 +63,24 @@ async def test_events_from_another_thread_reach_the_screen():
         await asyncio.to_thread(lambda: [bus.emit(e) for e in script.events])
         await wait_for(lambda: app.view.events_applied == len(script.events), pilot)
         assert app.view.state == "running"
+
+
+async def test_a_failed_step_shows_the_end_of_its_output_under_it_in_the_detail_pane():
+    plan = small_plan()
+    bus = EventBus()
+    script = failed(plan)
+    app = build_app(plan, RecordingRollout(plan, bus), bus, start_run=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await asyncio.to_thread(lambda: [bus.emit(e) for e in script.events])
+        await wait_for(lambda: app.view.events_applied == len(script.events), pilot)
+        await pilot.pause()
+        shown = [line.strip() for line in detail(app).splitlines()]
+    # The failed host is selected: under its patching step, the last lines of the
+    # playbook's output, each behind a bar (a line too long for the pane wraps under
+    # itself), then the rest of the pane.
+    step = next(i for i, line in enumerate(shown) if line.startswith("✗ patching"))
+    end = shown.index("Migrations out: 4/4 done")
+    bars = [line.removeprefix("│ ") for line in shown[step:end] if line.startswith("│")]
+    assert len(bars) == len(YUM_FAILURE)
+    for bar, said in zip(bars, YUM_FAILURE, strict=True):
+        assert bar and said.startswith(bar), (bar, said)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scenario import T0, Script, failed, midway, small_plan
+from scenario import T0, YUM_FAILURE, Script, failed, midway, small_plan
 
 from rollup.run.events import HostStateChanged, MigrationProgress
 from rollup.tui.state import RUN_CHANGED, RunView
@@ -51,6 +51,11 @@ def test_a_failure_keeps_where_and_why():
     assert h2.state == "failed"
     assert h2.failed_in == "patching"
     assert "No space left on device" in h2.error
+    # The failed step keeps the end of the playbook's output; the steps that went well
+    # have none.
+    assert [(step.state, step.evidence) for step in h2.timeline if step.evidence] == [
+        ("patching", YUM_FAILURE)
+    ]
     assert view.state == "paused"
     assert any(line.level == "error" for line in view.log)
 

@@ -1,17 +1,20 @@
 import io
 import json
+import logging
 
 import jsonschema
 
 from rollup import bundled
+from rollup.output import sinks
 from rollup.output.event_schema import schema
 from rollup.run import events
+from rollup.run.journal import Journal, JournalSink
 
 SCHEMA_FILE = bundled.path("schemas/events.schema.json")
 
 
 def sample(cls):
-    values = {"str": "x", "float": 0.5, "int": 3, "bool": True}
+    values = {"str": "x", "float": 0.5, "int": 3, "bool": True, "tuple": ("x", "y")}
     import dataclasses
     import typing
 
@@ -38,6 +41,17 @@ def test_every_kind_of_event_validates_against_the_schema():
         validator.validate(events.to_dict(sample(cls)))
 
 
+def test_every_kind_of_event_comes_back_from_json_equal_to_the_one_emitted(tmp_path):
+    journal = Journal(tmp_path / "state")
+    emitted = [sample(cls) for cls in events.EVENT_TYPES]
+    for event in emitted:
+        journal.record_event(event)
+    back = [events.from_dict(body) for _, body in journal.events("x")]
+    assert back == emitted
+    failed = next(e for e in back if isinstance(e, events.ActionResult))
+    assert failed.evidence == ("x", "y") and isinstance(failed.evidence, tuple)
+
+
 def test_an_event_with_an_unknown_field_is_rejected_by_the_schema():
     body = events.to_dict(sample(events.Message))
     body["password"] = "x"
@@ -47,7 +61,7 @@ def test_an_event_with_an_unknown_field_is_rejected_by_the_schema():
 
 def test_json_lines_sink_writes_one_object_per_line_and_thins_progress():
     out = io.StringIO()
-    sink = events.JsonLinesSink(out, progress_step=0.5)
+    sink = sinks.JsonLinesSink(out, progress_step=0.5)
     for i in range(11):
         sink(
             events.MigrationProgress(
@@ -66,23 +80,45 @@ def test_json_lines_sink_writes_one_object_per_line_and_thins_progress():
     assert [line["progress"] for line in lines] == [0.5, 1.0]
 
 
-def test_a_broken_sink_is_dropped_and_the_others_still_get_events():
+def test_a_broken_sink_is_logged_once_and_the_others_still_get_events(caplog):
     bus = events.EventBus()
     got = []
+    closed = io.StringIO()
+    closed.close()  # a pipeline's reader went away: every write fails
 
-    def broken(event):
-        raise BrokenPipeError
+    bus.subscribe(sinks.JsonLinesSink(closed))
+    bus.subscribe(got.append)
+    with caplog.at_level(logging.WARNING, logger="rollup"):
+        bus.emit(events.Message("run", level="info", text="one"))
+        bus.emit(events.Message("run", level="info", text="two"))
+    assert [e.text for e in got] == ["one", "two"]
+    assert [(r.name, r.levelname) for r in caplog.records] == [("rollup", "WARNING")]
+    said = caplog.records[0].getMessage()
+    assert said.startswith("event sink JsonLinesSink failed (ValueError: I/O operation on closed")
+    assert said.endswith("): it gets no more events")
+    assert bus.failure == "", "a sink the run can do without does not stop it"
 
-    bus.subscribe(broken)
+
+def test_an_essential_sink_that_fails_is_remembered_for_the_rollout(tmp_path, caplog):
+    journal = Journal(tmp_path / "state")
+    bus = events.EventBus()
+    got = []
+    bus.subscribe(JournalSink(journal), essential=True)
     bus.subscribe(got.append)
     bus.emit(events.Message("run", level="info", text="one"))
-    bus.emit(events.Message("run", level="info", text="two"))
-    assert [e.text for e in got] == ["one", "two"]
+    journal.close()  # what a vanished state directory does to it: every write fails
+    with caplog.at_level(logging.WARNING, logger="rollup"):
+        bus.emit(events.Message("run", level="info", text="two"))
+        bus.emit(events.Message("run", level="info", text="three"))
+    assert [e.text for e in got] == ["one", "two", "three"]
+    assert bus.failure.startswith("event sink JournalSink failed (ProgrammingError: ")
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert "the run stops at its next safe point" in caplog.records[0].getMessage()
 
 
 def test_log_lines_name_the_host_and_the_failure():
     out = io.StringIO()
-    sink = events.LogSink(out)
+    sink = sinks.LogSink(out)
     sink(
         events.ActionResult(
             "run",
@@ -92,6 +128,10 @@ def test_log_lines_name_the_host_and_the_failure():
             ok=False,
             seconds=1.0,
             error="task 'yum' failed",
+            evidence=tuple(f"line {i}" for i in range(1, 13)),
         )
     )
-    assert "h2" in out.getvalue() and "patching FAILED: task 'yum' failed" in out.getvalue()
+    first, *evidence = out.getvalue().splitlines()
+    assert "h2" in first and first.endswith("patching FAILED: task 'yum' failed")
+    # The last ten lines of the output, under the failure, marked as quoted output.
+    assert [line[9:] for line in evidence] == [f"         | line {i}" for i in range(3, 13)]

@@ -18,9 +18,10 @@ from strategies import make_pool
 from rollup.codec import to_data
 from rollup.model import Plan, Policy
 from rollup.output import report, status
+from rollup.output.sinks import LogSink
 from rollup.plan.planner import plan
 from rollup.run.context import RunContext
-from rollup.run.events import EventBus, LogSink, RunFinished
+from rollup.run.events import EventBus, RunFinished
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout, RunOptions
 from rollup.text.plurals import count, noun

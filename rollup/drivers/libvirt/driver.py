@@ -3,18 +3,20 @@
 There is no pool API and no master (`Pool.master` is None: the planner orders hosts by
 policy alone). What each call does:
 
-- snapshot: every host at once — its libvirtd (host UUID = `Host.id`, memory, domains
-  and their XML) and, over SSH, what libvirt does not know (libvirt_hostos.py: boot id =
-  `Host.boot_mark`, version, the disabled marker, the file systems under VM disks);
+- snapshot: every host at once (hostread.py) — its libvirtd (host UUID =
+  `Host.id`, memory, domains and their XML) and, over SSH, what libvirt does not know
+  (hostos.py: boot id = `Host.boot_mark`, version, the disabled marker, the file
+  systems under VM disks);
 - disable / enable: the marker file /run/rollup/disabled (libvirt has no such flag);
   a marked host is `enabled=False`, so placement leaves it alone;
 - migrate: live, peer-to-peer, persistent on the destination, undefined on the source,
-  progress from jobStats on a second connection (libvirt_migration.py);
+  progress from jobStats on a second connection (migration.py);
 - reboot over SSH; wait_back: libvirt answers again, the boot id changed, not marked;
-- lock: a file on the first host (libvirt_lock.py); HA: libvirt has none.
+- lock: a file on the first host (lock.py, taken by rollup/drivers/run_lock.py);
+  HA: libvirt has none.
 
-The pieces: libvirt_link (connections, error translation), libvirt_records (model),
-libvirt_hostos (SSH), libvirt_migration, libvirt_lock.
+The pieces: link.py (connections, error translation), records.py (model),
+hostread.py (one host read), hostos.py (SSH), migration.py, lock.py.
 """
 
 from __future__ import annotations
@@ -22,48 +24,28 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.etree import ElementTree
 
-from rollup.drivers import Connection, HaState, Progress, register
+from rollup.drivers import Connection, HaState, InventoryHost, Progress
 from rollup.drivers.libvirt import hostos
+from rollup.drivers.libvirt.hostread import HostRead, domains_and_memory, read_host
 from rollup.drivers.libvirt.link import HostLink, binding
-from rollup.drivers.libvirt.lock import FileLock
+from rollup.drivers.libvirt.lock import HostFileStore
 from rollup.drivers.libvirt.migration import migrate
-from rollup.drivers.libvirt.records import (
-    DomainRecord,
-    blockers,
-    choose,
-    disk_paths,
-    host_of,
-    version_text,
-    vm_of,
-)
-from rollup.drivers.xenapi.records import parse_lock
+from rollup.drivers.libvirt.records import choose, version_text
+from rollup.drivers.run_lock import RunLock, parse_lock
 from rollup.errors import BadInput, DriverError, HostTimeout, PoolUnreachable
 from rollup.model import VM, Host, Lock, Pool
 from rollup.text.plurals import noun, verb
-
-if TYPE_CHECKING:
-    from rollup.config.inventory import InventoryHost
 
 log = logging.getLogger("rollup.drivers.libvirt")
 
 SHUTDOWN_SECONDS = 60.0  # a clean shutdown, before the guest is powered off
 WAIT_INTERVAL = 0.5  # how often wait_back asks a rebooting host
 GONE_SECONDS = 120.0  # how long a host asked to reboot may take to go down
-
-
-@dataclass(frozen=True)
-class HostRead:
-    """One host as read for a snapshot: the model Host and its domains."""
-
-    host: Host
-    vms: tuple[VM, ...]
-    lock: str | None
 
 
 class LibvirtDriver:
@@ -82,7 +64,7 @@ class LibvirtDriver:
         )
         self._ids: dict[str, str] = {}  # host name → libvirt host UUID
         self._platform: dict[str, str] = {}
-        self._lock = FileLock(self.links[0].remote, pool_name)
+        self._lock = RunLock(HostFileStore(self.links[0].remote, pool_name))
         # Every host must answer once: its UUID is its identity in plans and journals.
         unreachable = []
         errors = self._executor.map(self._identify, self.links)
@@ -134,61 +116,9 @@ class LibvirtDriver:
         )
 
     def _read(self, link: HostLink) -> HostRead:
-        host_id = self._ids[link.name]
-        records: list[DomainRecord] = []
-        stats: dict[str, int] | None = None
-        try:
-            records, stats = link.call(f"read host {link.name}", _domains_and_memory)
-        except DriverError as error:
-            log.info("host %s: libvirt does not answer: %s", link.name, error.message)
-            return self._down(link, host_id)
-        paths = sorted({path for record in records for path in disk_paths(record.xml)})
-        try:
-            facts = hostos.probe(link.remote, paths, lock=link is self.links[0])
-        except DriverError as error:
-            log.info("host %s: SSH does not answer: %s", link.name, error.message)
-            facts = None
-        vms = tuple(
-            vm_of(
-                record,
-                host_id,
-                blockers(
-                    record,
-                    facts.file_systems if facts else {},
-                    link.block_migration,
-                ),
-            )
-            for record in records
+        return read_host(
+            link, self._ids[link.name], self._platform[link.name], link is self.links[0]
         )
-        running = sum(vm.memory for vm in vms if vm.power_state != "Halted")
-        host = host_of(
-            host_id=host_id,
-            name=link.name,
-            address=link.address,
-            memory_stats=stats,
-            guests_memory=running,
-            version=(facts.version if facts else "") or self._platform[link.name],
-            platform_version=self._platform[link.name],
-            enabled=facts is not None and facts.disabled is None,
-            live=facts is not None,
-            boot_mark=facts.boot_id if facts else "",
-        )
-        return HostRead(host, vms, facts.lock if facts else None)
-
-    def _down(self, link: HostLink, host_id: str) -> HostRead:
-        host = host_of(
-            host_id=host_id,
-            name=link.name,
-            address=link.address,
-            memory_stats=None,
-            guests_memory=0,
-            version="",
-            platform_version=self._platform[link.name],
-            enabled=False,
-            live=False,
-            boot_mark="",
-        )
-        return HostRead(host, (), None)
 
     # -- hosts -----------------------------------------------------------------------
 
@@ -214,7 +144,7 @@ class LibvirtDriver:
             )
         running = [
             r.name
-            for r in link.call(f"read host {link.name}", _domains_and_memory)[0]
+            for r in link.call(f"read host {link.name}", domains_and_memory)[0]
             if r.power_state != "Halted"
         ]
         if running:
@@ -395,34 +325,10 @@ def _lookup(conn: Any, vm: str) -> tuple[bool, str]:
     return bool(domain.isActive()), str(domain.name())
 
 
-def _domains_and_memory(conn: Any) -> tuple[list[DomainRecord], dict[str, int]]:
-    libvirt = binding()
-    records = []
-    for domain in conn.listAllDomains(0):
-        try:
-            state, max_memory = domain.info()[:2]
-            records.append(
-                DomainRecord(
-                    uuid=domain.UUIDString(),
-                    name=domain.name(),
-                    state=state,
-                    max_memory_kib=max_memory,
-                    persistent=bool(domain.isPersistent()),
-                    xml=domain.XMLDesc(0),
-                )
-            )
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-            # It left (a migration finished) between the listing and now.
-    stats = conn.getMemoryStats(libvirt.VIR_NODE_MEMORY_STATS_ALL_CELLS)
-    return records, dict(stats)
-
-
-def _factory(
-    connection: Connection | None, hosts: Sequence[InventoryHost], pool: str
+def connect(
+    connection: Connection | None,
+    hosts: Sequence[InventoryHost],
+    pool: str,
+    settings: Mapping[str, object],
 ) -> LibvirtDriver:
     return LibvirtDriver(hosts, pool)
-
-
-register("libvirt", _factory)

@@ -6,7 +6,7 @@
   /run/rollup/disabled, which other controllers see; /run is a tmpfs, so a host comes
   back from a reboot enabled, as a xapi host does;
 - the file systems under VM disks (`stat -f`), to tell shared storage from local;
-- the run lock file (libvirt_lock.py) on the pool's first host.
+- the run lock file (lock.py) on the pool's first host.
 
 One SSH command per host per snapshot reads them all. On a lab host ROLLUP_LAB_ROOT
 (set by its sshd) is the host's root directory; on a real host it is empty.

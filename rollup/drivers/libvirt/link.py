@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+from rollup.drivers import InventoryHost
 from rollup.errors import BadInput, DriverError, TransientDriverError
-
-if TYPE_CHECKING:
-    from rollup.config.inventory import InventoryHost
-    from rollup.remote import RemoteHost
+from rollup.remote import RemoteHost
 
 log = logging.getLogger("rollup.drivers.libvirt")
 
@@ -105,8 +103,9 @@ class HostLink:
         self.name = host.pool_host_name or host.name
         self.address = host.address or host.remote.address
         self.remote = host.remote
-        self.uri = host.libvirt_uri or default_uri(host.remote)
-        self.block_migration = host.libvirt_block_migration
+        uri = host.variables.get("rollup_libvirt_uri")
+        self.uri = str(uri) if uri else default_uri(host.remote)
+        self.block_migration = bool(host.variables.get("rollup_libvirt_block_migration"))
         self._conn: Any = None
         self._lock = threading.Lock()
 

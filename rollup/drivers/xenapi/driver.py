@@ -1,10 +1,10 @@
 """The XenServer / XCP-ng driver, through the official XenAPI client (`pip install XenAPI`).
 
 What each call does to the pool follows /work/shared/XAPI.md; the pieces live next door:
-xenapi_session (connection, retries, error translation), xenapi_view (the records kept
-current by events), xenapi_records (records → model), xenapi_tasks (waiting on tasks),
-xenapi_boot (waiting for a rebooted host), xenapi_lock (the run lock), xenapi_failures
-(readable error codes).
+session.py (connection, retries, error translation), view.py (the records kept
+current by events), records.py (records → model), tasks.py (waiting on tasks),
+boot.py (waiting for a rebooted host), lock.py (where the run lock is kept; the
+lock itself is rollup/drivers/run_lock.py), failures.py (readable error codes).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rollup.drivers import Connection, HaState, Progress, register
+from rollup.drivers import Connection, HaState, InventoryHost, Progress
+from rollup.drivers.run_lock import RunLock
 from rollup.drivers.xenapi.boot import wait_back
 from rollup.drivers.xenapi.failures import describe
-from rollup.drivers.xenapi.lock import PoolLock
+from rollup.drivers.xenapi.lock import PoolConfigStore
 from rollup.drivers.xenapi.records import PoolRecords, parse_pool, sr_refs
 from rollup.drivers.xenapi.session import Session, Timing
 from rollup.drivers.xenapi.tasks import destroy, failure_of, watch
@@ -40,7 +41,7 @@ class XenApiDriver:
         self.timing = timing or Timing()
         self.api = Session(connection, self.timing)
         self.api.connect()
-        self._lock = PoolLock(self.api)
+        self._lock = RunLock(PoolConfigStore(self.api))
         self._view = PoolView(self.api)
         self._executor: ThreadPoolExecutor | None = None
 
@@ -133,7 +134,7 @@ class XenApiDriver:
         """Block until `host` booted after boot mark `since`, is live and enabled.
 
         Wakes on host and host_metrics events rather than polling; survives the API
-        dropping while the master reboots (see xenapi_boot).
+        dropping while the master reboots (see boot.py).
         """
         return wait_back(
             self.api,
@@ -315,10 +316,13 @@ class XenApiDriver:
         return ref
 
 
-def _factory(connection: Connection | None, hosts: Sequence[object], pool: str) -> XenApiDriver:
+def connect(
+    connection: Connection | None,
+    hosts: Sequence[InventoryHost],
+    pool: str,
+    settings: Mapping[str, object],
+) -> XenApiDriver:
+    """The DriverFactory of rollup/drivers/xenapi/__init__.py: one session to the master."""
     if connection is None:
         raise BadInput("a xenapi pool needs rollup_api_url: set it in the pool group's vars")
     return XenApiDriver(connection)
-
-
-register("xenapi", _factory)

@@ -6,16 +6,13 @@ dicts to `parse_pool`; nothing here talks to a pool or reads a clock.
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rollup.drivers.run_lock import parse_lock
 from rollup.errors import DriverError
-from rollup.model import VM, Blocker, BlockerKind, Host, Lock, Pool
-
-log = logging.getLogger("rollup.drivers.xenapi")
+from rollup.model import VM, Blocker, BlockerKind, Host, Pool
 
 NULL_REF = "OpaqueRef:NULL"
 LOCK_KEY = "rollup.lock"
@@ -197,38 +194,6 @@ def sr_refs(evacuation_errors: Mapping[str, Mapping[str, list[str]]]) -> set[str
         for error in errors.values()
         if len(error) > 2 and error[0] == "VM_REQUIRES_SR"
     }
-
-
-def parse_lock(text: str | None) -> Lock | None:
-    """The run lock stored as JSON; an unreadable one is reported as held by nobody known."""
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-        return Lock(
-            run_id=str(data["run_id"]),
-            controller=str(data["controller"]),
-            pid=int(data["pid"]),
-            started=float(data["started"]),
-            expires=float(data["expires"]),
-        )
-    except (ValueError, KeyError, TypeError):
-        log.warning("pool other_config[%r] is not a rollup lock: %r", LOCK_KEY, text[:200])
-        # Started and expired at the epoch: stale, so only --break-lock takes it over.
-        return Lock(run_id="?", controller="unreadable lock", pid=0, started=0.0, expires=0.0)
-
-
-def format_lock(lock: Lock) -> str:
-    return json.dumps(
-        {
-            "run_id": lock.run_id,
-            "controller": lock.controller,
-            "pid": lock.pid,
-            "started": lock.started,
-            "expires": lock.expires,
-        },
-        sort_keys=True,
-    )
 
 
 def _control_domain_memory(vms: Mapping[str, Record]) -> dict[str, int]:

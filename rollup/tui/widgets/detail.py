@@ -1,5 +1,6 @@
-"""The detail pane of the selected host: its steps with times, its live migrations with
-per-VM progress, and the task stream of its patch playbook."""
+"""The detail pane of the selected host: its steps with times (a failed step with the
+last lines of its output), its live migrations with per-VM progress, and the task stream
+of its patch playbook."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rollup.tui.state import HostView
 
 MIGRATION_ROWS = 12  # the busiest host still fits; the rest is counted, not listed
 TASK_ROWS = 12
+EVIDENCE_ROWS = 10  # the end of a failed step's output; the journal keeps more
 
 
 def render_host(host: HostView, now: float) -> RenderableType:
@@ -63,12 +65,8 @@ def _timeline(host: HostView, now: float) -> RenderableType:
         planned = f"{count(host.planned_out, 'VM')} out, {host.planned_back} back"
         estimate = cells.duration(host.estimate_seconds)
         return Text(f"Steps: not started ({planned}; about {estimate})", style="dim")
-    table = Table.grid(padding=(0, 1))
-    table.add_column()
-    table.add_column(no_wrap=True)
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(justify="right", no_wrap=True)
-    table.add_column(overflow="fold")
+    parts: list[RenderableType] = [Text("Steps", style="bold underline")]
+    table = _steps_table()
     for step in host.timeline:
         if step.ok is False:
             symbol = Text("✗", "bold red")
@@ -84,7 +82,33 @@ def _timeline(host: HostView, now: float) -> RenderableType:
             cells.duration(took),
             Text(step.detail, style="red" if step.ok is False else ""),
         )
-    return Group(Text("Steps", style="bold underline"), table)
+        if step.evidence:
+            # Under the step that failed, what its playbook or the hypervisor said, the
+            # pane's whole width wide: why it failed, without leaving for the log file.
+            parts += [table, _evidence(step.evidence)]
+            table = _steps_table()
+    if table.row_count:
+        parts.append(table)
+    return Group(*parts)
+
+
+def _steps_table() -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column()
+    table.add_column(no_wrap=True, min_width=len("evacuating"))  # the longest state
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
+def _evidence(lines: tuple[str, ...]) -> RenderableType:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True, style="dim")
+    table.add_column(overflow="fold", style="dim")  # a wrapped line stays right of the bar
+    for line in lines[-EVIDENCE_ROWS:]:
+        table.add_row("  │", Text(line))
+    return table
 
 
 def _migrations(host: HostView) -> RenderableType:
