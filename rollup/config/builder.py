@@ -215,8 +215,9 @@ class PoolBuilder:
         hidden: dict[str, bool] = {}
         for name, raw in merged.items():
             variables[name], hidden[name] = self.clear(raw, f"host {host}", name)
+        known = policy.variables()  # rollup's and the drivers': read once per host
         checked: dict[str, object] = {}
-        for name in policy.host_variables():
+        for name in (name for name, v in known.items() if v.level == "host"):
             if name in variables:
                 origin = self.origin(name, group, [host])
                 checked[name] = policy.check(
@@ -239,7 +240,7 @@ class PoolBuilder:
             ansible_vars={
                 name: value
                 for name, value in variables.items()
-                if not policy.is_secret_variable(name)
+                if not (name in known and known[name].secret)
             },
         )
         pool_host_name = checked.get("rollup_host_name")

@@ -182,12 +182,6 @@ _POLICY_FIELDS = {
 }
 
 
-def is_secret_variable(name: str) -> bool:
-    """A rollup variable that holds a secret (the pool's API password)."""
-    variable = variables().get(name)
-    return variable is not None and variable.secret
-
-
 def is_secret(name: str) -> bool:
     variable = variables().get(name)
     if variable is not None:

@@ -9,6 +9,7 @@ exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -101,6 +102,22 @@ class Driver(Protocol):
 DriverFactory = Callable[
     [Connection | None, Sequence[InventoryHost], str, Mapping[str, object]], Driver
 ]
+
+
+def imported_factory(module: str) -> DriverFactory:
+    """A factory that imports `module` (the driver, and with it its hypervisor's SDK) only
+    when a pool connects, and calls its `connect`."""
+
+    def connect(
+        connection: Connection | None,
+        hosts: Sequence[InventoryHost],
+        pool: str,
+        settings: Mapping[str, object],
+    ) -> Driver:
+        factory: DriverFactory = importlib.import_module(module).connect
+        return factory(connection, hosts, pool, settings)
+
+    return connect
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,19 @@ def held_message(pool: str, held: Lock, stale: bool) -> str:
 
 def _when(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class HoldsRunLock:
+    """The Driver protocol's lock methods over a RunLock: a driver inherits them and sets
+    `_lock` to its RunLock when it is built."""
+
+    _lock: RunLock
+
+    def lock(self, lock: Lock, break_stale: bool = False) -> None:
+        self._lock.take(lock, break_stale)
+
+    def refresh_lock(self, lock: Lock) -> None:
+        self._lock.refresh(lock)
+
+    def unlock(self, run_id: str) -> None:
+        self._lock.release(run_id)

@@ -18,7 +18,7 @@ from rollup.model import Lock
 from rollup.run.context import RunContext
 from rollup.run.options import RunOptions
 
-Say = Callable[[str, str], None]  # text, level
+Say = Callable[..., None]  # the rollout's _say(text, level="info")
 Request = Callable[..., None]  # the rollout's request(command, host, reason)
 
 
@@ -26,11 +26,8 @@ class PoolGuard:
     def __init__(self, ctx: RunContext, options: RunOptions, say: Say, request: Request) -> None:
         self.ctx = ctx
         self.options = options
-        self._say_to = say
+        self._say = say
         self._request = request
-
-    def _say(self, text: str, level: str = "info") -> None:
-        self._say_to(text, level)
 
     def lock_record(self) -> Lock:
         now = time.time()

@@ -6,23 +6,11 @@ itself (rollup/drivers/libvirt/driver.py) imports libvirt-python only then.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
-from rollup.drivers import Connection, Driver, DriverInfo, InventoryHost, Terms
+from rollup.drivers import DriverInfo, Terms, imported_factory
 from rollup.errors import Problem
 from rollup.values import Context, Variable, boolean, shown
-
-
-def _connect(
-    connection: Connection | None,
-    hosts: Sequence[InventoryHost],
-    pool: str,
-    settings: Mapping[str, object],
-) -> Driver:
-    from rollup.drivers.libvirt.driver import connect
-
-    return connect(connection, hosts, pool, settings)
 
 
 def _uri(value: object, context: Context) -> str:
@@ -37,7 +25,7 @@ def _uri(value: object, context: Context) -> str:
 INFO = DriverInfo(
     name="libvirt",
     summary="libvirt/KVM hosts, each reached through its own libvirtd",
-    connect=_connect,
+    connect=imported_factory("rollup.drivers.libvirt.driver"),
     terms=Terms(
         keeper="libvirt",
         not_live="its libvirtd does not answer",

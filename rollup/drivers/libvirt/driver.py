@@ -36,9 +36,9 @@ from rollup.drivers.libvirt.link import HostLink, binding
 from rollup.drivers.libvirt.lock import HostFileStore
 from rollup.drivers.libvirt.migration import migrate
 from rollup.drivers.libvirt.records import choose, version_text
-from rollup.drivers.run_lock import RunLock, parse_lock
+from rollup.drivers.run_lock import HoldsRunLock, RunLock, parse_lock
 from rollup.errors import BadInput, DriverError, HostTimeout, PoolUnreachable
-from rollup.model import VM, Host, Lock, Pool
+from rollup.model import VM, Host, Pool
 from rollup.text.plurals import noun, verb
 
 log = logging.getLogger("rollup.drivers.libvirt")
@@ -48,7 +48,7 @@ WAIT_INTERVAL = 0.5  # how often wait_back asks a rebooting host
 GONE_SECONDS = 120.0  # how long a host asked to reboot may take to go down
 
 
-class LibvirtDriver:
+class LibvirtDriver(HoldsRunLock):
     """The hosts of one inventory group, each reached through its own libvirtd."""
 
     name = "libvirt"
@@ -259,16 +259,7 @@ class LibvirtDriver:
             )
         target.call(f"start VM {vm} on {target.name}", lambda c: c.lookupByUUIDString(vm).create())
 
-    # -- run lock and HA -------------------------------------------------------------
-
-    def lock(self, lock: Lock, break_stale: bool = False) -> None:
-        self._lock.take(lock, break_stale)
-
-    def refresh_lock(self, lock: Lock) -> None:
-        self._lock.refresh(lock)
-
-    def unlock(self, run_id: str) -> None:
-        self._lock.release(run_id)
+    # -- HA ------------------------------------------------------------------------
 
     def pause_ha(self) -> HaState:
         return HaState(enabled=False)  # libvirt has no HA of its own to pause

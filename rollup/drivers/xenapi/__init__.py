@@ -6,26 +6,12 @@ itself (rollup/drivers/xenapi/driver.py) imports XenAPI only then.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from rollup.drivers import Connection, Driver, DriverInfo, InventoryHost, Terms
-
-
-def _connect(
-    connection: Connection | None,
-    hosts: Sequence[InventoryHost],
-    pool: str,
-    settings: Mapping[str, object],
-) -> Driver:
-    from rollup.drivers.xenapi.driver import connect
-
-    return connect(connection, hosts, pool, settings)
-
+from rollup.drivers import DriverInfo, Terms, imported_factory
 
 INFO = DriverInfo(
     name="xenapi",
     summary="XenServer / XCP-ng through XenAPI",
-    connect=_connect,
+    connect=imported_factory("rollup.drivers.xenapi.driver"),
     terms=Terms(
         keeper="xapi",
         not_live="xapi has no heartbeat from it",

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rollup.drivers import Connection, HaState, InventoryHost, Progress
-from rollup.drivers.run_lock import RunLock
+from rollup.drivers.run_lock import HoldsRunLock, RunLock
 from rollup.drivers.xenapi.boot import wait_back
 from rollup.drivers.xenapi.failures import describe
 from rollup.drivers.xenapi.lock import PoolConfigStore
@@ -25,14 +25,14 @@ from rollup.drivers.xenapi.session import Session, Timing
 from rollup.drivers.xenapi.tasks import destroy, failure_of, watch
 from rollup.drivers.xenapi.view import PoolView
 from rollup.errors import BadInput, DriverError, MigrationRefused, TransientDriverError
-from rollup.model import Host, Lock, Pool
+from rollup.model import Host, Pool
 
 log = logging.getLogger("rollup.drivers.xenapi")
 
 __all__ = ["Timing", "XenApiDriver"]
 
 
-class XenApiDriver:
+class XenApiDriver(HoldsRunLock):
     """A pool reached through its master's XenAPI. Logs in when built."""
 
     name = "xenapi"
@@ -217,16 +217,7 @@ class XenApiDriver:
             message = describe(code, params, lambda ref: names.get(ref, ref))
             raise DriverError(f"could not {what}: {message}", code, params)
 
-    # -- run lock and HA -------------------------------------------------------------
-
-    def lock(self, lock: Lock, break_stale: bool = False) -> None:
-        self._lock.take(lock, break_stale)
-
-    def refresh_lock(self, lock: Lock) -> None:
-        self._lock.refresh(lock)
-
-    def unlock(self, run_id: str) -> None:
-        self._lock.release(run_id)
+    # -- HA ------------------------------------------------------------------------
 
     def pause_ha(self) -> HaState:
         pool = self.api.call("find the pool", "pool.get_all")[0]
