@@ -52,7 +52,7 @@ def find(lab_dir: Path) -> set[int]:
     # sshd rewrites its environment area with its process title, which keeps `-f CONFIG`;
     # QEMU guests boot the lab's kernel from the lab directory.
     commands = (f"-f {lab_dir / 'hosts'}/", f"{lab_dir / 'guest'}/")
-    found = _with_environ(marks(lab_dir))
+    found = processes.with_environ_prefix(marks(lab_dir))
     for fragment in commands:
         found |= processes.with_cmdline(fragment)
     return {pid for pid in found if processes.running(pid)}
@@ -162,22 +162,6 @@ def owner_pid(lab_dir: Path) -> int | None:
         if processes.running(pid):
             return pid
     return None
-
-
-def _with_environ(prefixes: tuple[bytes, ...]) -> set[int]:
-    """Processes with an environment entry starting with one of `prefixes`."""
-    found: set[int] = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = proc.joinpath("environ").read_bytes()
-        except OSError:
-            continue
-        entries = environ.split(b"\0")
-        if any(entry.startswith(prefixes) for entry in entries):
-            found.add(int(proc.name))
-    return found
 
 
 def _namespace(pid: int) -> str | None:

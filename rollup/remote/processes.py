@@ -47,7 +47,18 @@ def descendants(roots: set[int]) -> set[int]:
 
 def with_environ(entry: str) -> set[int]:
     """Processes whose environment holds `entry` ("NAME=value") exactly."""
-    needle = entry.encode() + b"\0"
+    needle = entry.encode()
+    return with_environ_matching(lambda entries: needle in entries)
+
+
+def with_environ_prefix(prefixes: tuple[bytes, ...]) -> set[int]:
+    """Processes with an environment entry starting with one of `prefixes`."""
+    return with_environ_matching(lambda entries: any(e.startswith(prefixes) for e in entries))
+
+
+def with_environ_matching(match: Callable[[list[bytes]], bool]) -> set[int]:
+    """Processes whose environment entries (as bytes) `match`; those we cannot read are
+    not ours to find."""
     found: set[int] = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -56,7 +67,7 @@ def with_environ(entry: str) -> set[int]:
             environ = proc.joinpath("environ").read_bytes()
         except OSError:
             continue
-        if environ.startswith(needle) or b"\0" + needle in environ:
+        if match(environ.split(b"\0")):
             found.add(int(proc.name))
     return found
 
