@@ -34,10 +34,10 @@ from typing import Any
 
 from rollup.lab.layout import Layout
 from rollup.lab.machine import INSTALLED_VERSION
+from rollup.lab.releases import CURRENT_XCP_NG as TARGET_VERSION
 from rollup.lab.xapi.objects import NULL, SimVM
 from rollup.lab.xapi.placement import evacuation_plan, pin_error
 from rollup.lab.xapi.pool import LabPool
-from rollup.lab.xapi.running import TARGET_VERSION
 
 
 @dataclass(frozen=True)

@@ -84,16 +84,24 @@ class Refused(RollupError):
 class DriverError(RollupError):
     """A hypervisor call failed. `code` and `params` are the hypervisor's own."""
 
-    def __init__(self, message: str, code: str = "", params: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str = "",
+        params: Sequence[str] = (),
+        output: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.params = tuple(str(p) for p in params)
+        self.output = tuple(output)  # what the host printed, when a call ran a command
 
     @property
     def evidence(self) -> tuple[str, ...]:
+        lines = tuple(one_line(line, EVIDENCE_CHARS) for line in self.output)
         if not self.code:
-            return ()
-        return (one_line(" ".join((self.code, *self.params)), EVIDENCE_CHARS),)
+            return lines
+        return (*lines, one_line(" ".join((self.code, *self.params)), EVIDENCE_CHARS))
 
 
 class TransientDriverError(DriverError):
@@ -133,12 +141,16 @@ class RemoteError(RollupError):
 
 
 class HostFailed(RollupError):
-    """A host's step failed; the message says why, `evidence` shows it."""
+    """A host's step failed; the message says why, `evidence` shows it. `untouched`: the
+    step changed nothing on the host (its patch was refused before it began)."""
 
-    def __init__(self, message: str, code: str = "", evidence: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, code: str = "", evidence: Sequence[str] = (), untouched: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self._evidence = tuple(evidence)
+        self.untouched = untouched
 
     @property
     def evidence(self) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ FailurePolicy = Literal["pause", "abort", "continue"]
 HaPolicy = Literal["disable-and-restore", "refuse"]
 RebootPolicy = Literal["always", "if-required"]
 CheckStatus = Literal["pass", "warn", "fail"]
+UpdateMethod = Literal["xapi", "playbook"]
+UpdatesPolicy = Literal["planned", "latest"]
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -48,6 +50,46 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class Update:
+    """One pending update as the host reports it: a package (XCP-ng's updater.py, yum) or
+    an advisory (XenServer's /updates)."""
+
+    name: str  # package name, or the advisory's id
+    version: str = ""
+    release: str = ""
+    summary: str = ""
+    severity: str = ""  # advisories: "High" or "None"; "" when the host does not say
+    size: int = 0  # bytes to download, when the host says
+    livepatch: bool = False  # applied to the running host: no reboot for it
+
+    @property
+    def label(self) -> str:
+        """name-version-release, or the name alone for an advisory."""
+        return "-".join(part for part in (self.name, self.version, self.release) if part)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a host still has to install, and what installing it demands (xapi's update
+    guidances: "reboot_host", "restart_toolstack", "restart_device_model", "restart_vm")."""
+
+    updates: tuple[Update, ...] = ()
+    guidance: tuple[str, ...] = ()  # mandatory once installed
+    recommended: tuple[str, ...] = ()  # e.g. "reboot_host_on_livepatch_failure"
+    packages: tuple[str, ...] = ()  # XenServer: the RPMs behind the advisories
+
+    @property
+    def reboot(self) -> bool:
+        return any(g.startswith("reboot_host") for g in self.guidance)
+
+    @property
+    def evacuate(self) -> bool:
+        """Whether the host must be emptied to install them: its reboot, or its VMs'
+        device models restarted (which a live migration does)."""
+        return self.reboot or bool({"restart_device_model", "evacuate_host"} & set(self.guidance))
+
+
+@dataclass(frozen=True)
 class Host:
     id: str  # hypervisor uuid
     name: str
@@ -62,6 +104,16 @@ class Host:
     is_master: bool
     boot_mark: str  # changes on every boot (xapi: other_config.boot_time)
     agent_start_time: str = ""  # changes on every toolstack start
+    build_number: str = ""  # changes with every release (major upgrades verify it)
+    # What is pending on it; None when the driver cannot tell (then only a target
+    # version says whether the host needs work).
+    pending: Pending | None = None
+    # What xapi says must still happen after an install (host.pending_guidances).
+    pending_guidances: tuple[str, ...] = ()
+    patched_at: str = ""  # when packages were last installed (XCP-ng, as XO records it)
+    # A major upgrade's network installer, as the host judged it when planned: None not
+    # asked, "" ready, else why it cannot boot it.
+    installer: str | None = None
 
     @property
     def capacity(self) -> int:
@@ -79,6 +131,9 @@ class VM:
     affinity: str | None = None  # id of its preferred host, if set
     ha_priority: str = ""  # "", "restart" or "best-effort"
     blockers: tuple[Blocker, ...] = ()
+    # What xapi says must happen to it after an update (VM.pending_guidances), e.g.
+    # "restart_vm": a reboot, which is downtime, so only when the policy says so.
+    pending_guidances: tuple[str, ...] = ()
 
     @property
     def running(self) -> bool:
@@ -111,6 +166,8 @@ class Pool:
     vms: tuple[VM, ...]  # guests only: control domains are never listed
     lock: Lock | None = None
     rolling_upgrade: bool = False  # the hypervisor's own mixed-version mode is on
+    flavor: str = ""  # "xcp-ng" or "xenserver": how its hosts list and install updates
+    updates_hash: str = ""  # XenServer: the /updates hash the pending lists belong to
 
     def host(self, host_id: str) -> Host:
         for host in self.hosts:
@@ -157,6 +214,13 @@ class Policy:
     patch_seconds: float = 120.0  # estimate of one host's patch
     reboot_seconds: float = 300.0  # estimate of one host's reboot until it is enabled again
     host_timeout_seconds: float = 1800.0  # how long to wait for a rebooted host
+    # How hosts are patched: the hypervisor's own way ("xapi": XCP-ng's updater plugin,
+    # XenServer's apply_updates), or the playbook over SSH.
+    update: UpdateMethod = "playbook"
+    # Updates published after planning: install only what the plan saw, or the latest.
+    updates: UpdatesPolicy = "planned"
+    restart_vms: bool = False  # reboot VMs whose updates demand it (restart_vm guidance)
+    installer_url: str | None = None  # a major upgrade's network installer repository
 
 
 @dataclass(frozen=True)
@@ -191,6 +255,12 @@ class HostStep:
     stop: tuple[str, ...] = ()  # VM ids shut down because they cannot move
     start: tuple[str, ...] = ()  # VM ids started again on this host after its upgrade
     estimate_seconds: float = 0.0
+    # What the host reported pending when planned (None: it cannot tell), and whether it
+    # is patched where it runs: its VMs stay, it is not rebooted (a livepatch, a
+    # toolstack restart).
+    pending: Pending | None = None
+    in_place: bool = False
+    upgrade: bool = False  # a major upgrade to the target version (not a patch)
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,36 @@ def url(value: object, context: Context) -> str:
     raise Problem(f"must be the pool master's http(s) URL, got {shown(value, context)}", example)
 
 
+def installer_url(value: object, context: Context) -> str:
+    """Where a network installer's repository is: http://, ftp:// or nfs://."""
+    example = '"http://repo.example.org/xcp-ng/8.3/"'
+    if isinstance(value, str):
+        parts = urlsplit(value.strip())
+        if parts.scheme in ("http", "ftp", "nfs") and parts.hostname:
+            return value.strip()
+    raise Problem(
+        f"must be the installer repository's http://, ftp:// or nfs:// URL, got"
+        f" {shown(value, context)}",
+        example,
+    )
+
+
+def names(value: object, context: Context) -> tuple[str, ...]:
+    """A list of names (packages, repositories): a YAML list, or one string with spaces
+    or commas between them."""
+    items: list[object] = []
+    if isinstance(value, str):
+        items = [part for part in re.split(r"[\s,]+", value) if part]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    if items and all(isinstance(i, str) and re.fullmatch(r"[\w.+:*~-]+", i) for i in items):
+        return tuple(str(i) for i in items)
+    raise Problem(
+        f"must be a list of names (letters, digits, . _ + - : * ~), got {shown(value, context)}",
+        "[kernel, xen-hypervisor]",
+    )
+
+
 def existing_file(value: object, context: Context) -> str:
     written = text("path/to/file.yml")(value, context)
     assert isinstance(written, str)

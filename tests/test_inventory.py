@@ -371,14 +371,17 @@ def test_bad_flag_values_name_the_flag(overrides, flag_names, expected):
 
 
 def test_lab_inventory_describes_a_lab_pool():
-    # Neither names a playbook: each takes the one rollup ships, from where it is installed.
+    # It names no playbook: should it be patched by one, it takes the lab's, from where
+    # rollup is installed; its own way is XAPI's (the updater plugin), and no target
+    # version: a patch of what is pending.
     playbook = Path(bundled.playbook("lab-patch.yml"))
     loaded = inventory.load(str(REPO / "inventories" / "lab.yml"), environ={})
     pool = inventory.select_pool(loaded, None)
     assert pool.name == "lab"
     assert pool.connection is None
     assert pool.lab == LabSpec(hosts=4, vms=24, seed=1, speed=20)
-    assert pool.policy.target_version == "8.3.0"
+    assert pool.policy.target_version is None
+    assert pool.policy.update == "xapi"
     assert pool.policy.reboot == "if-required"
     assert pool.policy.host_order == ("h1", "h2", "h3", "h4")
     assert all(not host.remote.check_host_keys for host in pool.hosts)
@@ -403,6 +406,29 @@ def test_example_inventory_describes_a_three_host_xcpng_pool():
     assert pool.policy.migration_bandwidth == GiB
     assert pool.policy.playbook == str(playbook)
     assert playbook.is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example-xcpng.yml", {"update": "xapi", "updates": "planned", "reboot": "if-required"}),
+        ("example-xenserver.yml", {"update": "xapi", "restart_vms": False}),
+        ("example-playbook.yml", {"update": "playbook", "reboot": "if-required"}),
+        (
+            "example-major-upgrade.yml",
+            {
+                "update": "xapi",
+                "target_version": "8.3.0",
+                "installer_url": "http://repo.example.org/xcp-ng/8.3/",
+            },
+        ),
+        ("lab-upgrade.yml", {"update": "xapi", "target_version": None}),
+    ],
+)
+def test_every_shipped_inventory_loads_with_the_policy_its_comments_promise(name, expected):
+    loaded = inventory.load(str(REPO / "inventories" / name), environ={"ROLLUP_API_PASSWORD": "pw"})
+    policy = inventory.select_pool(loaded, None).policy
+    assert {key: getattr(policy, key) for key in expected} == expected
 
 
 # --- matching inventory hosts to pool hosts (pure) ----------------------------------------------

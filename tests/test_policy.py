@@ -120,6 +120,7 @@ def test_every_policy_field_has_a_variable():
             "rollup_window": Window(time(1), time(2)),
         },
         ("h1", "h2"),
+        ("playbook",),
     )
     assert built == Policy(
         host_order=("h1", "h2"),
@@ -127,7 +128,15 @@ def test_every_policy_field_has_a_variable():
         canary=2,
         window=Window(time(1), time(2)),
     )
-    assert policy.build_policy({}, ()) == Policy()
+    assert policy.build_policy({}, (), ("playbook",)) == Policy()
+
+
+def test_a_pool_is_patched_its_drivers_own_way_unless_it_names_a_playbook():
+    assert policy.build_policy({}, (), ("xapi", "playbook")).update == "xapi"
+    own = {"rollup_playbook": "/site/update.yml"}
+    assert policy.build_policy(own, (), ("xapi", "playbook")).update == "playbook"
+    chosen = {"rollup_playbook": "/site/update.yml", "rollup_update": "xapi"}
+    assert policy.build_policy(chosen, (), ("xapi", "playbook")).update == "xapi"
 
 
 # --- no value gets past a check as anything but its type, or BadInput ---------------------------

@@ -19,7 +19,7 @@ _STOP_WAIT = 60.0  # a `rollup run` owning its lab stops at its next safe point
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
-    handlers = {"up": lab_up, "down": lab_down, "faults": lab_faults}
+    handlers = {"up": lab_up, "down": lab_down, "faults": lab_faults, "publish": lab_publish}
     return handlers[args.lab_command](args)
 
 
@@ -46,6 +46,10 @@ def lab_up(args: argparse.Namespace) -> int:
         directory=Path(args.dir),
         faults=args.faults,
         network=args.network,
+        flavor=args.flavor,
+        release=args.release,
+        update=args.update,
+        up_to_date=args.up_to_date,
     )
     return _serve_lab(lab)
 
@@ -133,4 +137,29 @@ def _stop_owner(directory: Path, owner: int) -> int:
 def lab_faults(args: argparse.Namespace) -> int:
     """Print the example fault script, to copy and edit for `rollup lab up --faults`."""
     sys.stdout.write(bundled.read_text("lab/faults.example.yml"))
+    return EXIT_OK
+
+
+def lab_publish(args: argparse.Namespace) -> int:
+    """Add updates to the repository of the lab in --dir, while it runs or not."""
+    from rollup.lab.packages import REPOSITORY_FILE, Repository, stream_of
+
+    path = Path(args.dir).resolve() / "repo" / REPOSITORY_FILE
+    if not path.exists():
+        raise BadInput(
+            f"{path.parent.parent} has no lab package repository: give the --dir of"
+            " `rollup lab up` (a run's own lab is STATE_DIR/labs/POOL)"
+        )
+    try:
+        repository = Repository.load(path)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise BadInput(f"{path} is not a lab repository ({error}): start the lab again") from None
+    stream = stream_of(args.release) if args.release else repository.home
+    if not repository.stream(stream):
+        known = ", ".join(sorted({b.stream for b in repository.builds}))
+        raise BadInput(f"the lab's repository has no release {stream}: use one of {known}")
+    builds = repository.publish(args.kind or ["kernel", "userspace"], stream, args.livepatch)
+    advisory = builds[0].advisory if builds else ""
+    names = ", ".join(b.nvr + (" (livepatch)" if b.livepatch else "") for b in builds)
+    print(f"published {advisory} on {stream}: {names}")
     return EXIT_OK

@@ -207,6 +207,49 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--network", default="127.0.10.0", metavar="A.B.C.0", help="loopback /24 for hosts"
     )
+    up.add_argument(
+        "--flavor",
+        choices=("xcp-ng", "xenserver"),
+        default="xcp-ng",
+        help="XCP-ng (updater.py plugin) or XenServer 8 (/updates, apply_updates, guidances)",
+    )
+    up.add_argument(
+        "--release",
+        metavar="V",
+        help="what the hosts run at start (default the flavor's current: 8.3.0, 8.4.0); an"
+        " older one (8.2.1) makes a pool to upgrade with the lab's network installer",
+    )
+    up.add_argument(
+        "--update",
+        choices=("xapi", "playbook"),
+        default="xapi",
+        help="how the inventory it writes patches hosts (default xapi)",
+    )
+    up.add_argument(
+        "--up-to-date", action="store_true", help="every host starts with nothing pending"
+    )
+    publish = lab_sub.add_parser(
+        "publish",
+        help="publish updates to a running lab's package repository",
+        description="Add a new build of the named kinds of package to the lab's repository,"
+        " as one advisory: its hosts see them pending at once (updater.py, /updates and the"
+        " hosts' own yum all read it). A plan made before no longer matches the pool.",
+    )
+    publish.add_argument("--dir", default="lab", metavar="D", help="lab directory (default ./lab)")
+    publish.add_argument(
+        "--kind",
+        action="append",
+        choices=("kernel", "xen", "xapi", "qemu", "firmware", "userspace"),
+        help="what to publish, repeatable (default: kernel and userspace)",
+    )
+    publish.add_argument(
+        "--livepatch",
+        action="store_true",
+        help="kernel and Xen builds come as livepatches (XenServer needs no reboot for them)",
+    )
+    publish.add_argument(
+        "--release", metavar="V", help="the release stream (default: what the lab's hosts run)"
+    )
     down = lab_sub.add_parser(
         "down",
         help="stop the lab running in a directory, or what a dead one left",

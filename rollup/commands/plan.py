@@ -64,10 +64,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     config = load_pool(args)
     with pool_session(config, args) as session:
-        pool = session.driver.snapshot()
+        pool = session.read_pool()
         if session.config.hosts:
             session.remotes(pool)  # an inventory host that matches nothing is bad input
-        plan = planner.plan(pool, config.policy, now=time.time())
+        plan = planner.plan(pool, session.config.policy, now=time.time())
     if args.tui:
         from rollup.tui.app import show_plan
 

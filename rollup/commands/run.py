@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_pool(args)
     journal = Journal(state_dir(args))
     with pool_session(config, args) as session:
-        pool = session.driver.snapshot()
+        pool = session.read_pool()
         remotes = session.remotes(pool)
         plan = planner.plan(pool, session.config.policy, now=time.time())
         if not plan.feasible:
@@ -159,6 +159,7 @@ def _execute(
         bus=bus,
         policy=plan.policy,
         remotes=remotes,
+        updates_hash=plan.pool.updates_hash,
     )
     options = RunOptions(
         yes=args.yes,

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rollup.config.inventory import PoolConfig, match_hosts
-from rollup.drivers import Connection, Driver, InventoryHost, registry
+from rollup.drivers import Connection, Driver, InventoryHost, registry, with_updates
 from rollup.errors import BadInput, PoolUnreachable
-from rollup.model import Pool
+from rollup.model import Pool, version_key
 from rollup.remote import RemoteHost
 
 log = logging.getLogger("rollup")
@@ -28,6 +28,24 @@ class PoolSession:
     config: PoolConfig
     driver: Driver
     lab: Any = None  # rollup.lab.xapi.running.RunningLab when the inventory asks for a lab
+
+    def read_pool(self) -> Pool:
+        """The pool now, with what each host has pending and, for a major upgrade, whether
+        it can boot the installer: what a plan is made from."""
+        pool = with_updates(self.driver.snapshot(), self.driver.pending_updates())
+        policy = self.config.policy
+        if not (policy.installer_url and policy.target_version):
+            return pool
+        target = version_key(policy.target_version)
+        hosts = tuple(
+            dataclasses.replace(
+                host, installer=self.driver.installer_problem(host.id, policy.installer_url)
+            )
+            if host.live and version_key(host.version) < target
+            else host
+            for host in pool.hosts
+        )
+        return dataclasses.replace(pool, hosts=hosts)
 
     def remotes(self, pool: Pool) -> dict[str, RemoteHost]:
         """Pool host id → how to reach that host's OS, from the inventory's hosts."""
@@ -107,4 +125,12 @@ def _with_lab(config: PoolConfig, lab: Any) -> PoolConfig:
             for name, remote in remotes.items()
         ]
     connection = Connection(url=lab.url, user=lab.user, password=lab.password)
-    return dataclasses.replace(config, hosts=tuple(hosts), connection=connection)
+    policy = config.policy
+    if lab.upgrades and policy.update == "xapi" and policy.installer_url is None:
+        # A lab of the older release: its major upgrade is from the installer it serves.
+        policy = dataclasses.replace(
+            policy,
+            installer_url=lab.installer_url,
+            target_version=policy.target_version or lab.current_release,
+        )
+    return dataclasses.replace(config, hosts=tuple(hosts), connection=connection, policy=policy)

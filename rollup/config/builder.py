@@ -135,13 +135,26 @@ class PoolBuilder:
                 f"is set for a {driver} pool, which has no pool API",
                 f"remove it: {info.terms.hosts_reached or 'each host is reached by itself'}",
             )
+        method = checked.get("rollup_update")
+        if method is not None and method not in info.update_methods:
+            raise origin.fail(
+                "rollup_update",
+                f"is {method}, which a {driver} pool cannot do",
+                f"use rollup_update: {' or '.join(info.update_methods)}",
+            )
+        if "rollup_installer_url" in checked and "rollup_target_version" not in checked:
+            raise origin.fail(
+                "rollup_installer_url",
+                "is set without rollup_target_version",
+                'set rollup_target_version to the release it installs, e.g. "8.3.0"',
+            )
         needs_api = lab is None and info.pool_api
         connection = self.connection(group, checked, info) if needs_api else None
         return PoolConfig(
             name=group,
             driver=str(driver),
             connection=connection,
-            policy=policy.build_policy(checked, tuple(hosts)),
+            policy=policy.build_policy(checked, tuple(hosts), info.update_methods),
             settings={
                 v.name: checked[v.name]
                 for v in info.variables

@@ -30,6 +30,7 @@ from rollup.values import (
     close_match,
     environment,
     existing_file,
+    installer_url,
     positive_number,
     seconds,
     shown,
@@ -70,6 +71,9 @@ _LAB_FIELDS: dict[str, Check] = {
     "speed": positive_number,
     "ssh": lambda value, context: _lab_ssh(value, context),
     "faults": existing_file,
+    "flavor": choice("xcp-ng", "xenserver"),
+    "release": version,
+    "up_to_date": boolean,
 }
 
 
@@ -135,6 +139,10 @@ _VARIABLES = (
     Variable("rollup_patch_seconds", "pool", seconds),
     Variable("rollup_reboot_seconds", "pool", seconds),
     Variable("rollup_host_timeout", "pool", seconds),
+    Variable("rollup_update", "pool", choice("xapi", "playbook")),
+    Variable("rollup_updates", "pool", choice("planned", "latest")),
+    Variable("rollup_restart_vms", "pool", boolean),
+    Variable("rollup_installer_url", "pool", installer_url),
     Variable("rollup_host_name", "host", text("xcp-host-1")),
     Variable("rollup_check_host_keys", "host", boolean),
     Variable("rollup_lab_env", "host", environment),
@@ -179,6 +187,10 @@ _POLICY_FIELDS = {
     "rollup_patch_seconds": "patch_seconds",
     "rollup_reboot_seconds": "reboot_seconds",
     "rollup_host_timeout": "host_timeout_seconds",
+    "rollup_update": "update",
+    "rollup_updates": "updates",
+    "rollup_restart_vms": "restart_vms",
+    "rollup_installer_url": "installer_url",
 }
 
 
@@ -235,9 +247,18 @@ def check(
         raise origin.fail(name, problem.problem, fix) from None
 
 
-def build_policy(checked: Mapping[str, object], host_order: tuple[str, ...]) -> Policy:
-    """A Policy from checked values; variables not given keep Policy's defaults."""
+def build_policy(
+    checked: Mapping[str, object], host_order: tuple[str, ...], update_methods: tuple[str, ...]
+) -> Policy:
+    """A Policy from checked values; variables not given keep Policy's defaults.
+
+    `update_methods`: how the pool's driver can patch hosts, its own way first. Without
+    rollup_update, a pool given its own rollup_playbook is patched by it, any other by
+    the driver's own way.
+    """
     fields = {field: checked[name] for name, field in _POLICY_FIELDS.items() if name in checked}
+    if "rollup_update" not in checked:
+        fields["update"] = "playbook" if "rollup_playbook" in checked else update_methods[0]
     if "rollup_lab" in checked and "rollup_playbook" not in checked:
         # A lab pool's hosts take the lab's own patch, shipped beside rollup's.
         fields["playbook"] = bundled.playbook("lab-patch.yml")

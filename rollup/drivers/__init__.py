@@ -9,12 +9,13 @@ exceptions (`rollup.errors`), carrying the hypervisor's code and parameters.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from rollup.model import Host, Lock, Pool
+from rollup.model import Host, Lock, Pending, Pool
 from rollup.remote import RemoteHost
 from rollup.values import Variable
 
@@ -49,10 +50,31 @@ class InventoryHost:
 
 @dataclass(frozen=True)
 class HaState:
-    """What HA looked like before the run paused it, so it can be restored exactly."""
+    """What HA, and the pool's other automation the run pauses (XenAPI: VMs' auto
+    power-on), looked like before the run paused them, so they are restored exactly."""
 
     enabled: bool
     detail: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolUpdates:
+    """What a pool's hosts have pending, by host id, as their own tools say it. A host
+    the driver could not ask, or any host of a driver that cannot tell, is absent."""
+
+    hosts: Mapping[str, Pending] = field(default_factory=dict)
+    hash: str = ""  # XenServer: the updateinfo hash these lists belong to
+
+
+def with_updates(pool: Pool, updates: PoolUpdates) -> Pool:
+    """The snapshot with each host's pending updates in it."""
+    hosts = tuple(
+        dataclasses.replace(host, pending=updates.hosts[host.id])
+        if host.id in updates.hosts
+        else host
+        for host in pool.hosts
+    )
+    return dataclasses.replace(pool, hosts=hosts, updates_hash=updates.hash or pool.updates_hash)
 
 
 class Driver(Protocol):
@@ -64,6 +86,33 @@ class Driver(Protocol):
         asking every host is most of a snapshot's cost."""
         ...
 
+    def pending_updates(self, hosts: Collection[str] | None = None) -> PoolUpdates:
+        """What the hosts (ids; None: every live host) have pending. Slow on a real pool
+        (each host asks its repositories): called for planning, and per host during a run."""
+        ...
+
+    def install_updates(
+        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+    ) -> tuple[str, ...]:
+        """Install what is pending on `host` the hypervisor's own way (rollup_update: xapi):
+        only `packages` (name-version-release) when given, else everything; `hash_` is the
+        one the pending list was read with, where the pool has one. What must follow (a
+        reboot, a toolstack restart) shows in the host's pending_guidances. Returns the
+        install's output lines."""
+        ...
+
+    def restart_toolstack(self, host: str, timeout: float) -> Host:
+        """Restart the host's management toolstack and wait until it is back."""
+        ...
+
+    def installer_problem(self, host: str, url: str) -> str:
+        """Why `host` cannot be upgraded by the network installer at `url`; "" if it can."""
+        ...
+
+    def prepare_upgrade(self, host: str, url: str) -> None:
+        """Set `host` to boot the network installer at `url` at its next reboot."""
+        ...
+
     def disable(self, host: str) -> None: ...
 
     def enable(self, host: str) -> None: ...
@@ -73,6 +122,10 @@ class Driver(Protocol):
     def shutdown_vm(self, vm: str) -> None: ...
 
     def start_vm(self, vm: str, host: str) -> None: ...
+
+    def restart_vm(self, vm: str) -> None:
+        """Reboot a running VM where it runs (downtime: only when the policy asks)."""
+        ...
 
     def reboot(self, host: str) -> None: ...
 
@@ -151,3 +204,6 @@ class DriverInfo:
     # Inventory variables only this driver reads (checked by the inventory like rollup's
     # own; the driver gets them as InventoryHost.variables and its factory's settings).
     variables: tuple[Variable, ...] = ()
+    # How it can patch hosts (rollup_update), its default first: "xapi" is the
+    # hypervisor's own way (Driver.install_updates), "playbook" Ansible over SSH.
+    update_methods: tuple[str, ...] = ("playbook",)

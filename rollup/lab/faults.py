@@ -14,6 +14,8 @@ duration: they are divided by the pool's `speed` (at speed 20, `600` lasts 30 s)
         return_old_version: true  # boots its old version whatever the patch installed
         refuse_ssh: true       # its sshd refuses connections (lab/machine.py)
         fail_patch: true       # the lab patch fails on it (lab/machine.py)
+        yum_busy: 2            # its next 2 yum runs find yum's lock held (true: all)
+        apply_in_progress: 1   # its next host.apply_updates is refused as in progress
     master_api_drop:
       seconds: 120             # the master's API is unreachable for 120 s...
       when: now                # ...from now, or `next-reboot`: beyond its normal reboot
@@ -35,7 +37,15 @@ import yaml
 from rollup.errors import BadInput
 
 VM_KEYS = ("fail_migration",)
-HOST_KEYS = ("no_return", "return_late", "return_old_version", "refuse_ssh", "fail_patch")
+HOST_KEYS = (
+    "no_return",
+    "return_late",
+    "return_old_version",
+    "refuse_ssh",
+    "fail_patch",
+    "yum_busy",
+    "apply_in_progress",
+)
 DROP_KEYS = ("seconds", "when")
 TOP_KEYS = ("vms", "hosts", "master_api_drop")
 
@@ -52,6 +62,11 @@ class HostFaults:
     return_old_version: bool = False
     refuse_ssh: bool = False
     fail_patch: bool = False
+    # How many more times: yum finds its lock held (the updater plugin and an SSH
+    # session's yum alike), host.apply_updates answers APPLY_UPDATES_IN_PROGRESS.
+    # None: every time.
+    yum_busy: int | None = 0
+    apply_in_progress: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -119,12 +134,17 @@ def _mapping(value: Any, source: str, key: str, allowed: tuple[str, ...] | None)
 
 def _vm_faults(body: Any, source: str, key: str) -> VMFaults:
     body = _mapping(body or {}, source, key, VM_KEYS)
-    value = body.get("fail_migration", 0)
+    return VMFaults(fail_migration=_times(body, "fail_migration", source, key))
+
+
+def _times(body: dict, name: str, source: str, key: str) -> int | None:
+    """A count of times a fault strikes: true every time (None), false never (0)."""
+    value = body.get(name, 0)
     if value is True:
-        return VMFaults(fail_migration=None)
+        return None
     if value is False:
-        return VMFaults(fail_migration=0)
-    return VMFaults(fail_migration=_count(value, source, f"{key}.fail_migration"))
+        return 0
+    return _count(value, source, f"{key}.{name}")
 
 
 def _host_faults(body: Any, source: str, key: str) -> HostFaults:
@@ -137,6 +157,8 @@ def _host_faults(body: Any, source: str, key: str) -> HostFaults:
         ),
         refuse_ssh=_flag(body.get("refuse_ssh", False), source, f"{key}.refuse_ssh"),
         fail_patch=_flag(body.get("fail_patch", False), source, f"{key}.fail_patch"),
+        yum_busy=_times(body, "yum_busy", source, key),
+        apply_in_progress=_times(body, "apply_in_progress", source, key),
     )
 
 

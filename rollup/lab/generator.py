@@ -24,6 +24,7 @@ import random
 import uuid
 
 from rollup.errors import BadInput
+from rollup.lab import Flavor
 from rollup.lab.layout import HostSpec, Layout, PinKind, VMSpec
 from rollup.model import GiB, MiB
 
@@ -59,6 +60,7 @@ def generate(
     address_prefix: str = "127.0.10.",
     version: str = DEFAULT_VERSION,
     fill: tuple[float, float] = (0.5, 0.75),
+    flavor: Flavor = "xcp-ng",
 ) -> Layout:
     if hosts < 1 or hosts > 250:
         raise BadInput(f"lab pool: hosts={hosts} is out of range; use 1 to 250 hosts")
@@ -163,6 +165,7 @@ def generate(
         master=names[0],
         hosts=host_specs,
         vms=tuple(vm_specs),
+        flavor=flavor,
     )
 
 

@@ -7,9 +7,10 @@ Each lab host lives under `<lab_dir>/hosts/<name>/`:
 
 With ssh, every host runs its own OpenSSH daemon on its own loopback address, so rollup
 reaches it exactly as it reaches a real host: paramiko and ansible-playbook over SSH. The
-daemon's `SetEnv` gives each session the host's identity (ROLLUP_LAB_HOST) and disk
-(ROLLUP_LAB_ROOT). Without ssh, Ansible's local connection gets the same two variables
-through the inventory (`rollup_lab_env`).
+daemon's `SetEnv` gives each session the host's identity (ROLLUP_LAB_HOST), its disk
+(ROLLUP_LAB_ROOT) and the lab's package repository (ROLLUP_LAB_REPO), with its own
+`yum`, `rpm` and `needs-restarting` (lab/yum.py) first on PATH. Without ssh, Ansible's
+local connection gets the same variables through the inventory (`rollup_lab_env`).
 
 A simulated reboot must end every session, not only the listener (lab/sshd.py).
 """
@@ -17,6 +18,7 @@ A simulated reboot must end every session, not only the listener (lab/sshd.py).
 from __future__ import annotations
 
 import getpass
+import os
 import re
 import shlex
 import sys
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from rollup.errors import BadInput
-from rollup.lab import sshd
+from rollup.lab import rpmdb, sshd
+from rollup.lab.faults import HostFaults
 from rollup.lab.host_files import read_value, write_atomically
 from rollup.lab.machine import BOOT_ID, FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
+from rollup.lab.packages import REPOSITORY_FILE, Rpmdb
 from rollup.remote import RemoteHost
 
 LAB_NETWORK = "127.0.10"  # the lab's hosts listen on 127.0.10.1, 127.0.10.2, ...
@@ -37,6 +41,15 @@ LAB_NETWORK = "127.0.10"  # the lab's hosts listen on 127.0.10.1, 127.0.10.2, ..
 NO_HOST_KEY_CHECK = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The package tools of a lab host (lab/yum.py), first on its sessions' PATH.
+TOOLS = ("yum", "rpm", "needs-restarting")
+_TOOL_SCRIPT = """#!{python}
+import sys
+
+from rollup.lab.yum import main
+
+sys.exit(main())
+"""
 
 
 def loopback_address(index: int, network: str = LAB_NETWORK) -> str:
@@ -78,6 +91,7 @@ class LabMachine:
         self.dir = (lab_dir / "hosts" / name).resolve()
         self.root = self.dir / "root"
         self.bin = self.dir / "bin"
+        self.repository = (lab_dir / "repo" / REPOSITORY_FILE).resolve()
         self.address = address
         self.user = getpass.getuser()
         self.key: Path | None = None
@@ -93,6 +107,8 @@ class LabMachine:
         write_atomically(
             self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755
         )
+        for tool in TOOLS:
+            write_atomically(self.bin / tool, _TOOL_SCRIPT.format(python=sys.executable), 0o755)
         if address is not None:
             if not sshd.SSHD.exists():
                 raise BadInput(sshd.SSHD_MISSING)
@@ -109,7 +125,15 @@ class LabMachine:
     @property
     def environment(self) -> dict[str, str]:
         """What every process on this host sees: its identity and its disk."""
-        return {"ROLLUP_LAB_HOST": self.name, "ROLLUP_LAB_ROOT": str(self.root)}
+        return {
+            "ROLLUP_LAB_HOST": self.name,
+            "ROLLUP_LAB_ROOT": str(self.root),
+            "ROLLUP_LAB_REPO": str(self.repository),
+        }
+
+    @property
+    def local_path(self) -> str:
+        return os.pathsep.join([str(self.bin), os.environ.get("PATH", os.defpath)])
 
     def inventory_vars(self) -> dict[str, Any]:
         """The Ansible inventory variables the lab writes for this host."""
@@ -117,7 +141,8 @@ class LabMachine:
             return {
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
-                "rollup_lab_env": self.environment,
+                # Its package tools first, as its sshd's PATH would put them.
+                "rollup_lab_env": {**self.environment, "PATH": self.local_path},
             }
         return {
             "ansible_host": self.address,
@@ -139,7 +164,7 @@ class LabMachine:
                 name=self.name,
                 address="localhost",
                 connection="local",
-                environment=self.environment,
+                environment={**self.environment, "PATH": self.local_path},
                 ansible_vars=ansible_vars,
             )
         return RemoteHost(
@@ -157,6 +182,22 @@ class LabMachine:
     def installed_version(self) -> str | None:
         return read_value(self.root / INSTALLED_VERSION)
 
+    def clear_installed_version(self) -> None:
+        (self.root / INSTALLED_VERSION).unlink(missing_ok=True)
+
+    def packages(self) -> Rpmdb | None:
+        return rpmdb.read(self.root)
+
+    def set_packages(self, packages: Rpmdb) -> None:
+        rpmdb.write(self.root, packages)
+
+    def booted_packages(self) -> Rpmdb | None:
+        return rpmdb.booted(self.root)
+
+    def take_yum_lock(self) -> bool:
+        with rpmdb.yum_lock(self.root) as taken:
+            return taken
+
     def running_version(self) -> str | None:
         return read_value(self.root / RUNNING_VERSION)
 
@@ -172,13 +213,16 @@ class LabMachine:
         with self._lock:
             write_atomically(self.root / BOOT_ID, boot_id + "\n")
             write_atomically(self.root / RUNNING_VERSION, version + "\n")
+            rpmdb.record_boot(self.root)
             self._powered = True
             if not self._refuse_ssh:
                 self._start_sshd()
 
-    def set_faults(self, refuse_ssh: bool, fail_patch: bool) -> None:
+    def set_faults(self, faults: HostFaults) -> None:
+        refuse_ssh = faults.refuse_ssh
         with self._lock:
-            if fail_patch:
+            rpmdb.set_busy(self.root, faults.yum_busy)
+            if faults.fail_patch:
                 write_atomically(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
             else:
                 (self.root / FAIL_PATCH).unlink(missing_ok=True)
@@ -227,6 +271,8 @@ class LabMachine:
         public = self.key.with_suffix(".pub").read_text()
         write_atomically(self.dir / "authorized_keys", public, 0o600)
         path = f"{self.bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        session = {**self.environment, "PATH": path, "HOME": str(self.dir)}
+        setenv = " ".join(f'"{name}={value}"' for name, value in session.items())
         config = f"""\
 # rollup lab host {self.name}, written by rollup/lab/hosts.py
 ListenAddress {self.address}:{self.port}
@@ -249,7 +295,7 @@ Subsystem sftp internal-sftp
 # A lab host is its own machine: its own HOME, so sessions never run this machine's
 # dotfiles (a shell rc killed mid-way by a simulated reboot can leave locks behind
 # that stall every later login).
-SetEnv "ROLLUP_LAB_HOST={self.name}" "ROLLUP_LAB_ROOT={self.root}" "PATH={path}" "HOME={self.dir}"
+SetEnv {setenv}
 """
         write_atomically(self.sshd_config, config, 0o600)
         self._sshd = sshd.Sshd(self.name, self.dir, self.root)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from rollup.lab import Flavor
+
 PinKind = Literal["local-sr", "pci", "vgpu", "sriov"]
 
 
@@ -49,6 +51,7 @@ class Layout:
     master: str  # host name
     hosts: tuple[HostSpec, ...]
     vms: tuple[VMSpec, ...]
+    flavor: Flavor = "xcp-ng"
 
     def footprint(self, vm: VMSpec) -> int:
         return vm.memory + vm.memory_overhead

@@ -1,25 +1,39 @@
 """What the simulated pool needs from a lab host's "machine": its disk and its daemons.
 
 The pool (lab/pool.py) decides when a host goes down and comes back; the machine
-(lab/hosts.py) holds the host's root directory and, with --ssh, its sshd. A patch writes
-the version it installs into the root directory; the pool reads it back at the next boot,
-as `yum update` followed by a reboot does.
+(lab/hosts.py) holds the host's root directory and, with --ssh, its sshd. Packages are
+installed onto the disk (by the pool's own update calls, or by `yum` in an SSH session,
+lab/yum.py); the pool reads them back, and a reboot starts what the disk then holds.
 
-Files under a host's root directory (shared by lab/hosts.py and playbooks/lab-patch.yml):
-  etc/rollup-lab/installed-version   the version the last patch installed
-  etc/rollup-lab/running-version     the version the host booted with
-  etc/rollup-lab/fail-patch          present: the lab patch fails (a fault)
-  proc/sys/kernel/random/boot_id     a new uuid at every boot
+Files under a host's root directory (shared by lab/hosts.py, lab/yum.py and
+playbooks/lab-patch.yml):
+  var/lib/rpm/rollup-lab.json           installed packages: name → version, release, time
+  etc/rollup-lab/booted-packages.json   the installed packages when the host last booted
+  etc/rollup-lab/boot-time              when it last booted (real time, epoch seconds)
+  etc/rollup-lab/installed-version      the release a yum upgrade installed (lab-patch.yml)
+  etc/rollup-lab/running-version        the version the host booted with
+  etc/rollup-lab/fail-patch             present: the lab patch and yum fail (a fault)
+  etc/rollup-lab/yum-busy               present: yum's lock is held by another process for
+                                        this many more attempts ("always": for good)
+  proc/sys/kernel/random/boot_id        a new uuid at every boot
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Protocol
 
+from rollup.lab.faults import HostFaults
+from rollup.lab.packages import Rpmdb
+
+RPMDB = Path("var/lib/rpm/rollup-lab.json")
+BOOTED_PACKAGES = Path("etc/rollup-lab/booted-packages.json")
+BOOT_TIME = Path("etc/rollup-lab/boot-time")
 INSTALLED_VERSION = Path("etc/rollup-lab/installed-version")
 RUNNING_VERSION = Path("etc/rollup-lab/running-version")
 FAIL_PATCH = Path("etc/rollup-lab/fail-patch")
+YUM_BUSY = Path("etc/rollup-lab/yum-busy")
 BOOT_ID = Path("proc/sys/kernel/random/boot_id")
 
 
@@ -27,7 +41,25 @@ class HostMachine(Protocol):
     name: str
 
     def installed_version(self) -> str | None:
-        """The version the host's disk holds (written by a patch), None if never patched."""
+        """The release a yum upgrade installed on the disk, None if none did."""
+        ...
+
+    def clear_installed_version(self) -> None:
+        """Forget it (the host booted it, or an installer replaced the disk)."""
+        ...
+
+    def packages(self) -> Rpmdb | None:
+        """The installed packages; None for a disk nothing was ever installed on."""
+        ...
+
+    def set_packages(self, rpmdb: Rpmdb) -> None: ...
+
+    def booted_packages(self) -> Rpmdb | None:
+        """The packages installed when the host last booted (what runs now)."""
+        ...
+
+    def take_yum_lock(self) -> bool:
+        """Take yum's lock for one operation: False when another process holds it."""
         ...
 
     def power_off(self) -> None:
@@ -38,7 +70,7 @@ class HostMachine(Protocol):
         """Record the new boot and start the host's daemons again."""
         ...
 
-    def set_faults(self, refuse_ssh: bool, fail_patch: bool) -> None:
+    def set_faults(self, faults: HostFaults) -> None:
         """Apply the host's share of the lab's faults (see lab/faults.py)."""
         ...
 
@@ -53,24 +85,49 @@ class MemoryMachine:
     def __init__(self, name: str) -> None:
         self.name = name
         self.installed: str | None = None
+        self.rpmdb: Rpmdb | None = None
+        self.booted: Rpmdb | None = None
         self.boot_id = ""
+        self.boot_time = 0.0
         self.running = True
-        self.refuse_ssh = False
-        self.fail_patch = False
+        self.faults = HostFaults()
+        self.yum_busy: int | None = 0  # attempts still refused; None: every one
 
     def installed_version(self) -> str | None:
         return self.installed
+
+    def clear_installed_version(self) -> None:
+        self.installed = None
+
+    def packages(self) -> Rpmdb | None:
+        return dict(self.rpmdb) if self.rpmdb is not None else None
+
+    def set_packages(self, rpmdb: Rpmdb) -> None:
+        self.rpmdb = dict(rpmdb)
+
+    def booted_packages(self) -> Rpmdb | None:
+        return dict(self.booted) if self.booted is not None else None
+
+    def take_yum_lock(self) -> bool:
+        if self.yum_busy is None:
+            return False
+        if self.yum_busy > 0:
+            self.yum_busy -= 1
+            return False
+        return True
 
     def power_off(self) -> None:
         self.running = False
 
     def power_on(self, boot_id: str, version: str) -> None:
         self.boot_id = boot_id
+        self.boot_time = time.time()
+        self.booted = self.packages()
         self.running = True
 
-    def set_faults(self, refuse_ssh: bool, fail_patch: bool) -> None:
-        self.refuse_ssh = refuse_ssh
-        self.fail_patch = fail_patch
+    def set_faults(self, faults: HostFaults) -> None:
+        self.faults = faults
+        self.yum_busy = None if faults.yum_busy is None else faults.yum_busy
 
     def close(self) -> None:
         self.running = False

@@ -16,7 +16,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rollup import bundled
-from rollup.model import Check, Move, Plan
+from rollup.model import Check, HostStep, Move, Plan
+from rollup.output import pending
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_duration, format_gib
 
@@ -32,8 +33,19 @@ def _moved(moves: Iterable[Move]) -> str:
     return f"{count(len(moves), 'VM')}, {format_gib(sum(m.memory for m in moves))}"
 
 
-def _version_after(plan: Plan) -> str:
-    return plan.policy.target_version or "patched"
+def _version_after(plan: Plan, step: HostStep) -> str:
+    return (plan.policy.target_version or "?") if step.upgrade else "patched"
+
+
+def _method(plan: Plan) -> str:
+    policy = plan.policy
+    if policy.update == "playbook":
+        how = f"the playbook {policy.playbook.rsplit('/', 1)[-1]} over SSH"
+    else:
+        how = "the hypervisor's own update service (XAPI)"
+    installer = f"; major upgrade from {policy.installer_url}" if policy.installer_url else ""
+    later = f"updates published after planning: {policy.updates}"
+    return f"{how}; reboot {policy.reboot}; {later}{installer}"
 
 
 def _summary(plan: Plan) -> str:
@@ -71,14 +83,15 @@ def plan_table(plan: Plan) -> RenderableType:
         )
 
     batches = Table(title="Batches")
-    for column in ("Batch", "Host", "Version", "Out", "Back", "Stop/start", "Estimate"):
+    for column in ("Batch", "Host", "Version", "Updates", "Out", "Back", "Stop/start", "Estimate"):
         batches.add_column(column)
     for batch in plan.batches:
         for i, step in enumerate(batch.steps):
             batches.add_row(
                 str(batch.index + 1) if i == 0 else "",
                 step.host_name,
-                f"{step.version_before} → {_version_after(plan)}",
+                f"{step.version_before} → {_version_after(plan, step)}",
+                pending.cell(step),
                 _moved(step.evacuate),
                 _moved(step.restore),
                 str(len(step.stop)) if step.stop else "-",
@@ -113,7 +126,8 @@ def plan_markdown(plan: Plan) -> str:
         "",
         f"**{_verdict(plan)}.** {_summary(plan)}.",
         "",
-        f"- Target version: {policy.target_version or 'none (patch and reboot every host)'}",
+        f"- Target version: {policy.target_version or 'none (install what is pending)'}",
+        f"- Updates: {_method(plan)}",
         f"- Strategy: {policy.strategy}; order: {policy.order}; "
         f"up to {count(policy.max_parallel_hosts, 'host')} at once",
         f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
@@ -132,17 +146,19 @@ def plan_markdown(plan: Plan) -> str:
         lines += [
             f"### Batch {batch.index + 1} ({format_duration(batch.estimate_seconds)})",
             "",
-            "| Host | Version | Moves out | Moves back | Stopped and restarted | Estimate |",
-            "|---|---|---|---|---|---|",
+            "| Host | Version | Updates | Moves out | Moves back | Stopped and restarted |"
+            " Estimate |",
+            "|---|---|---|---|---|---|---|",
         ]
         for step in batch.steps:
             lines.append(
                 f"| {_cell(step.host_name)} | {step.version_before} → "
-                f"{_version_after(plan)} | {_moved(step.evacuate)} | "
+                f"{_version_after(plan, step)} | {pending.cell(step)} | {_moved(step.evacuate)} | "
                 f"{_moved(step.restore)} | {len(step.stop) or '-'} | "
                 f"{format_duration(step.estimate_seconds)} |"
             )
         lines.append("")
+    lines += pending.markdown(plan)
     if plan.skipped:
         lines += ["## Skipped hosts", "", "| Host | Reason |", "|---|---|"]
         lines += [f"| {_cell(s.host_name)} | {_cell(s.reason)} |" for s in plan.skipped]
@@ -217,12 +233,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                     {
                         "host": host(step.host),
                         "version_before": step.version_before,
-                        "version_after": plan.policy.target_version,
+                        "version_after": plan.policy.target_version if step.upgrade else None,
                         "evacuate": [move(m) for m in step.evacuate],
                         "restore": [move(m) for m in step.restore],
                         "stop": [vm(v) for v in step.stop],
                         "start": [vm(v) for v in step.start],
                         "estimate_seconds": step.estimate_seconds,
+                        **pending.step_json(step),
                     }
                     for step in batch.steps
                 ],
@@ -254,6 +271,8 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "master": host(pool.master),
             "ha_enabled": pool.ha_enabled,
             "rolling_upgrade": pool.rolling_upgrade,
+            "flavor": pool.flavor,
+            "updates_hash": pool.updates_hash,
             "hosts": [
                 {
                     "id": h.id,
@@ -266,6 +285,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                     "memory_total": h.memory_total,
                     "memory_overhead": h.memory_overhead,
                     "capacity": h.capacity,
+                    "pending_updates": pending.pending_json(h.pending),
                 }
                 for h in pool.hosts
             ],
@@ -281,6 +301,11 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "migration_bandwidth": plan.policy.migration_bandwidth,
             "patch_seconds": plan.policy.patch_seconds,
             "reboot_seconds": plan.policy.reboot_seconds,
+            "update": plan.policy.update,
+            "updates": plan.policy.updates,
+            "reboot": plan.policy.reboot,
+            "restart_vms": plan.policy.restart_vms,
+            "installer_url": plan.policy.installer_url,
         },
         "checks": [check(c) for c in plan.checks],
         "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],

@@ -123,7 +123,19 @@ def version_checks(
         )
     else:
         checks.append(Check("mixed-versions", "pass", "every host runs the same version"))
-    if policy.target_version is None:
+    known = [h for h in upgrading if h.pending is not None]
+    if policy.target_version is None and not upgrading:
+        checks.append(Check("updates", "pass", "every host has nothing pending: nothing to do"))
+    elif policy.target_version is None and known:
+        checks.append(
+            Check(
+                "updates",
+                "pass",
+                f"{count(len(upgrading), 'host')} with updates pending, {len(at_target)} with"
+                " nothing pending",
+            )
+        )
+    elif policy.target_version is None:
         checks.append(
             Check(
                 "target-version",
@@ -140,11 +152,14 @@ def version_checks(
             )
         )
     else:
+        target = version_key(policy.target_version)
+        major = [h for h in upgrading if version_key(h.version) < target]
+        patched = f", {len(upgrading) - len(major)} to patch" if len(major) < len(upgrading) else ""
         checks.append(
             Check(
                 "target-version",
                 "pass",
-                f"{count(len(upgrading), 'host')} to upgrade to {policy.target_version}, "
+                f"{count(len(major), 'host')} to upgrade to {policy.target_version}{patched}, "
                 f"{len(at_target)} already there",
             )
         )
@@ -160,6 +175,8 @@ def master_check(pool: Pool, policy: Policy, skipped: Sequence[SkippedHost]) -> 
     target = policy.target_version
     if reason is None or (target and version_key(master.version) >= version_key(target)):
         return []
+    if master.pending is not None and not master.pending.updates and not target:
+        return []  # a patch leaves versions alone: members may go first
     status = "fail" if target else "warn"
     return [
         Check(
@@ -260,3 +277,41 @@ def return_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]:
         for outcome in outcomes
         for move in outcome.unreturned
     ]
+
+
+def installer_checks(pool: Pool, policy: Policy, upgrading: Sequence[Host]) -> list[Check]:
+    """A major upgrade: every host below the target can boot the network installer, asked
+    of each before anything changes (the plugin's testUrl and testSafe2Upgrade)."""
+    below = [h for h in upgrading if policy.target_version and _below(h, policy.target_version)]
+    if not below:
+        return []
+    if policy.installer_url is None:
+        if policy.update == "playbook":
+            return []  # the playbook upgrades them (a yum release upgrade)
+        names = ", ".join(h.name for h in below)
+        return [
+            Check(
+                "installer",
+                "fail",
+                f"{names} {verb(len(below), 'runs', 'run')} below {policy.target_version}: a"
+                " major upgrade needs rollup_installer_url (the network installer), or"
+                " rollup_update: playbook",
+            )
+        ]
+    failing = [h for h in below if h.installer]
+    if failing:
+        return [
+            Check("installer", "fail", f"{h.name} cannot boot the installer: {h.installer}", h.id)
+            for h in failing
+        ]
+    return [
+        Check(
+            "installer",
+            "pass",
+            f"{count(len(below), 'host')} can boot the installer at {policy.installer_url}",
+        )
+    ]
+
+
+def _below(host: Host, target: str) -> bool:
+    return version_key(host.version) < version_key(target)

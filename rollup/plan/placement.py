@@ -40,6 +40,7 @@ class Turn:
     host: Host
     stop: tuple[VM, ...] = ()  # unmovable VMs shut down for the upgrade, started after
     stay: tuple[VM, ...] = ()  # unmovable VMs the policy refuses to touch (plan infeasible)
+    in_place: bool = False  # patched where it runs: every VM stays
 
 
 @dataclass(frozen=True)

@@ -73,20 +73,21 @@ class _Selection:
 
 def _select(pool: Pool, policy: Policy, order: list[Host]) -> _Selection:
     """Decide, host by host in run order, who is upgraded and what happens to pinned VMs."""
-    target = version_key(policy.target_version) if policy.target_version else None
     resident: dict[str, list[VM]] = {h.id: [] for h in pool.hosts}
     for vm in pool.vms:
         if vm.running and vm.host in resident:
             resident[vm.host].append(vm)
     chosen = _Selection([], [], [], {})
     for host in order:
-        if target is not None and version_key(host.version) >= target:
-            relation = "newer than" if version_key(host.version) > target else "already at"
-            gone = SkippedHost(
-                host.id, host.name, f"{host.version} is {relation} target {policy.target_version}"
-            )
+        done = _nothing_to_do(host, policy)
+        if done is not None:
+            gone = SkippedHost(host.id, host.name, done)
             chosen.at_target.append(gone)
             chosen.skipped.append(gone)
+            continue
+        if in_place(host, policy):
+            # Its VMs stay where they run: nothing moves for it, nothing is stopped.
+            chosen.turns.append(Turn(host, stay=tuple(resident[host.id]), in_place=True))
             continue
         stuck = [vm for vm in resident[host.id] if vm.blockers]
         if stuck:
@@ -100,6 +101,44 @@ def _select(pool: Pool, policy: Policy, order: list[Host]) -> _Selection:
             Turn(host, stop=tuple(stuck) if restart else (), stay=() if restart else tuple(stuck))
         )
     return chosen
+
+
+def upgrading(host: Host, policy: Policy) -> bool:
+    """Whether the host is below the target version: a major upgrade, not a patch."""
+    target = policy.target_version
+    return target is not None and version_key(host.version) < version_key(target)
+
+
+def _nothing_to_do(host: Host, policy: Policy) -> str | None:
+    """Why the host is skipped, or None when it has work: an upgrade, or updates pending
+    (a host that cannot tell what is pending is patched, unless at the target)."""
+    target = policy.target_version
+    if upgrading(host, policy):
+        return None
+    at = ""
+    if target is not None:
+        relation = "newer than" if version_key(host.version) > version_key(target) else "already at"
+        at = f"{host.version} is {relation} target {target}"
+        if host.pending is None:
+            return at
+    if host.pending is not None and not host.pending.updates:
+        return f"nothing pending{'; ' + at if at else ''}"
+    return None
+
+
+def in_place(host: Host, policy: Policy) -> bool:
+    """Whether the host is patched where it runs, its VMs left alone: what it has pending
+    needs neither a reboot nor its VMs moved (a livepatch, a toolstack restart), and the
+    policy reboots only when required."""
+    pending = host.pending
+    return (
+        pending is not None
+        and bool(pending.updates)
+        and not pending.evacuate
+        and policy.reboot == "if-required"
+        and policy.update == "xapi"
+        and not upgrading(host, policy)
+    )
 
 
 def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
@@ -133,6 +172,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         checks.ha_check(pool, policy),
         checks.lock_check(pool, now),
         *checks.version_checks(pool, policy, [t.host for t in turns], at_target),
+        *checks.installer_checks(pool, policy, [t.host for t in turns]),
         *checks.master_check(pool, policy, skipped),
         *checks.unmovable_checks(chosen.pinned, {h.id: h for h in pool.hosts}, policy, downtime),
         *checks.capacity_checks(simulation.outcomes, pool),
@@ -166,7 +206,9 @@ def _batches(
             host = turn.host
             evacuate = tuple(_move(m) for m in outcome.evacuate[host.id])
             restore = tuple(_move(m) for m in outcome.restore[host.id])
-            seconds = step_seconds(evacuate, restore, policy)
+            seconds = (
+                policy.patch_seconds if turn.in_place else step_seconds(evacuate, restore, policy)
+            )
             if turn.stop:
                 # Pinned VMs are stopped before the evacuation and started after the reboot.
                 downtime[host.id] = (
@@ -185,6 +227,9 @@ def _batches(
                     stop=stopped,
                     start=stopped,
                     estimate_seconds=seconds,
+                    pending=host.pending,
+                    in_place=turn.in_place,
+                    upgrade=upgrading(host, policy),
                 )
             )
         ranked = sorted(outcome.memory_after, key=lambda h: host_rank[h])

@@ -30,12 +30,21 @@ class RunContext:
     bus: EventBus
     policy: Policy
     remotes: Mapping[str, RemoteHost]  # host id → how to reach its OS
+    updates_hash: str = ""  # XenServer: the update repository's hash when planned
     ledger: Ledger = field(default_factory=Ledger)
     cancelled: bool = False
     migrations: int = 0
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+    @property
+    def uses_ssh(self) -> bool:
+        """Whether the run reaches hosts over SSH: the playbook patches them, or hooks run."""
+        policy = self.policy
+        return policy.update == "playbook" or bool(
+            policy.pre_host_playbook or policy.post_host_playbook
+        )
 
     async def snapshot(self, host: str | None = None) -> Pool:
         """The pool now, with what pins VMs read for `host` only when one is given."""

@@ -28,6 +28,7 @@ from rollup.run.events import (
     PlanDivergence,
 )
 from rollup.run.host_playbook import play_on_host
+from rollup.run.host_updates import HostUpdates
 from rollup.run.vm_moves import VmMoves
 from rollup.text.plurals import count, noun, verb
 
@@ -35,6 +36,8 @@ from rollup.text.plurals import count, noun, verb
 OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
 # A failure in these states puts the host back in service: it was never patched.
 BEFORE_PATCH = ("checking", "disabling", "evacuating")
+# Journal note: a failed host was put back in service, nothing patched (its state then).
+BACK_IN_SERVICE = "back_in_service"
 # Journal note: the version a host came back at when it should have been upgraded.
 CAME_BACK_AT = "came_back_at"
 
@@ -49,6 +52,7 @@ class HostUpgrade:
         self.step = step
         self.batch_hosts = batch_hosts
         self.moves = VmMoves(ctx, step.host, step.host_name, batch_hosts)
+        self.updates = HostUpdates(ctx, step)
         self.error: HostFailed | None = None
         self.failed_in: str | None = None
         self.reason = ""
@@ -63,6 +67,8 @@ class HostUpgrade:
         for source, dest in pairwise(SEQUENCE):
             self.machine.add_transition("advance", source, dest)
         self.machine.add_transition("skip_reboot", "patching", "verifying")
+        # A major upgrade's host patched after it runs the new release, in the same turn.
+        self.machine.add_transition("patch_again", "verifying", "patching")
         self.machine.add_transition("fail", list(SEQUENCE[:-1]), "failed")
         self.machine.add_transition("skip", ["pending", "checking", "failed"], "skipped")
         for state in SEQUENCE[1:-1]:
@@ -142,7 +148,8 @@ class HostUpgrade:
                 self.error = failure
                 self.failed_in = state
                 self._emit_result(state, started, ok=False, error=failure)
-                if state in BEFORE_PATCH:
+                if state in BEFORE_PATCH or failure.untouched:
+                    self.ctx.journal.note(self.ctx.run_id, self.host, BACK_IN_SERVICE, state)
                     failure.message += await self._back_in_service()
                 self.reason = f"{state}: {failure.message}"
                 self.fail()
@@ -159,8 +166,11 @@ class HostUpgrade:
 
     def _retry_from(self) -> str:
         """The state a failed host starts again from when the run resumes."""
-        if self.failed_in in BEFORE_PATCH:
-            # Before the patch, a failed host was put back in service: start it over.
+        if self.failed_in in BEFORE_PATCH or self.ctx.journal.recall(
+            self.ctx.run_id, self.host, BACK_IN_SERVICE
+        ):
+            # Nothing was patched and the host was put back in service: start it over.
+            self.ctx.journal.forget(self.ctx.run_id, self.host, BACK_IN_SERVICE)
             return "checking"
         old = self.ctx.journal.recall(self.ctx.run_id, self.host, CAME_BACK_AT)
         if self.failed_in == "verifying" and old is not None:
@@ -211,10 +221,13 @@ class HostUpgrade:
         target = self.ctx.policy.target_version
         if not host.live:
             raise HostFailed(f"{self.name} is not live: bring it back before upgrading it")
+        pending = await self.updates.check()
+        if self.updates.in_place:
+            return f"{pending}: patched in place, its VMs stay"
         # Before anything moves: a host we cannot patch is not disabled, emptied and its
         # pinned VMs stopped, only to fail at the patch.
         remote = self.ctx.remotes.get(self.host)
-        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+        if remote is not None and not await self._answers_ssh():
             raise HostFailed(
                 f"{self.name} does not answer SSH at {remote.address}:{remote.port}: fix SSH"
                 " before it is upgraded",
@@ -250,13 +263,18 @@ class HostUpgrade:
             )
         if self.ctx.policy.pre_host_playbook:
             await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
-        return f"{count(len(actual), 'VM')} to move" + (f", target {target}" if target else "")
+        moving = f"{count(len(actual), 'VM')} to move" + (f", target {target}" if target else "")
+        return f"{pending}, {moving}" if pending else moving
 
     async def _do_disabling(self) -> str:
+        if self.updates.in_place:
+            return "in place: it stays enabled"
         await self.ctx.call(self.ctx.driver.disable, self.host)
         return ""
 
     async def _do_evacuating(self) -> str:
+        if self.updates.in_place:
+            return "in place: its VMs stay"
         moved = 0
         attempts = 3
         for attempt in range(attempts + 1):
@@ -284,6 +302,15 @@ class HostUpgrade:
         raise HostFailed(f"{self.name} still has running VMs after evacuation")
 
     async def _do_patching(self) -> str:
+        upgrade = await self.updates.upgrade()
+        if upgrade:
+            return upgrade  # the installer runs at the reboot
+        if self.ctx.policy.update == "xapi" or self.updates.by_installer:
+            detail, no_reboot = await self.updates.patch()
+            if no_reboot:
+                self.reason = no_reboot
+                self.skip_reboot()
+            return detail
         result = await self._play(self.ctx.policy.playbook, "patch")
         self.ctx.journal.note(self.ctx.run_id, self.host, "reboot_required", result.reboot_required)
         # A host that came back at its old version reboots whatever the playbook says:
@@ -294,6 +321,13 @@ class HostUpgrade:
             self.skip_reboot()
             return "no reboot needed"
         return "reboot required" if result.reboot_required else ""
+
+    async def _answers_ssh(self) -> bool:
+        """Whether the host answers SSH, where the run reaches it by SSH at all."""
+        remote = self.ctx.remotes.get(self.host)
+        if remote is None or not self.ctx.uses_ssh:
+            return True
+        return bool(await self.ctx.call(self.ctx.patcher.reachable, remote))
 
     async def _play(self, playbook: str, what: str) -> PatchResult:
         return await play_on_host(self.ctx, self.host, self.name, playbook, what)
@@ -329,10 +363,14 @@ class HostUpgrade:
                 " reboots it again",
                 "VERSION_MISMATCH",
             )
-        remote = self.ctx.remotes.get(self.host)
-        if remote is not None and not await self.ctx.call(self.ctx.patcher.reachable, remote):
+        if not await self._answers_ssh():
             raise HostFailed(f"{self.name} is back in the pool but does not answer SSH")
-        return f"running {host.version}"
+        if await self.updates.after_upgrade():
+            self.reason = f"upgraded to {host.version}: its updates are installed now"
+            self.patch_again()
+            return f"running {host.version}, updates pending"
+        left = await self.updates.verify()
+        return f"running {host.version}" + (f", {left}" if left else "")
 
     async def _do_enabling(self) -> str:
         await self.ctx.call(self.ctx.driver.enable, self.host)

@@ -54,19 +54,32 @@ class PoolGuard:
                 return
 
     async def pause_ha(self) -> HaState:
+        """HA (and the pool's automatic VM starts) off for the run; what they were is
+        journaled first, so a crash or a resume restores them exactly."""
         record = self.ctx.journal.run(self.ctx.run_id)
         if record is not None and record.ha is not None:
-            # Resumed: what HA looked like before the FIRST start is what we restore.
-            original = HaState(enabled=bool(record.ha.get("enabled")))
+            # Resumed: what the pool looked like before the FIRST start is what we restore.
+            detail = tuple((str(k), str(v)) for k, v in record.ha.get("detail", ()))
+            original = HaState(enabled=bool(record.ha.get("enabled")), detail=detail)
             await self.ctx.call(self.ctx.driver.pause_ha)
             return original
         state: HaState = await self.ctx.call(self.ctx.driver.pause_ha)
-        self.ctx.journal.set_ha(self.ctx.run_id, {"enabled": state.enabled})
+        self.ctx.journal.set_ha(
+            self.ctx.run_id, {"enabled": state.enabled, "detail": [list(d) for d in state.detail]}
+        )
         if state.enabled:
             self._say("HA disabled for the run; it is restored at the end, also on failure")
         return state
 
     async def restore_ha(self, state: HaState) -> None:
+        if state.enabled and (await self.ctx.snapshot()).rolling_upgrade:
+            # xapi refuses HA while versions differ: it comes back with the last host.
+            self._say(
+                "HA stays off while the pool's hosts run different versions: `rollup"
+                f" resume {self.ctx.run_id}` turns it on again after the last host",
+                "warning",
+            )
+            state = HaState(enabled=False, detail=state.detail)
         try:
             await self.ctx.call(self.ctx.driver.restore_ha, state)
             if state.enabled:

@@ -24,6 +24,7 @@ from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
 from rollup.run.journal import Transition
 from rollup.run.options import RunOptions, in_window, window_text
 from rollup.run.pool_guard import PoolGuard
+from rollup.run.vm_restarts import restart_guided_vms
 from rollup.text.plurals import count, verb
 
 RUN_STATES = ("planned", "running", "paused", "awaiting_approval", "completed", "failed", "aborted")
@@ -211,6 +212,7 @@ class Rollout:
         if failed:
             said = f"{count(len(failed), 'host')} failed: {', '.join(u.name for u in failed)}"
             return self._transition(self.fail, "failed", said)
+        await restart_guided_vms(self.ctx, self._say)
         return self._transition(self.complete, "completed", self._summary())
 
     async def _after_failure(self, failed: list[HostUpgrade]) -> tuple[str, str] | None:

@@ -19,7 +19,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from rollup.model import Move, Plan
+from rollup.model import HostStep, Move, Plan
+from rollup.output import pending
 from rollup.text.plurals import count, verb
 from rollup.text.units import format_duration, format_gib
 
@@ -80,11 +81,11 @@ def _moves(moves: tuple[Move, ...], names: dict[str, str], far_end: str) -> Text
 
 def batches_table(plan: Plan) -> RenderableType:
     names = {host.id: host.name for host in plan.pool.hosts}
-    after = plan.policy.target_version or "patched"
     table = Table(title="Order", title_justify="left", expand=True, show_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("Host", no_wrap=True)
     table.add_column("Version", no_wrap=True)
+    table.add_column("Updates", no_wrap=True)
     table.add_column("VMs out", ratio=1, overflow="fold")
     table.add_column("VMs back", ratio=1, overflow="fold")
     table.add_column("Time", justify="right", no_wrap=True)
@@ -97,12 +98,36 @@ def batches_table(plan: Plan) -> RenderableType:
             table.add_row(
                 str(batch.index + 1) if i == 0 else "",
                 host,
-                f"{step.version_before}→{after}",
+                f"{step.version_before}→{_after(plan, step)}",
+                pending.cell(step),
                 out,
                 _moves(step.restore, names, "source"),
                 format_duration(step.estimate_seconds),
                 end_section=i == len(batch.steps) - 1,
             )
+    return table
+
+
+def _after(plan: Plan, step: HostStep) -> str:
+    return (plan.policy.target_version or "?") if step.upgrade else "patched"
+
+
+def updates_table(plan: Plan) -> RenderableType | None:
+    """Per host what it installs and what that demands: what a change board reads."""
+    steps = [s for s in plan.steps if s.pending is not None and s.pending.updates]
+    if not steps:
+        return None
+    table = Table(title="Updates", title_justify="left", expand=True, show_edge=False)
+    table.add_column("Host", no_wrap=True)
+    table.add_column("Installs", ratio=2, overflow="fold")
+    table.add_column("Then", ratio=1, overflow="fold")
+    for step in steps:
+        assert step.pending is not None
+        installs = Text()
+        for i, update in enumerate(step.pending.updates):
+            installs.append(", " if i else "")
+            installs.append(update.label, style="bold" if update.severity == "High" else "")
+        table.add_row(step.host_name, installs, pending.demands(step))
     return table
 
 
@@ -119,9 +144,9 @@ def skipped_table(plan: Plan) -> RenderableType | None:
 
 def plan_renderable(plan: Plan) -> RenderableType:
     parts = [verdict(plan), checks_table(plan), Text(""), batches_table(plan)]
-    skipped = skipped_table(plan)
-    if skipped is not None:
-        parts += [Text(""), skipped]
+    for table in (updates_table(plan), skipped_table(plan)):
+        if table is not None:
+            parts += [Text(""), table]
     return Group(*parts)
 
 

@@ -55,7 +55,7 @@ def _start_lab(tmp_path: Path) -> LabProcess:
     lab_dir = tmp_path / "lab"
     process = subprocess.Popen(
         [ROLLUP, "lab", "up", "--hosts", "4", "--vms", "24", "--ssh",
-         "--speed", "100", "--dir", str(lab_dir), "--network", NETWORK],
+         "--speed", "100", "--dir", str(lab_dir), "--network", NETWORK, "--release", "8.2.1"],
         stdout=subprocess.PIPE,
         stderr=(tmp_path / "lab.stderr").open("w"),
         stdin=subprocess.DEVNULL,

@@ -169,8 +169,11 @@ def test_the_master_api_drop_can_wait_for_its_next_reboot(make_lab):
 
 def test_os_faults_reach_the_host_machine(make_lab):
     lab = make_lab(layout([host("h1"), host("h2")], []))
-    lab.pool.set_faults(Faults(hosts={"h2": HostFaults(refuse_ssh=True, fail_patch=True)}))
-    assert (lab.machines["h2"].refuse_ssh, lab.machines["h2"].fail_patch) == (True, True)
-    assert (lab.machines["h1"].refuse_ssh, lab.machines["h1"].fail_patch) == (False, False)
+    h2 = HostFaults(refuse_ssh=True, fail_patch=True, yum_busy=2)
+    lab.pool.set_faults(Faults(hosts={"h2": h2}))
+    assert lab.machines["h2"].faults == h2
+    assert lab.machines["h1"].faults == HostFaults()
+    # yum's lock is held for the next two attempts, then free.
+    assert [lab.machines["h2"].take_yum_lock() for _ in range(3)] == [False, False, True]
     lab.pool.set_faults(Faults())
-    assert (lab.machines["h2"].refuse_ssh, lab.machines["h2"].fail_patch) == (False, False)
+    assert lab.machines["h2"].faults == HostFaults()

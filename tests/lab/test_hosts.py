@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import stat
 import time
 import uuid
@@ -14,6 +15,7 @@ import pytest
 
 from rollup.errors import BadInput, RemoteError
 from rollup.lab import hosts, sshd
+from rollup.lab.faults import HostFaults
 from rollup.lab.hosts import LabMachine
 from rollup.remote import ansible, processes, ssh
 from tests import loopback
@@ -119,21 +121,21 @@ def test_power_off_ends_open_sessions_and_what_they_started(machine):
 
 def test_refuse_ssh_keeps_the_daemon_down_until_the_fault_is_cleared(machine):
     host = machine.remote_host()
-    machine.set_faults(refuse_ssh=True, fail_patch=False)
+    machine.set_faults(HostFaults(refuse_ssh=True))
     assert not ssh.reachable(host)
 
     machine.power_off()
     machine.power_on(str(uuid.uuid4()), "8.2.1")
     assert not ssh.reachable(host)  # booting does not clear a fault
 
-    machine.set_faults(refuse_ssh=False, fail_patch=False)
+    machine.set_faults(HostFaults())
     assert ssh.reachable(host)
 
 
 def test_clearing_refuse_ssh_on_a_powered_off_host_does_not_start_its_daemon(machine):
-    machine.set_faults(refuse_ssh=True, fail_patch=False)
+    machine.set_faults(HostFaults(refuse_ssh=True))
     machine.power_off()
-    machine.set_faults(refuse_ssh=False, fail_patch=False)
+    machine.set_faults(HostFaults())
 
     assert not ssh.reachable(machine.remote_host())
     assert not machine.sshd_running()
@@ -142,9 +144,9 @@ def test_clearing_refuse_ssh_on_a_powered_off_host_does_not_start_its_daemon(mac
 def test_fail_patch_fault_is_a_file_on_the_hosts_disk(machine):
     marker = machine.root / "etc/rollup-lab/fail-patch"
 
-    machine.set_faults(refuse_ssh=False, fail_patch=True)
+    machine.set_faults(HostFaults(fail_patch=True))
     assert marker.exists()
-    machine.set_faults(refuse_ssh=False, fail_patch=False)
+    machine.set_faults(HostFaults())
     assert not marker.exists()
 
 
@@ -199,7 +201,12 @@ def test_inventory_vars_for_a_local_host_carry_its_environment(make_machine):
     assert machine.inventory_vars() == {
         "ansible_connection": "local",
         "ansible_python_interpreter": hosts.sys.executable,
-        "rollup_lab_env": {"ROLLUP_LAB_HOST": "h9", "ROLLUP_LAB_ROOT": str(machine.root)},
+        "rollup_lab_env": {
+            "ROLLUP_LAB_HOST": "h9",
+            "ROLLUP_LAB_ROOT": str(machine.root),
+            "ROLLUP_LAB_REPO": str(machine.repository),
+            "PATH": f"{machine.bin}:{os.environ['PATH']}",
+        },
     }
     assert (machine.root / "proc/sys/kernel/random/boot_id").read_text().strip()
     assert machine.running_version() == "8.2.1"

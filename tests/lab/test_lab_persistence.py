@@ -23,7 +23,7 @@ from rollup.lab.xapi.running import RunningLab
 from tests.lab.conftest import wait_until
 
 # No sshd: these tests are about the pool's state, and the hosts' disks are the same.
-SPEC = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=False)
+SPEC = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=False, release="8.2.1")
 
 
 @pytest.fixture
@@ -46,6 +46,12 @@ def start(
 def stop(labs: list[RunningLab], lab: RunningLab) -> None:
     labs.remove(lab)
     lab.stop()
+
+
+def failure_of(call: Any) -> list[str]:
+    with pytest.raises(XenAPI.Failure) as info:
+        call()
+    return list(info.value.details)
 
 
 def login(lab: RunningLab) -> Any:
@@ -125,6 +131,8 @@ def test_a_restored_lab_is_the_pool_its_predecessor_left(tmp_path: Path, labs):
     x = login(lab)
     booted_before = float(x.host.get_other_config(host_ref(x, "h2"))["boot_time"])
 
+    # HA first: xapi refuses it once the pool's versions differ (rolling-upgrade mode).
+    x.pool.enable_ha([], {})
     x.host.disable(host_ref(x, "h3"))
     moved = migrate_one(x, "h4", "h1")
     # h2: a patch installed 8.3.0; its VMs stop (no room asked for), it reboots into 8.3.0.
@@ -143,7 +151,7 @@ def test_a_restored_lab_is_the_pool_its_predecessor_left(tmp_path: Path, labs):
     )
     x = login(lab)  # the master kept its sessions, but be independent of it
     x.pool.add_to_other_config(x.pool.get_all()[0], "rollup.lock", "controller-1 run 42")
-    x.pool.enable_ha([], {})
+    assert failure_of(lambda: x.pool.enable_ha([], {})) == ["NOT_SUPPORTED_DURING_UPGRADE"]
     before = view(lab)
     assert before["hosts"]["h2"]["version"] == "8.3.0"
     assert float(before["hosts"]["h2"]["other_config"]["boot_time"]) > booted_before
@@ -155,7 +163,14 @@ def test_a_restored_lab_is_the_pool_its_predecessor_left(tmp_path: Path, labs):
     state_file = directory / STATE_FILE
     assert state_file.stat().st_mode & 0o777 == 0o600
     saved = json.loads(state_file.read_text())
-    assert saved["spec"] == {"hosts": 4, "vms": 24, "seed": 1, "fill": [0.5, 0.75]}
+    assert saved["spec"] == {
+        "hosts": 4,
+        "vms": 24,
+        "seed": 1,
+        "fill": [0.5, 0.75],
+        "flavor": "xcp-ng",
+        "release": "8.2.1",
+    }
 
     boot_ids = {name: machine.boot_id() for name, machine in lab.machines.items()}
     again = start(labs, directory, restore=True)
@@ -176,7 +191,7 @@ def test_a_restored_lab_is_the_pool_its_predecessor_left(tmp_path: Path, labs):
     state = view(fresh)
     assert {h["version"] for h in state["hosts"].values()} == {"8.2.1"}
     assert all(h["enabled"] for h in state["hosts"].values())
-    assert state["pool"]["other_config"] == {}
+    assert state["pool"]["other_config"] == {"auto_poweron": "true"}  # as a fresh lab starts
     assert state["pool"]["ha_enabled"] is False
     assert fresh.machines["h2"].installed_version() is None  # a fresh lab's disks are new
 
@@ -202,7 +217,7 @@ def test_a_fresh_lab_that_changes_nothing_leaves_the_saved_state_alone(tmp_path:
     stop(labs, changed)
     restored = start(labs, directory, restore=True)
     state = view(restored)
-    assert state["pool"]["other_config"] == {"rollup.lock": "run 2"}
+    assert state["pool"]["other_config"] == {"rollup.lock": "run 2", "auto_poweron": "true"}
     assert state["hosts"]["h4"]["enabled"] is True
 
 
@@ -210,7 +225,7 @@ def test_operations_in_flight_are_saved_settled(tmp_path: Path, labs):
     """Stopped mid-migration and mid-reboot: the VM lands, the host is back upgraded."""
     directory = tmp_path / "lab"
     # Real time: a migration takes seconds, a rebooting host goes down 10 s after the call.
-    slow = LabSpec(hosts=4, vms=24, seed=1, speed=1.0, ssh=False)
+    slow = LabSpec(hosts=4, vms=24, seed=1, speed=1.0, ssh=False, release="8.2.1")
     lab = start(labs, directory, slow)
     x = login(lab)
     h3 = host_ref(x, "h3")
@@ -242,7 +257,9 @@ def test_a_host_held_down_stays_down_until_its_fault_is_cleared(tmp_path: Path, 
     directory = tmp_path / "lab"
     faults = tmp_path / "faults.yml"
     faults.write_text(yaml.safe_dump({"hosts": {"h2": {"no_return": True}}}))
-    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=False, faults=str(faults))
+    spec = LabSpec(
+        hosts=4, vms=24, seed=1, speed=1000.0, ssh=False, faults=str(faults), release="8.2.1"
+    )
     lab = start(labs, directory, spec)
     x = login(lab)
     h2 = host_ref(x, "h2")
@@ -272,7 +289,7 @@ CHILD = textwrap.dedent(
     from rollup.lab.xapi.running import RunningLab
     from rollup.lab import LabSpec
 
-    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=sys.argv[2] == "ssh")
+    spec = LabSpec(hosts=4, vms=24, seed=1, speed=1000.0, ssh=sys.argv[2] == "ssh", release="8.2.1")
     lab = RunningLab.start_for(spec, Path(sys.argv[1]))
     print(lab.url, lab.password, flush=True)
     time.sleep(600)

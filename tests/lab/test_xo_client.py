@@ -34,6 +34,7 @@ def lab(tmp_path: Path) -> Iterator[RunningLab]:
         port=0,
         directory=tmp_path / "lab",
         network=NETWORK,
+        release="8.2.1",
     )
     try:
         yield running
@@ -73,6 +74,7 @@ def test_xen_orchestras_client_connects_caches_and_drives_the_lab(lab: RunningLa
         "objects fetched",
         "disable/enable",
         "migrated",
+        "patched",
         "rebooted",
         "barrier",
         "disconnected",
@@ -104,6 +106,14 @@ def test_xen_orchestras_client_connects_caches_and_drives_the_lab(lab: RunningLa
         "enabled": True,
         "live": True,
     }
+    # The updater plugin as XO calls it: every host's pending packages, then one host's
+    # install through callAsync (the plugin's JSON answer as the task's result).
+    pending = report["pending"]
+    assert set(pending) == {h.name for h in lab.pool.hosts.values()}
+    assert pending["h1"] and "kernel" in pending["h1"] and pending["h4"] == []
+    assert report["update"]["returncode"] == 0 and report["update"]["left"] == 0
+    patched = lab.pool.host_named(report["update"]["host"])
+    assert float(patched.other_config["rpm_patch_installation_time"]) > 0
     assert report["barrier"] is True
     assert {"host", "host_metrics", "VM", "pool"} <= set(report["update_types"])
     assert report["tasks_left"] == 0

@@ -14,6 +14,7 @@ from typing import Any
 
 import libvirt
 
+from rollup.lab.faults import HostFaults
 from rollup.model import Pool
 from tests.libvirt.conftest import TARGET, Lab, events_of
 
@@ -116,7 +117,7 @@ def migrations(events: list[dict[str, Any]]) -> dict[tuple[str, str], list[float
 def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(lab: Lab) -> None:
     before = lab.snapshot()
     counted = wait_counting(lab)
-    lab.running.hosts["h1"].machine.set_faults(refuse_ssh=False, fail_patch=True)
+    lab.running.hosts["h1"].machine.set_faults(HostFaults(fail_patch=True))
     result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
     assert result.returncode == 5, result.stderr
     assert "h1 failed while patching" in result.stderr
@@ -129,7 +130,7 @@ def test_a_failing_playbook_pauses_with_the_pool_safe_and_resume_completes(lab: 
     assert all(vm.running for vm in during.vms) and len(during.vms) == 4
     assert during.lock is None
 
-    lab.running.hosts["h1"].machine.set_faults(refuse_ssh=False, fail_patch=False)
+    lab.running.hosts["h1"].machine.set_faults(HostFaults())
     resumed = lab.rollup("resume", "--yes", "--no-tui")
     assert resumed.returncode == 0, resumed.stderr
     assert_upgraded_and_whole(lab, before, counted)

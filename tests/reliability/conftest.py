@@ -56,6 +56,10 @@ def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
             directory=tmp_path / "lab",
             faults=str(faults),
             network=next_network(),
+            # The XCP-ng 8.2 pool these tests were written for: a release upgrade by
+            # the lab's playbook (yum), checked against the target version.
+            release="8.2.1",
+            update="playbook",
         )
         started.append(running)
         return Lab(running, tmp_path / "lab", tmp_path / "state", faults)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollup.lab.xapi.running import TARGET_VERSION
+from rollup.lab.releases import CURRENT_XCP_NG as TARGET_VERSION
 from rollup.model import Pool
 from rollup.run.journal import Journal
 from tests.installed import ROLLUP
@@ -59,9 +59,9 @@ def assert_vms_whole(before: Pool, now: Pool, stopped_on_purpose: set[str] = fro
 
 
 def assert_finished(lab: Lab, before: Pool, run_id: str, hosts: set[str] | None = None) -> Pool:
-    """The job is done: every host upgraded and in service, every VM whole, HA as it was,
-    no lock, and the journal of the run says the same as the pool (for `hosts`: those
-    the run upgraded, default all)."""
+    """The job is done: every host upgraded and in service, every VM whole, HA and VMs'
+    auto power-on as they were, no lock, and the journal of the run says the same as the
+    pool (for `hosts`: those the run upgraded, default all)."""
     after = lab.snapshot()
     for host in after.hosts:
         assert (host.name, host.version, host.enabled, host.live) == (
@@ -72,6 +72,9 @@ def assert_finished(lab: Lab, before: Pool, run_id: str, hosts: set[str] | None 
         ), f"{host.name} is not upgraded and in service"
     assert_vms_whole(before, after)
     assert after.ha_enabled == before.ha_enabled, "HA is not as it was"
+    # The lab's pools start VMs with their host (auto_poweron): off for the run (no VM
+    # started above), on again once it is done, whatever killed rollup on the way.
+    assert lab.running.pool.other_config.get("auto_poweron") == "true", "auto power-on lost"
     assert after.lock is None, f"a run lock is left on the pool: {after.lock}"
     journal = Journal(lab.state)
     try:

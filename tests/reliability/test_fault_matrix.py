@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from rollup.lab.releases import CURRENT_XCP_NG as TARGET_VERSION
 from rollup.lab.xapi import migration
-from rollup.lab.xapi.running import TARGET_VERSION
 from rollup.model import Pool
 from tests.reliability.conftest import MakeLab
 from tests.reliability.matrix import Matrix, record_row

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rollup.errors import BadInput
+from rollup.lab.faults import HostFaults
 from rollup.remote import ansible, processes
 from rollup.remote.ansible import TaskEvent
 
@@ -39,7 +40,7 @@ def test_the_lab_patch_over_ssh_installs_the_version_and_asks_for_a_reboot(lab_h
     assert lab_host.installed_version() == "8.3.0"
     assert lab_host.running_version() == "8.2.1"
     assert events == [
-        TaskEvent("h1", "Install version 8.3.0", "changed"),
+        TaskEvent("h1", "Update the packages to release 8.3.0", "changed"),
         TaskEvent("h1", "Decide whether a reboot is required", "ok"),
     ]
     log = (tmp_path / "out" / "h1.ansible.log").read_text()
@@ -49,13 +50,13 @@ def test_the_lab_patch_over_ssh_installs_the_version_and_asks_for_a_reboot(lab_h
 
 
 def test_the_fail_patch_fault_fails_the_play_naming_the_task(lab_host, tmp_path):
-    lab_host.set_faults(refuse_ssh=False, fail_patch=True)
+    lab_host.set_faults(HostFaults(fail_patch=True))
     events: list[TaskEvent] = []
 
     result = patch(lab_host, tmp_path, events=events)
 
     assert (result.rc, result.status, result.ok) == (2, "failed", False)
-    assert result.failed_task == "Install version 8.3.0"
+    assert result.failed_task == "Update the packages to release 8.3.0"
     assert result.message == (
         "non-zero return code: patch failed on h1: lab fault fail-patch is set "
         f"({lab_host.root}/etc/rollup-lab/fail-patch exists)"
@@ -67,13 +68,13 @@ def test_the_fail_patch_fault_fails_the_play_naming_the_task(lab_host, tmp_path)
 
 
 def test_a_host_that_refuses_ssh_is_reported_unreachable_not_raised(lab_host, tmp_path):
-    lab_host.set_faults(refuse_ssh=True, fail_patch=False)
+    lab_host.set_faults(HostFaults(refuse_ssh=True))
     events: list[TaskEvent] = []
 
     result = patch(lab_host, tmp_path, events=events)
 
     assert (result.rc, result.unreachable, result.ok) == (4, True, False)
-    assert result.failed_task == "Install version 8.3.0"
+    assert result.failed_task == "Update the packages to release 8.3.0"
     assert [e.status for e in events] == ["unreachable"]
     assert "Connection refused" in result.message
 

@@ -124,8 +124,13 @@ def start_lab(
     vms: int = 24,
     ssh: bool = True,
     network: str | None = None,
+    **scenario: Any,
 ) -> Lab:
-    """A lab pool in `directory` (lab/, state/, faults.yml), on its own loopback /24."""
+    """A lab pool in `directory` (lab/, state/, faults.yml), on its own loopback /24.
+
+    By default the XCP-ng 8.2 pool most tests were written for: a release upgrade by the
+    lab's playbook (yum), checked against the target version. `scenario` overrides
+    RunningLab.start's flavor, release, update and up_to_date."""
     directory.mkdir(parents=True, exist_ok=True)
     faults = directory / "faults.yml"
     faults.write_text("{}\n")
@@ -140,6 +145,7 @@ def start_lab(
         faults=str(faults),
         network=network or loopback.network(next(_networks)),
         fill=fill,
+        **{"release": "8.2.1", "update": "playbook", **scenario},
     )
     return Lab(running, directory / "lab", directory / "state", faults)
 

@@ -10,6 +10,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests import loopback
 from tests.rollout.conftest import Lab
@@ -18,9 +19,14 @@ from tests.rollout.conftest import start_lab as start_shared_lab
 _networks = itertools.cycle(range(110, 121))
 
 
-def start_lab(directory: Path, *, hosts: int = 3, vms: int = 9) -> Lab:
+def start_lab(directory: Path, *, hosts: int = 3, vms: int = 9, **scenario: Any) -> Lab:
     return start_shared_lab(
-        directory, hosts=hosts, vms=vms, ssh=True, network=loopback.network(next(_networks))
+        directory,
+        hosts=hosts,
+        vms=vms,
+        ssh=True,
+        network=loopback.network(next(_networks)),
+        **scenario,
     )
 
 

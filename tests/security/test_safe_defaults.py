@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import json
 import re
 import socket
 import ssl
@@ -187,6 +188,26 @@ def test_turning_verification_off_works_but_says_so_loudly(tls_lab):
     assert len(warnings) == 1, done.stderr
     assert "TLS verification is off" in warnings[0]
     assert "rollup_verify_tls: false" in warnings[0] and "rollup_ca_file" in warnings[0]
+
+
+def test_a_xenserver_pools_updates_are_read_over_https_with_its_ca(tmp_path: Path):
+    lab = start_lab(tmp_path, flavor="xenserver", release=None, update="xapi")
+    cert, key = self_signed(tmp_path)
+    master = re.match(r"http://([\d.]+):(\d+)", lab.running.url)
+    assert master is not None
+    front = TlsFront((master[1], int(master[2])), cert, key)
+    try:
+        inventory = https_inventory(lab, front, "https-xs.yml", rollup_ca_file=str(cert))
+        done = rollup(lab, "plan", str(inventory), "--format", "json")
+        assert done.returncode == 0, done.stderr
+        plan = json.loads(done.stdout)
+        assert plan["pool"]["flavor"] == "xenserver" and len(plan["pool"]["updates_hash"]) == 64
+        pending = {h["name"]: h["pending_updates"] for h in plan["pool"]["hosts"]}
+        assert pending["h1"] and pending["h3"] == []
+        assert lab.running.password not in done.stdout + done.stderr
+    finally:
+        front.close()
+        lab.running.stop()
 
 
 # -- host keys ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ order the real engine does (state, then the action's result, then the next state
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/strateg
 
 from strategies import make_pool
 
-from rollup.model import Plan, Policy
+from rollup.model import Pending, Plan, Policy, Update
 from rollup.plan import planner
 from rollup.run.events import (
     SEQUENCE,
@@ -57,6 +58,26 @@ def small_plan(feasible: bool = True) -> Plan:
     pool = make_pool(layout, capacity=64, versions="8.2.1", pinned=pinned)
     policy = Policy(target_version="8.3.0", max_parallel_hosts=2, canary=1)
     return planner.plan(pool, policy, now=T0)
+
+
+def patch_plan() -> Plan:
+    """A patch of what each host reports pending: the master's kernel (a reboot), two
+    livepatch hosts patched in place, one host with nothing pending."""
+    pool = make_pool(
+        {"h1": [8, 4], "h2": [8, 4], "h3": [4, 4], "h4": [4, 2]}, capacity=64, versions="8.4.0"
+    )
+    kernel = Update("kernel", "4.19.19", "8.0.38.xs8", "dom0 kernel: security fixes", "High")
+    curl = Update("curl", "8.4.0", "3.xs8", "curl: security fixes")
+    live = Update("XSU-84-0004", summary="kernel livepatch", severity="High", livepatch=True)
+    pending = {
+        "h1": Pending(updates=(kernel, curl), guidance=("reboot_host",)),
+        "h2": Pending(updates=(live,), recommended=("reboot_host_on_livepatch_failure",)),
+        "h3": Pending(updates=(live,), recommended=("reboot_host_on_livepatch_failure",)),
+        "h4": Pending(),
+    }
+    hosts = tuple(dataclasses.replace(h, pending=pending[h.name]) for h in pool.hosts)
+    pool = dataclasses.replace(pool, hosts=hosts, flavor="xenserver", updates_hash="c891dd78")
+    return planner.plan(pool, Policy(update="xapi", reboot="if-required"), now=T0)
 
 
 def large_plan(hosts: int = 64, vms_per_host: int = 48) -> Plan:

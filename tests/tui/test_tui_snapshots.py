@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from recorder import RecordingRollout
-from scenario import RUN_ID, T0, Script, failed, gate, midway, small_plan
+from scenario import RUN_ID, T0, Script, failed, gate, midway, patch_plan, small_plan
 
 from rollup.run.events import EventBus
 from rollup.tui.app import RollupApp, build_app
@@ -33,6 +33,12 @@ def test_plan_screen_asks_before_anything_changes(snap_compare, size):
     plan = small_plan()
     app = build_app(plan, RecordingRollout(plan, EventBus()), confirm=True, clock=lambda: T0)
     assert snap_compare(app, terminal_size=size)
+
+
+def test_a_patch_plan_says_what_each_host_installs_and_what_follows(snap_compare):
+    plan = patch_plan()
+    app = build_app(plan, RecordingRollout(plan, EventBus()), confirm=True, clock=lambda: T0)
+    assert snap_compare(app, terminal_size=(120, 40))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["120x40", "80x24"])

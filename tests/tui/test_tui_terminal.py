@@ -74,8 +74,10 @@ def test_a_new_user_follows_the_whole_upgrade_in_a_terminal(tmp_path: Path):
         term.press("Enter")
         term.wait_for("RUNNING")
         done = term.wait_for("COMPLETED", timeout=240)
-        for host in ("h1", "h2", "h3", "h4"):
+        # The lab's h4 has every update already: it is left out, the others patched.
+        for host in ("h1", "h2", "h3"):
             assert any(host in line and "done" in line for line in done.splitlines())
+        assert any("h4" in line and "skipped" in line for line in done.splitlines()), done
         term.press("q")
         term.wait_for("EXIT=0")
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rollup import cli
-from rollup.drivers import Connection, DriverInfo, InventoryHost, Terms, registry
+from rollup.drivers import Connection, DriverInfo, InventoryHost, PoolUpdates, Terms, registry
 from rollup.errors import Problem
 from rollup.model import VM, GiB, Host, Pool
 from rollup.values import Context, Variable
@@ -56,6 +56,9 @@ class ToyDriver:
         )
         vm = VM(id="vm-1", name="web", memory=4 * GiB, power_state="Running", host=hosts[0].id)
         return Pool("toy-pool", "toy", "toy", None, False, hosts, (vm,))
+
+    def pending_updates(self, hosts: Collection[str] | None = None) -> PoolUpdates:
+        return PoolUpdates()  # a toy cannot tell: a target version decides
 
     def close(self) -> None:
         self.closed = True

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from xml.etree import ElementTree
 
-from rollup.drivers import Connection, HaState, InventoryHost, Progress
+from rollup.drivers import Connection, HaState, InventoryHost, PoolUpdates, Progress
 from rollup.drivers.libvirt import hostos
 from rollup.drivers.libvirt.hostread import HostRead, domains_and_memory, read_host
 from rollup.drivers.libvirt.link import HostLink, binding
@@ -121,6 +121,27 @@ class LibvirtDriver(HoldsRunLock):
         )
 
     # -- hosts -----------------------------------------------------------------------
+
+    def pending_updates(self, hosts: Collection[str] | None = None) -> PoolUpdates:
+        # libvirt knows nothing of packages: the playbook decides, a target version checks.
+        return PoolUpdates()
+
+    def install_updates(
+        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+    ) -> tuple[str, ...]:
+        raise DriverError("libvirt hosts are patched by the playbook", "NO_UPDATE_SERVICE")
+
+    def restart_toolstack(self, host: str, timeout: float) -> Host:
+        raise DriverError("libvirt has no toolstack to restart", "NO_TOOLSTACK")
+
+    def restart_vm(self, vm: str) -> None:
+        raise DriverError("libvirt pools report no VM that needs a restart", "NO_GUIDANCE")
+
+    def installer_problem(self, host: str, url: str) -> str:
+        return "libvirt hosts are upgraded by the playbook, not a network installer"
+
+    def prepare_upgrade(self, host: str, url: str) -> None:
+        raise DriverError("libvirt hosts have no network installer", "NO_INSTALLER")
 
     def disable(self, host: str) -> None:
         link = self._link(host)

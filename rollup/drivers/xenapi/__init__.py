@@ -7,6 +7,7 @@ itself (rollup/drivers/xenapi/driver.py) imports XenAPI only then.
 from __future__ import annotations
 
 from rollup.drivers import DriverInfo, Terms, imported_factory
+from rollup.values import Variable, names, text
 
 INFO = DriverInfo(
     name="xenapi",
@@ -17,5 +18,13 @@ INFO = DriverInfo(
         not_live="xapi has no heartbeat from it",
         enable_host="xe host-enable",
         rolling_upgrade="xapi's rolling upgrade mode",
+    ),
+    update_methods=("xapi", "playbook"),
+    variables=(
+        # XCP-ng's updater plugin: extra yum repositories to enable (e.g. testing ones).
+        Variable("rollup_update_repos", "pool", names),
+        # The network live migrations go over (its name or uuid); else Xen Orchestra's
+        # choice for the pool (other_config xo:migrationNetwork), else xapi's.
+        Variable("rollup_migration_network", "pool", text("Migration")),
     ),
 )

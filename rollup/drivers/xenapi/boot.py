@@ -31,12 +31,13 @@ class HostState:
     boot_mark: str
     enabled: bool
     live: bool
+    mark: str = "boot_time"  # which other_config stamp boot_mark holds
 
     def back(self, since: str) -> bool:
         return booted_since(self.boot_mark, since) and self.live and self.enabled
 
     def describe(self) -> str:
-        return f"boot_time {self.boot_mark or '?'}, live {self.live}, enabled {self.enabled}"
+        return f"{self.mark} {self.boot_mark or '?'}, live {self.live}, enabled {self.enabled}"
 
 
 def booted_since(boot_mark: str, since: str) -> bool:
@@ -58,9 +59,12 @@ def wait_back(
     timeout: float,
     find: Callable[[str], tuple[str, str]],
     read_host: Callable[[str], Host],
+    mark: str = "boot_time",
 ) -> Host:
     """Block until host `host` (uuid) is back; `find` gives (ref, name) with no retries,
-    `read_host` the model Host once it is back. HostTimeout after `timeout` seconds."""
+    `read_host` the model Host once it is back. HostTimeout after `timeout` seconds.
+    `mark` is the other_config stamp that must be newer than `since`: `boot_time` after
+    a reboot, `agent_start_time` after a toolstack restart."""
     timing = api.timing
     deadline = time.monotonic() + timeout
     # A short wait (a test, a fast lab) gets proportionally short pauses.
@@ -83,7 +87,7 @@ def wait_back(
             if token is None:
                 # Token first, then the state: a change after the read is an event after it.
                 token = _token(api, f"wait for host {name}")
-                state = read_state(api, ref)
+                state = read_state(api, ref, mark)
                 last = state.describe()
                 if state.back(since):
                     return read_host(host)
@@ -99,7 +103,7 @@ def wait_back(
             delays = _backoff(timing, cap)
             metrics = state.metrics if state else NULL_REF
             if any(_touches(event, ref, metrics) for event in batch["events"]):
-                state = read_state(api, ref)
+                state = read_state(api, ref, mark)
                 last = state.describe()
                 if state.back(since):
                     return read_host(host)
@@ -117,7 +121,7 @@ def wait_back(
             token = None
 
 
-def read_state(api: Session, ref: str) -> HostState:
+def read_state(api: Session, ref: str, mark: str = "boot_time") -> HostState:
     record = api.call("read a host", "host.get_record", ref, retry_seconds=0)
     metrics = record.get("metrics", NULL_REF)
     live = False
@@ -127,9 +131,10 @@ def read_state(api: Session, ref: str) -> HostState:
         )
     return HostState(
         metrics=metrics,
-        boot_mark=str(record.get("other_config", {}).get("boot_time", "")),
+        boot_mark=str(record.get("other_config", {}).get(mark, "")),
         enabled=bool(record.get("enabled")),
         live=live,
+        mark=mark,
     )
 
 

@@ -20,6 +20,7 @@ from rollup.drivers.run_lock import HoldsRunLock, RunLock
 from rollup.drivers.xenapi.boot import wait_back
 from rollup.drivers.xenapi.failures import describe
 from rollup.drivers.xenapi.lock import PoolConfigStore
+from rollup.drivers.xenapi.patching import Patching
 from rollup.drivers.xenapi.records import PoolRecords, parse_pool, sr_refs
 from rollup.drivers.xenapi.session import Session, Timing
 from rollup.drivers.xenapi.tasks import destroy, failure_of, watch
@@ -29,21 +30,37 @@ from rollup.model import Host, Pool
 
 log = logging.getLogger("rollup.drivers.xenapi")
 
+AUTO_POWERON = "auto_poweron"  # pool.other_config: start VMs when their host boots
+
 __all__ = ["Timing", "XenApiDriver"]
 
 
-class XenApiDriver(HoldsRunLock):
+class XenApiDriver(HoldsRunLock, Patching):
     """A pool reached through its master's XenAPI. Logs in when built."""
 
     name = "xenapi"
 
-    def __init__(self, connection: Connection, timing: Timing | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        timing: Timing | None = None,
+        settings: Mapping[str, object] | None = None,
+    ) -> None:
         self.timing = timing or Timing()
+        settings = settings or {}
+        # Extra yum repositories for XCP-ng's updater plugin (rollup_update_repos).
+        repos = settings.get("rollup_update_repos", ())
+        self.update_repos = tuple(str(r) for r in repos) if isinstance(repos, tuple) else ()
         self.api = Session(connection, self.timing)
         self.api.connect()
         self._lock = RunLock(PoolConfigStore(self.api))
         self._view = PoolView(self.api)
         self._executor: ThreadPoolExecutor | None = None
+        asked = settings.get("rollup_migration_network")
+        # Which network live migrations go over: the inventory's, else Xen Orchestra's
+        # choice for the pool, else xapi's default. Looked up now: a wrong name is bad
+        # input before anything moves.
+        self.migration_network = migration_network(self.api, str(asked) if asked else None)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -136,6 +153,10 @@ class XenApiDriver(HoldsRunLock):
         Wakes on host and host_metrics events rather than polling; survives the API
         dropping while the master reboots (see boot.py).
         """
+        return self._wait_stamp(host, since, timeout, "boot_time")
+
+    def _wait_stamp(self, host: str, since: str, timeout: float, mark: str) -> Host:
+        """Wait until the host's other_config `mark` is newer than `since` (boot.py)."""
         return wait_back(
             self.api,
             host,
@@ -143,6 +164,7 @@ class XenApiDriver(HoldsRunLock):
             timeout,
             find=lambda uuid: self._host(uuid, retry_seconds=0),
             read_host=lambda uuid: parse_pool(self.records(blockers=False)).host(uuid),
+            mark=mark,
         )
 
     # -- VMs -------------------------------------------------------------------------
@@ -153,13 +175,11 @@ class XenApiDriver(HoldsRunLock):
         names = {vm_ref: vm_name, host_ref: host_name}
         what = f"migrate VM {vm_name} to {host_name}"
         try:
+            options = {"live": "true"}
+            if self.migration_network:
+                options["network"] = self.migration_network
             task = self.api.call(
-                what,
-                "Async.VM.pool_migrate",
-                vm_ref,
-                host_ref,
-                {"live": "true"},
-                idempotent=False,
+                what, "Async.VM.pool_migrate", vm_ref, host_ref, options, idempotent=False
             )
         except TransientDriverError:
             raise
@@ -201,6 +221,21 @@ class XenApiDriver(HoldsRunLock):
         if self.api.call(f"read VM {name}", "VM.get_power_state", ref) != "Halted":
             self.api.call(f"force VM {name} off", "VM.hard_shutdown", ref)
 
+    def restart_vm(self, vm: str) -> None:
+        """A clean reboot, then a hard one if the guest refuses: its updates asked for it."""
+        ref, name = self._vm(vm)
+        for method in ("Async.VM.clean_reboot", "Async.VM.hard_reboot"):
+            task = self.api.call(f"restart VM {name}", method, ref, idempotent=False)
+            try:
+                record = watch(self.api, task, f"restart VM {name}")
+            finally:
+                destroy(self.api, task)
+            if record is not None and record["status"] == "success":
+                return
+            log.info("restart VM %s: %s failed (%s)", name, method, failure_of(record or {}))
+        code, params = failure_of(record or {})
+        raise DriverError(f"could not restart VM {name}: {describe(code, params)}", code, params)
+
     def start_vm(self, vm: str, host: str) -> None:
         vm_ref, vm_name = self._vm(vm)
         host_ref, host_name = self._host(host)
@@ -220,32 +255,38 @@ class XenApiDriver(HoldsRunLock):
     # -- HA ------------------------------------------------------------------------
 
     def pause_ha(self) -> HaState:
+        """HA off, and VMs' automatic start after a host boots (pool.other_config
+        auto_poweron, as Xen Orchestra does: a VM started by a rebooting host breaks the
+        evacuations after it); what they were is in the HaState."""
         pool = self.api.call("find the pool", "pool.get_all")[0]
         record = self.api.call("read the pool", "pool.get_record", pool)
+        detail: list[tuple[str, str]] = []
+        if record.get("other_config", {}).get(AUTO_POWERON) == "true":
+            self._set_pool_config(pool, AUTO_POWERON, "false")
+            detail.append((AUTO_POWERON, "true"))
+            log.info("VMs' auto power-on is off for the run")
         if not record["ha_enabled"]:
-            return HaState(enabled=False)
+            return HaState(enabled=False, detail=tuple(detail))
         srs = [
             self.api.call("read the HA statefile", "VDI.get_SR", vdi)
             for vdi in record.get("ha_statefiles", ())
         ]
-        state = HaState(
-            enabled=True,
-            detail=(
-                ("heartbeat_srs", ",".join(srs)),
-                ("host_failures_to_tolerate", str(record.get("ha_host_failures_to_tolerate", ""))),
-            ),
-        )
+        detail.append(("heartbeat_srs", ",".join(srs)))
+        tolerate = str(record.get("ha_host_failures_to_tolerate", ""))
+        detail.append(("host_failures_to_tolerate", tolerate))
+        state = HaState(enabled=True, detail=tuple(detail))
         self.api.call("disable HA", "pool.disable_ha")
         log.info("HA disabled for the run (was on: %s)", dict(state.detail))
         return state
 
     def restore_ha(self, state: HaState) -> None:
-        if not state.enabled:
-            return
         pool = self.api.call("find the pool", "pool.get_all")[0]
-        if self.api.call("read the pool", "pool.get_ha_enabled", pool):
-            return
         detail = dict(state.detail)
+        if detail.get(AUTO_POWERON) == "true":
+            self._set_pool_config(pool, AUTO_POWERON, "true")
+            log.info("VMs' auto power-on is on again")
+        if not state.enabled or self.api.call("read the pool", "pool.get_ha_enabled", pool):
+            return
         srs = [sr for sr in detail.get("heartbeat_srs", "").split(",") if sr]
         self.api.call("enable HA again", "pool.enable_ha", srs, {})
         tolerate = detail.get("host_failures_to_tolerate", "")
@@ -258,6 +299,11 @@ class XenApiDriver(HoldsRunLock):
                 tolerate,
             )
         log.info("HA enabled again")
+
+    def _set_pool_config(self, pool: str, key: str, value: str) -> None:
+        what = f"set the pool's {key} to {value}"
+        self.api.call(what, "pool.remove_from_other_config", pool, key)
+        self.api.call(what, "pool.add_to_other_config", pool, key, value)
 
     def close(self) -> None:
         if self._executor is not None:
@@ -307,6 +353,35 @@ class XenApiDriver(HoldsRunLock):
         return ref
 
 
+XO_MIGRATION_NETWORK = "xo:migrationNetwork"  # pool.other_config: a network's uuid
+
+
+def migration_network(api: Session, asked: str | None) -> str:
+    """The ref of the network live migrations use; "" for xapi's own choice."""
+    if asked is None:
+        pool = api.call("find the pool", "pool.get_all")[0]
+        chosen = api.call("read the pool", "pool.get_other_config", pool).get(XO_MIGRATION_NETWORK)
+        if not chosen:
+            return ""
+        try:
+            return str(api.call("find the migration network", "network.get_by_uuid", chosen))
+        except DriverError:
+            log.warning(
+                "the pool's %s names no network (%s): xapi chooses", XO_MIGRATION_NETWORK, chosen
+            )
+            return ""
+    networks = api.call("list the pool's networks", "network.get_all_records")
+    found = [ref for ref, rec in networks.items() if asked in (rec["uuid"], rec["name_label"])]
+    if len(found) != 1:
+        names = ", ".join(sorted(rec["name_label"] for rec in networks.values()))
+        problem = "names no network" if not found else "names several networks"
+        raise BadInput(
+            f"rollup_migration_network {asked!r} {problem} of the pool: use one of {names}"
+            " (a name or a uuid)"
+        )
+    return str(found[0])
+
+
 def connect(
     connection: Connection | None,
     hosts: Sequence[InventoryHost],
@@ -316,4 +391,4 @@ def connect(
     """The DriverFactory of rollup/drivers/xenapi/__init__.py: one session to the master."""
     if connection is None:
         raise BadInput("a xenapi pool needs rollup_api_url: set it in the pool group's vars")
-    return XenApiDriver(connection)
+    return XenApiDriver(connection, settings=settings)

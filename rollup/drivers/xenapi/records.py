@@ -12,10 +12,13 @@ from typing import Any
 
 from rollup.drivers.run_lock import parse_lock
 from rollup.errors import DriverError
-from rollup.model import VM, Blocker, BlockerKind, Host, Pool
+from rollup.model import VM, Blocker, BlockerKind, Host, Pool, version_key
 
 NULL_REF = "OpaqueRef:NULL"
 LOCK_KEY = "rollup.lock"
+# When packages were last installed, in host.other_config, as Xen Orchestra writes it:
+# a host booted before it needs a reboot.
+PATCHED_AT_KEY = "rpm_patch_installation_time"
 ROLLING_UPGRADE_KEY = "rolling_upgrade_in_progress"
 
 Record = Mapping[str, Any]
@@ -90,6 +93,7 @@ def parse_pool(records: PoolRecords) -> Pool:
         vms=vms,
         lock=parse_lock(other_config.get(LOCK_KEY)),
         rolling_upgrade=ROLLING_UPGRADE_KEY in other_config,
+        flavor=flavor(records.hosts.get(master_ref, {})),
     )
 
 
@@ -119,7 +123,40 @@ def parse_host(
         is_master=ref == master_ref,
         boot_mark=str(other_config.get("boot_time", "")),
         agent_start_time=str(other_config.get("agent_start_time", "")),
+        build_number=software.get("build_number", ""),
+        pending_guidances=pending_guidances(rec, other_config),
+        patched_at=str(other_config.get(PATCHED_AT_KEY, "")),
     )
+
+
+def pending_guidances(rec: Record, other_config: Mapping[str, Any]) -> tuple[str, ...]:
+    """What must still happen on the host after an install, in xapi's words. XCP-ng
+    keeps no guidances: a host booted before its last install (Xen Orchestra's rule)
+    needs `reboot_host`. Older xapi has neither: nothing, as far as it can say."""
+    found = [str(g) for g in rec.get("pending_guidances", ())]
+    if flavor(rec) == "xcp-ng" and "reboot_host" not in found:
+        try:
+            installed = float(other_config.get(PATCHED_AT_KEY, ""))
+            booted = float(other_config.get("boot_time", ""))
+        except ValueError:
+            return tuple(found)
+        if booted < installed:
+            found.append("reboot_host")
+    return tuple(found)
+
+
+def flavor(host: Record) -> str:
+    """How a pool's hosts list and install updates, from its master's software version:
+    "xcp-ng" (the updater.py plugin), "xenserver" (XenServer 8: /updates and
+    host.apply_updates), or "" (neither: Citrix Hypervisor 8.2 and older)."""
+    software = host.get("software_version", {})
+    brand = str(software.get("product_brand", ""))
+    if brand == "XCP-ng":
+        return "xcp-ng"
+    newer_than_8_3 = version_key(str(software.get("product_version", ""))) > (8, 3, 0)
+    if brand == "XenServer" and newer_than_8_3:
+        return "xenserver"
+    return ""
 
 
 def is_guest(rec: Record) -> bool:
@@ -148,6 +185,7 @@ def parse_vm(
         affinity=host_uuids.get(rec.get("affinity", NULL_REF)),
         ha_priority=rec.get("ha_restart_priority", ""),
         blockers=blockers,
+        pending_guidances=tuple(str(g) for g in rec.get("pending_guidances", ())),
     )
 
 

@@ -13,11 +13,15 @@ worker threads (parallel migrations), so each thread gets its own session.
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import logging
 import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +61,8 @@ class Timing:
     shutdown_timeout: float = 120.0  # clean shutdown before a hard one
     enable_retry_seconds: float = 300.0  # HOST_STILL_BOOTING after a reboot can last
     parallel_reads: int = 8  # hosts asked at once for the VMs preventing their evacuation
+    busy_seconds: float = 60.0  # how long to retry an updater plugin that is busy
+    busy_delay: float = 2.0  # between those retries (Xen Orchestra waits 2 s)
 
     def backoff(self) -> Iterator[float]:
         delay = self.backoff_start
@@ -190,6 +196,41 @@ class Session:
                 raise error
             log.debug("%s: %s; retrying in %.1fs", what, error, delay)
             time.sleep(delay)
+
+    def get_json(self, what: str, path: str, retry_seconds: float | None = None) -> Any:
+        """GET `path` from the master over HTTP(S) with the pool's credentials (Basic auth,
+        as Xen Orchestra does), retrying a lost connection like a call."""
+        budget = self.timing.retry_seconds if retry_seconds is None else retry_seconds
+        deadline = time.monotonic() + budget
+        delays = self.timing.backoff()
+        while True:
+            url = self.url.rstrip("/") + path
+            request = urllib.request.Request(url, headers={"Authorization": self._basic()})
+            context = tls_context(self.connection) if url.startswith("https:") else None
+            try:
+                with urllib.request.urlopen(
+                    request, timeout=self.timing.call_timeout, context=context
+                ) as reply:
+                    return json.loads(reply.read())
+            except urllib.error.HTTPError as exc:
+                raise DriverError(
+                    f"could not {what}: {url.split('?')[0]} answered {exc.code} {exc.reason}",
+                    f"HTTP_{exc.code}",
+                ) from None
+            except ValueError as exc:
+                raise DriverError(f"could not {what}: {url} sent no JSON ({exc})") from None
+            except (*CONNECTION_ERRORS, urllib.error.URLError) as exc:
+                error = TransientDriverError(
+                    f"could not {what}: lost the connection to the pool at {self.url}: {exc}"
+                )
+            delay = next(delays)
+            if time.monotonic() + delay > deadline:
+                raise error
+            time.sleep(delay)
+
+    def _basic(self) -> str:
+        pair = f"{self.connection.user}:{self.connection.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode()
 
     def call_once(self, method: str, *args: Any) -> Any:
         """One attempt: raises XenAPI.Failure or a connection error untranslated."""

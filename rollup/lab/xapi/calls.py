@@ -12,13 +12,24 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from rollup.lab.xapi import lifecycle, migration, placement, power, records, tasks, where, wire
+from rollup.lab.xapi import (
+    lifecycle,
+    migration,
+    placement,
+    plugins,
+    power,
+    records,
+    tasks,
+    updates,
+    where,
+    wire,
+)
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimTask, ref_for
 from rollup.lab.xapi.pool import LabPool
 
-CLASSES = ("pool", "host", "host_metrics", "VM", "SR", "task")
-NAMED = ("pool", "host", "VM", "SR", "task")  # classes with a name_label
+CLASSES = ("pool", "host", "host_metrics", "VM", "SR", "network", "task")
+NAMED = ("pool", "host", "VM", "SR", "network", "task")  # classes with a name_label
 MAX_EVENT_WAIT = 60.0  # real seconds one event.from may block
 
 Handler = Callable[..., Any]
@@ -105,6 +116,17 @@ class Api:
             lambda h, task=None: lifecycle.restart_agent(pool, h) or "", True,
         )  # fmt: skip
         self._add("host.evacuate", 1, 3, self._evacuate, True)
+        self._add(
+            "host.call_plugin", 4, 4,
+            lambda h, plugin, fn, args, task=None: plugins.call_plugin(pool, h, plugin, fn, args),
+            True,
+        )  # fmt: skip
+        self._add(
+            "host.apply_updates", 2, 2,
+            lambda h, hash_, task=None: updates.apply_updates(pool, h, str(hash_)), True,
+        )  # fmt: skip
+        self._add("host.add_to_other_config", 3, 3, self._host_add_to_other_config)
+        self._add("host.remove_from_other_config", 2, 2, self._host_remove_from_other_config)
         self._add("host.assert_can_evacuate", 1, 1, self._assert_can_evacuate, True)
         self._add(
             "host.get_vms_which_prevent_evacuation", 1, 1, self._vms_preventing_evacuation, True
@@ -121,6 +143,8 @@ class Api:
         self._add(
             "VM.hard_shutdown", 1, 1, lambda vm, task=None: power.shutdown(pool, vm) or "", True
         )
+        for name in ("VM.clean_reboot", "VM.hard_reboot"):
+            self._add(name, 1, 1, lambda vm, task=None: power.reboot(pool, vm) or "", True)
         self._add(
             "VM.start", 3, 3,
             lambda vm, paused, force, task=None: power.start(pool, vm, None, as_bool(paused)) or "",
@@ -195,7 +219,15 @@ class Api:
         return ""
 
     def _pool_migrate(self, vm: str, host: str, options: Any, task: SimTask | None = None) -> str:
+        network = (options or {}).get("network") if isinstance(options, dict) else None
+        if network:
+            with self.pool.lock:
+                if network not in self.pool.networks:
+                    raise XapiFailure("HANDLE_INVALID", "network", str(network))
         migration.pool_migrate(self.pool, vm, host, task)
+        if network:
+            with self.pool.lock:
+                self.pool.networks[network].migrations += 1
         return ""
 
     def _evacuation_errors(self, host_ref: str) -> dict[str, XapiFailure]:
@@ -254,6 +286,22 @@ class Api:
     def _add_to_other_config(self, pool_ref: str, key: str, value: str) -> str:
         self.pool.record("pool", pool_ref)
         self.pool.add_to_other_config(key, value)
+        return ""
+
+    def _host_add_to_other_config(self, host_ref: str, key: str, value: str) -> str:
+        with self.pool.lock:
+            host = self.pool.host(host_ref)
+            if key in host.other_config:
+                raise XapiFailure("MAP_DUPLICATE_KEY", "host", "other_config", host.ref, key)
+            host.other_config[str(key)] = str(value)
+            self.pool.emit(host)
+        return ""
+
+    def _host_remove_from_other_config(self, host_ref: str, key: str) -> str:
+        with self.pool.lock:
+            host = self.pool.host(host_ref)
+            if host.other_config.pop(str(key), None) is not None:
+                self.pool.emit(host)
         return ""
 
     def _remove_from_other_config(self, pool_ref: str, key: str) -> str:

@@ -31,6 +31,9 @@ def put_in_force(pool: LabPool, faults: Faults) -> None:
         pool.vm_failures = {
             pool.vm_named(name).ref: f.fail_migration for name, f in faults.vms.items()
         }
+        pool.apply_failures = {
+            pool.host_named(name).ref: f.apply_in_progress for name, f in faults.hosts.items()
+        }
         for host in pool.hosts.values():
             if host.held_down and not pool.faults.for_host(host.name, host.uuid).no_return:
                 host.held_down = False
@@ -42,7 +45,7 @@ def put_in_force(pool: LabPool, faults: Faults) -> None:
             pool.scheduler.call_later(drop.seconds, pool.notify_watchers)
     for host in pool.hosts.values():
         f = pool.faults.for_host(host.name, host.uuid)
-        host.machine.set_faults(refuse_ssh=f.refuse_ssh, fail_patch=f.fail_patch)
+        host.machine.set_faults(f)
     for host in released:
         pool.scheduler.call_later(0, lambda host=host: lifecycle.boot(pool, host))
     pool.notify_watchers()
@@ -50,14 +53,24 @@ def put_in_force(pool: LabPool, faults: Faults) -> None:
 
 def take_migration_failure(pool: LabPool, vm: SimVM) -> bool:
     """Whether this migration of `vm` fails under its `fail_migration` fault (counts it)."""
-    if vm.ref not in pool.vm_failures:
+    return _take(pool.vm_failures, vm.ref)
+
+
+def take_apply_failure(pool: LabPool, host: SimHost) -> bool:
+    """Whether this host.apply_updates is refused under its `apply_in_progress` fault."""
+    return _take(pool.apply_failures, host.ref)
+
+
+def _take(counts: dict[str, int | None], ref: str) -> bool:
+    """One strike of a counted fault: True while it has strikes left (None: for good)."""
+    if ref not in counts:
         return False
-    left = pool.vm_failures[vm.ref]
+    left = counts[ref]
     if left is None:
         return True
     if left <= 0:
         return False
-    pool.vm_failures[vm.ref] = left - 1
+    counts[ref] = left - 1
     return True
 
 

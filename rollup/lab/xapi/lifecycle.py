@@ -3,7 +3,8 @@
 host.reboot refuses an enabled host; the host goes down GOING_DOWN_SECONDS after the call
 returns, leaving any VM still running on it Halted (what a rolling upgrade must avoid);
 its machine is powered off. It boots `reboot_seconds` * 5/6 later (plus a `return_late`
-fault; never while a `no_return` fault holds it) with the version its machine installed,
+fault; never while a `no_return` fault holds it) with the version its machine installed
+(or the installer it was prepared for, lab/xapi/installer.py),
 and xapi enables it once the toolstack is up, at `reboot_seconds`. While the master is
 down, or during a `master_api_drop`, its API listener is closed (lab/xapi.py watches).
 
@@ -17,9 +18,13 @@ not survive its toolstack restart.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
 from typing import TYPE_CHECKING
 
+from rollup.lab.packages import Installed, stream_of
+from rollup.lab.xapi import guidances, power
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL, SimHost
 
@@ -53,6 +58,8 @@ def enable(pool: LabPool, host_ref: str) -> None:
             raise XapiFailure("HOST_OFFLINE", host.ref)
         if host.phase == "booting":
             raise XapiFailure("HOST_STILL_BOOTING")
+        if host.guidances["mandatory"]:
+            raise XapiFailure("HOST_PENDING_MANDATORY_GUIDANCE_NOT_EMPTY", host.ref)
         if not host.enabled:
             host.enabled = True
             pool.emit(host)
@@ -102,8 +109,21 @@ def boot(pool: LabPool, host: SimHost) -> None:
         if pool.closed or host.live or host.held_down:
             return
         old_version = pool.faults.for_host(host.name, host.uuid).return_old_version
+        installer, host.installer = host.installer, None
         installed = host.machine.installed_version()
-        version = host.version if old_version or not installed else installed
+        if installer and not old_version:
+            # The network installer ran: the new release, its base packages only.
+            version = installer
+            stream = stream_of(version)
+            host.machine.set_packages(
+                {
+                    b.name: Installed(b.version, b.release, time.time())
+                    for b in pool.repository.base(stream)
+                }
+            )
+            host.machine.clear_installed_version()
+        else:
+            version = host.version if old_version or not installed else installed
     host.machine.power_on(str(uuid.uuid4()), version)
     with pool.lock:
         now = pool.now()
@@ -111,6 +131,7 @@ def boot(pool: LabPool, host: SimHost) -> None:
         host.live, host.enabled, host.phase = True, False, "booting"
         host.boot_time = host.agent_start_time = now
         pool.stamp_boot(host)
+        guidances.cleared(pool, host)  # a reboot is what every host guidance asks at most
         if host.ref == pool.master:
             pool.sessions.clear()  # xapi's sessions do not survive its restart
             drop = pool.faults.master_api_drop
@@ -125,12 +146,22 @@ def boot(pool: LabPool, host: SimHost) -> None:
 
 
 def started(pool: LabPool, host: SimHost) -> None:
-    """xapi re-enables a host once it has started."""
+    """xapi re-enables a host once it has started, then starts the VMs meant to start
+    with it: with the pool's other_config auto_poweron "true", each halted VM whose home
+    it is and whose own other_config says auto_poweron "true" (what bites a rolling
+    upgrade that leaves it on: VMs appear on a host rollup is bringing VMs back to)."""
     with pool.lock:
         if pool.closed or not host.live or host.phase != "booting":
             return
         host.phase, host.enabled = "up", True
         pool.emit(host)
+        if pool.other_config.get("auto_poweron") != "true":
+            return
+        for vm in list(pool.vms.values()):
+            wanted = vm.other_config.get("auto_poweron") == "true" and vm.affinity == host.ref
+            if wanted and vm.power_state == "Halted":
+                with contextlib.suppress(XapiFailure):
+                    power.start(pool, vm.ref, host.ref, paused=False)
 
 
 def restart_agent(pool: LabPool, host_ref: str) -> None:
@@ -171,6 +202,7 @@ def start_agent(pool: LabPool, host: SimHost) -> None:
         if host.live and host.phase == "up":
             host.agent_start_time = pool.now()
             pool.stamp_boot(host)
+            guidances.cleared(pool, host, "restart_toolstack")
             host.enabled = True
             pool.emit(host)
     pool.notify_watchers()

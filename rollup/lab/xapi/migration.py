@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rollup.lab.xapi import fault_state, placement, tasks
+from rollup.lab.xapi import fault_state, guidances, placement, tasks
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimHost, SimTask, SimVM
 
@@ -90,6 +90,7 @@ def _fly(
             "VM_MIGRATE_FAILED", vm.ref, source_ref, dest_ref, "lab fault: migration failed"
         )
     vm.resident_on = dest_ref
+    guidances.cleared(pool, vm, "restart_device_model")  # it runs a new device model there
 
 
 def _check_cancel(task: SimTask | None) -> None:

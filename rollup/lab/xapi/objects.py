@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from rollup.lab.layout import PinKind
 from rollup.lab.machine import HostMachine
+from rollup.lab.releases import platform_version
 from rollup.model import version_key
 
 NULL = "OpaqueRef:NULL"
@@ -26,12 +27,11 @@ def ref_for(object_uuid: str) -> str:
     return f"OpaqueRef:{uuid.uuid5(_REF_NAMESPACE, object_uuid)}"
 
 
-def platform_version(product_version: str) -> str:
-    """The lab's scheme: platform major = product major - 5 ("8.2.1" → "3.2.1")."""
-    head, _, rest = product_version.partition(".")
-    if not head.isdigit() or int(head) < 5:
-        return product_version
-    return f"{int(head) - 5}.{rest}" if rest else str(int(head) - 5)
+GUIDANCE_LEVELS = ("mandatory", "recommended", "full")
+
+
+def _no_guidances() -> dict[str, list[str]]:
+    return {level: [] for level in GUIDANCE_LEVELS}
 
 
 @dataclass
@@ -58,6 +58,9 @@ class SimHost:
     boot_time: float = 0.0
     agent_start_time: float = 0.0
     other_config: dict[str, str] = field(default_factory=dict)
+    # xapi's update guidances still to act on (XenServer: set by host.apply_updates).
+    guidances: dict[str, list[str]] = field(default_factory=_no_guidances)
+    installer: str | None = None  # the release it boots the installer of (prepared)
 
     @property
     def platform_version(self) -> str:
@@ -87,6 +90,7 @@ class SimVM:
     operations: dict[str, str] = field(default_factory=dict)  # op ref → operation
     domid: int = -1
     other_config: dict[str, str] = field(default_factory=dict)
+    guidances: dict[str, list[str]] = field(default_factory=_no_guidances)
 
     @property
     def footprint(self) -> int:
@@ -102,6 +106,15 @@ class SimSR:
     type: str
     shared: bool
     host: str = NULL  # host ref for a host-local SR
+
+
+@dataclass
+class SimNetwork:
+    ref: str
+    uuid: str
+    name: str
+    bridge: str
+    migrations: int = 0  # live migrations that went over it (a lab statistic)
 
 
 @dataclass

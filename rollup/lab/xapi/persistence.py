@@ -8,16 +8,20 @@ more on a clean stop, so even a controller killed with SIGKILL leaves a recent s
 What is kept: the spec the pool was generated from (hosts, vms, seed, fill: a state is
 only restored into the same layout), the lab clock, the pool's other_config (a
 `rollup.lock` left by a killed controller, `rolling_upgrade_in_progress`) and
-ha_enabled; per host its version, enabled, boot_time, agent_start_time and
-other_config; per VM its power state, resident host, domid and other_config. Each
-host's disk (its root directory, holding the installed version) is kept beside it.
+ha_enabled; per host its version, enabled, boot_time, agent_start_time, other_config,
+update guidances and the installer it was prepared for; per VM its power state,
+resident host, domid, other_config and guidances. Each host's disk (its root
+directory: installed packages and version) is kept beside it, the lab's package
+repository too (lab/xapi/repository.py).
 
 In-flight operations are saved as SETTLED, i.e. as they will end, never half-way:
 - a VM migrating lands on its destination (if that host is up; else it stays put);
 - a host in any phase of a reboot has finished it: up, enabled (xapi enables it once
   started), booted at the version its disk holds (its old one under a
   `return_old_version` fault), with a boot_time of the save; the VMs still resident on a
-  host that had not yet gone down are Halted, as its power-off would leave them. Under a
+  host that had not yet gone down are Halted, as its power-off would leave them; a host
+  prepared for the installer comes back at its release with that release's base
+  packages, its guidances acted on. Under a
   `no_return` fault it is saved down instead, and comes back when the fault is cleared;
 - a toolstack restart (host.restart_agent) has finished: a new agent_start_time and the
   host enabled;
@@ -38,7 +42,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollup.lab.xapi.objects import NULL, SimHost, SimVM, platform_version
+from rollup.lab.packages import Installed, stream_of
+from rollup.lab.releases import platform_version
+from rollup.lab.xapi.objects import NULL, SimHost, SimVM
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -51,9 +57,23 @@ SAVE_INTERVAL = 1.0  # real seconds: at most one write a second while the pool c
 POLL_INTERVAL = 0.2  # real seconds between looks for a change
 
 
-def identity(hosts: int, vms: int, seed: int, fill: tuple[float, float]) -> dict[str, Any]:
+def identity(
+    hosts: int,
+    vms: int,
+    seed: int,
+    fill: tuple[float, float],
+    flavor: str = "xcp-ng",
+    release: str = "",
+) -> dict[str, Any]:
     """What a layout is generated from: a state applies only to the same one."""
-    return {"hosts": hosts, "vms": vms, "seed": seed, "fill": [float(fill[0]), float(fill[1])]}
+    return {
+        "hosts": hosts,
+        "vms": vms,
+        "seed": seed,
+        "fill": [float(fill[0]), float(fill[1])],
+        "flavor": flavor,
+        "release": release,
+    }
 
 
 # ---- capturing ---------------------------------------------------------------------------
@@ -95,13 +115,19 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
     version, live, enabled = host.version, host.live, host.enabled
     boot_time, agent_start_time = host.boot_time, host.agent_start_time
     faults = pool.faults.for_host(host.name, host.uuid)
+    installer, fresh_install = host.installer, False
+    guidances = {level: list(names) for level, names in host.guidances.items()}
     if host.phase in ("going-down", "down"):
         if host.held_down or faults.no_return:
             live, enabled = False, False
         else:
             installed = host.machine.installed_version()
-            if installed and not faults.return_old_version:
+            if installer and not faults.return_old_version:
+                version, fresh_install = installer, True
+            elif installed and not faults.return_old_version:
                 version = installed
+            installer = None
+            guidances = {level: [] for level in guidances}  # the reboot acted on them
             live, enabled = True, True
             boot_time = agent_start_time = now
     elif host.phase == "booting":
@@ -120,6 +146,9 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
         "boot_time": boot_time,
         "agent_start_time": agent_start_time,
         "other_config": other_config,
+        "installer": installer,  # prepared to boot the installer of this release
+        "fresh_install": fresh_install,  # settled: the installer ran, its base packages
+        "guidances": guidances,
     }
 
 
@@ -137,6 +166,7 @@ def _vm_state(pool: LabPool, vm: SimVM, hosts: Mapping[str, Mapping[str, Any]]) 
         "resident_on": pool.hosts[resident_on].name if running else None,
         "domid": domid if running else -1,
         "other_config": dict(vm.other_config),
+        "guidances": {level: list(names) for level, names in vm.guidances.items()},
     }
 
 
@@ -188,6 +218,14 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
             host.boot_time = float(saved["boot_time"])
             host.agent_start_time = float(saved["agent_start_time"])
             host.other_config = {str(k): str(v) for k, v in saved["other_config"].items()}
+            host.installer = saved.get("installer")
+            host.guidances.update(saved.get("guidances", {}))
+            if saved.get("fresh_install"):
+                stream = stream_of(host.version)
+                base = pool.repository.base(stream)
+                host.machine.set_packages(
+                    {b.name: Installed(b.version, b.release, time.time()) for b in base}
+                )
             pool.stamp_boot(host)
             if saved["live"]:
                 host.live, host.enabled, host.phase = True, bool(saved["enabled"]), "up"
@@ -205,6 +243,7 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
             else:
                 vm.power_state, vm.resident_on, vm.domid = "Halted", NULL, -1
             vm.other_config = {str(k): str(v) for k, v in saved["other_config"].items()}
+            vm.guidances.update(saved.get("guidances", {}))
         saved_pool = state["pool"]
         pool.other_config = {str(k): str(v) for k, v in saved_pool["other_config"].items()}
         pool.ha_enabled = bool(saved_pool["ha_enabled"])

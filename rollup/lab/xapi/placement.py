@@ -69,8 +69,11 @@ def check_migration(pool: LabPool, vm: SimVM, dest: SimHost, busy_ok: bool = Fal
 
 
 def check_boot(pool: LabPool, vm: SimVM, host: SimHost) -> None:
-    """What VM.start_on and VM.assert_can_boot_here check for a halted VM."""
+    """What VM.start_on and VM.assert_can_boot_here check for a halted VM. While the
+    pool's versions differ, VMs start only on its newest hosts."""
     check_host_accepts(pool, host)
+    if any(host.older_than(other) for other in pool.hosts.values()):
+        raise XapiFailure("NOT_SUPPORTED_DURING_UPGRADE")
     if vm.pin and host.ref != vm.pin_host:
         error = pin_error(pool, vm)
         if error:

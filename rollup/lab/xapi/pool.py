@@ -31,6 +31,8 @@ reboots), migration.py, power.py, placement.py, tasks.py, fault_state.py, record
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,12 +40,17 @@ from rollup.lab.faults import Faults
 from rollup.lab.generator import generate
 from rollup.lab.layout import Layout
 from rollup.lab.machine import HostMachine, MemoryMachine
+from rollup.lab.packages import Repository, seeded_rpmdb, stream_of
 from rollup.lab.xapi import fault_state, records
 from rollup.lab.xapi.events import EventLog
 from rollup.lab.xapi.failure import XapiFailure
-from rollup.lab.xapi.objects import NULL, SimHost, SimSR, SimTask, SimVM, ref_for
+from rollup.lab.xapi.objects import NULL, SimHost, SimNetwork, SimSR, SimTask, SimVM, ref_for
+from rollup.lab.xapi.repository import seed_repository
 from rollup.lab.xapi.scheduler import Scheduler
 from rollup.model import GiB
+
+# The pool's networks: management, and one kept for live migrations.
+NETWORKS = (("Pool-wide network associated with eth0", "xenbr0"), ("Migration", "xenbr1"))
 
 
 class LabPool:
@@ -57,6 +64,8 @@ class LabPool:
         migrations_per_host: int = 3,
         reboot_seconds: float = 90.0,
         events_kept: int = 10000,
+        repository: Repository | None = None,
+        up_to_date: bool = False,
     ) -> None:
         self.layout = layout
         self.bandwidth = bandwidth
@@ -72,6 +81,7 @@ class LabPool:
         self.sessions: dict[str, str] = {}  # session ref → user
         self.faults = Faults()
         self.vm_failures: dict[str, int | None] = {}  # VM ref → failures still to come
+        self.apply_failures: dict[str, int | None] = {}  # host ref → refusals to come
         self.api_down_until = 0.0  # master API drop (simulated time)
         self.api_drop_armed = False  # a `next-reboot` drop waits for the master's reboot
 
@@ -83,6 +93,11 @@ class LabPool:
         self.hosts: dict[str, SimHost] = {}
         self.vms: dict[str, SimVM] = {}
         self.srs: dict[str, SimSR] = {}
+        self.networks: dict[str, SimNetwork] = {}
+        for index, (name, bridge) in enumerate(NETWORKS):
+            network_uuid = str(uuid.uuid5(uuid.UUID(layout.pool_uuid), f"network-{index}"))
+            ref = ref_for(network_uuid)
+            self.networks[ref] = SimNetwork(ref, network_uuid, name, bridge)
         self.tasks: dict[str, SimTask] = {}
         self.shared_sr = ref_for(layout.shared_sr_uuid)
         self.srs[self.shared_sr] = SimSR(
@@ -128,6 +143,8 @@ class LabPool:
                 domid=0,
             )
         self.master = by_name[layout.master]
+        self.repository = repository or seed_repository(layout)
+        self._seed_packages(up_to_date)
         for domid, spec in enumerate(layout.vms, start=1):
             pin_host = by_name[spec.pin_host] if spec.pin_host else NULL
             vm = SimVM(
@@ -144,11 +161,27 @@ class LabPool:
                 pin_host=pin_host,
                 local_sr=self.hosts[pin_host].local_sr if spec.pin == "local-sr" else NULL,
                 domid=domid if spec.power_state == "Running" else -1,
+                # A halted VM with a home is one its admin starts with that host.
+                other_config={"auto_poweron": "true"}
+                if spec.power_state == "Halted" and spec.affinity
+                else {},
             )
             self.vms[vm.ref] = vm
         with self.lock:
             self.update_rolling_upgrade()
         self.set_faults(faults or Faults())
+
+    def _seed_packages(self, up_to_date: bool) -> None:
+        """Hosts whose disk holds no packages yet get their stream's: some updates behind,
+        or all of them (`up_to_date`)."""
+        hosts = list(self.hosts.values())
+        for position, host in enumerate(hosts):
+            if host.machine.packages() is None:
+                stream = stream_of(host.version)
+                rpmdb = seeded_rpmdb(
+                    self.repository, stream, position, len(hosts), time.time(), up_to_date
+                )
+                host.machine.set_packages(rpmdb)
 
     @classmethod
     def generate(
@@ -303,6 +336,8 @@ class LabPool:
 
     def set_ha(self, enabled: bool) -> None:
         with self.lock:
+            if enabled and "rolling_upgrade_in_progress" in self.other_config:
+                raise XapiFailure("NOT_SUPPORTED_DURING_UPGRADE")
             self.ha_enabled = enabled
             self.emit(self)
 
@@ -336,6 +371,8 @@ class LabPool:
                 return list(self.vms)
             if cls == "SR":
                 return list(self.srs)
+            if cls == "network":
+                return list(self.networks)
             if cls == "task":
                 return list(self.tasks)
             raise KeyError(cls)
@@ -354,6 +391,8 @@ class LabPool:
                 return records.vm_record(self, self.vms[ref])
             if cls == "SR" and ref in self.srs:
                 return records.sr_record(self, self.srs[ref])
+            if cls == "network" and ref in self.networks:
+                return records.network_record(self, self.networks[ref])
             if cls == "task" and ref in self.tasks:
                 return records.task_record(self, self.tasks[ref])
             raise XapiFailure("HANDLE_INVALID", cls, ref)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rollup.lab.xapi import placement
+from rollup.lab.xapi import guidances, placement
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL
 
@@ -39,6 +39,7 @@ def start(pool: LabPool, vm_ref: str, host_ref: str | None, paused: bool) -> Non
         vm.resident_on = host.ref
         vm.power_state = "Paused" if paused else "Running"
         vm.domid = max(v.domid for v in pool.vms.values()) + 1
+        guidances.cleared(pool, vm, "restart_device_model", "restart_vm")
         pool.emit_vm_move(vm, host.ref)
 
 
@@ -54,6 +55,21 @@ def shutdown(pool: LabPool, vm_ref: str) -> None:
         host_ref = vm.resident_on
         vm.power_state, vm.resident_on, vm.domid = "Halted", NULL, -1
         pool.emit_vm_move(vm, host_ref)
+
+
+def reboot(pool: LabPool, vm_ref: str) -> None:
+    """VM.clean_reboot and VM.hard_reboot: the guest restarts where it runs (a new domain,
+    a new device model), which is what its restart guidances ask."""
+    with pool.lock:
+        vm = pool.vm(vm_ref)
+        if vm.is_control_domain:
+            raise XapiFailure("OPERATION_NOT_ALLOWED", "control domains cannot be rebooted")
+        if vm.power_state != "Running":
+            raise XapiFailure("VM_BAD_POWER_STATE", vm.ref, "running", vm.power_state.lower())
+        placement.check_not_busy(vm)
+        vm.domid = max(v.domid for v in pool.vms.values()) + 1
+        guidances.cleared(pool, vm, "restart_device_model", "restart_vm")
+        pool.emit(vm)
 
 
 def assert_can_boot_here(pool: LabPool, vm_ref: str, host_ref: str) -> None:

@@ -11,8 +11,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from xmlrpc.client import DateTime
 
+from rollup.lab import releases
 from rollup.lab.xapi import wire
-from rollup.lab.xapi.objects import NULL, SimHost, SimSR, SimTask, SimVM
+from rollup.lab.xapi.objects import NULL, SimHost, SimNetwork, SimSR, SimTask, SimVM
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -54,7 +55,7 @@ def host_record(pool: LabPool, host: SimHost) -> dict[str, Any]:
         "metrics": host.metrics_ref,
         "resident_VMs": [vm.ref for vm in pool.resident_vms(host.ref)],
         "control_domain": host.dom0,
-        "software_version": software_version(host),
+        "software_version": software_version(pool, host),
         "memory_overhead": str(host.memory_overhead),
         "other_config": dict(host.other_config),
         "API_version_major": str(API_VERSION[0]),
@@ -62,23 +63,33 @@ def host_record(pool: LabPool, host: SimHost) -> dict[str, Any]:
         "API_version_vendor": "XenSource",
         "allowed_operations": ["evacuate", "reboot", "shutdown"] if host.live else [],
         "current_operations": {},
-        "edition": "xcp-ng",
+        "edition": "xcp-ng" if pool.layout.flavor == "xcp-ng" else "xenserver-premium",
         "local_cache_sr": NULL,
         "suspend_image_sr": host.local_sr,
         "crash_dump_sr": host.local_sr,
         "tags": [],
+        **guidance_fields(host.guidances),
     }
 
 
-def software_version(host: SimHost) -> dict[str, str]:
+def guidance_fields(guidances: dict[str, list[str]]) -> dict[str, list[str]]:
+    """A host's or VM's pending update guidances, as xapi names the fields."""
     return {
-        "product_brand": "XCP-ng",
+        "pending_guidances": list(guidances["mandatory"]),
+        "pending_guidances_recommended": list(guidances["recommended"]),
+        "pending_guidances_full": list(guidances["full"]),
+    }
+
+
+def software_version(pool: LabPool, host: SimHost) -> dict[str, str]:
+    return {
+        "product_brand": releases.brand(pool.layout.flavor, host.version),
         "product_version": host.version,
         "product_version_text": host.version.rsplit(".", 1)[0],
         "product_version_text_short": host.version.rsplit(".", 1)[0],
         "platform_name": "XCP",
         "platform_version": host.platform_version,
-        "build_number": "release/lab",
+        "build_number": releases.build_number(host.version),
         "xapi": "1.20",
         "xen": "4.17.5",
         "linux": "4.19.0+1",
@@ -125,6 +136,7 @@ def vm_record(pool: LabPool, vm: SimVM) -> dict[str, Any]:
         "current_operations": dict(vm.operations),
         "other_config": dict(vm.other_config),
         "tags": [],
+        **guidance_fields(vm.guidances),
     }
 
 
@@ -150,6 +162,20 @@ def sr_record(pool: LabPool, sr: SimSR) -> dict[str, Any]:
         "physical_size": str(2**40),
         "physical_utilisation": str(2**38),
         "virtual_allocation": str(2**38),
+        "other_config": {},
+        "tags": [],
+    }
+
+
+def network_record(pool: LabPool, network: SimNetwork) -> dict[str, Any]:
+    return {
+        "uuid": network.uuid,
+        "name_label": network.name,
+        "name_description": "",
+        "bridge": network.bridge,
+        "MTU": "1500",
+        "PIFs": [],
+        "VIFs": [],
         "other_config": {},
         "tags": [],
     }

@@ -14,34 +14,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import re
 import secrets
 import shutil
-import socket
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rollup import bundled
 from rollup.errors import BadInput, LabStateUnusable, RemoteError
-from rollup.lab import LabSpec
+from rollup.lab import Flavor, LabSpec, networks, releases
 from rollup.lab.address_holder import taken
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
 from rollup.lab.hosts import LabMachine, stop_stale_daemons
+from rollup.lab.installer_repo import InstallerRepo
 from rollup.lab.layout import Layout
 from rollup.lab.reaper import Reaper
 from rollup.lab.sshd import SSHD
-from rollup.lab.xapi import persistence
+from rollup.lab.xapi import handover, persistence
 from rollup.lab.xapi.pool import LabPool
+from rollup.lab.xapi.repository import open_repository
 from rollup.lab.xapi.server import XapiServer
+from rollup.model import version_key
 from rollup.remote import RemoteHost
-
-TARGET_VERSION = "8.3.0"  # what the lab's patch installs unless told otherwise
 
 log = logging.getLogger("rollup")
 _BIND_FAILED = re.compile(r"Bind to port (?P<port>\d+) on (?P<address>[\d.]+) failed")
@@ -69,11 +65,25 @@ class RunningLab:
         self._watcher: threading.Thread | None = None
         self._saver: persistence.Saver | None = None
         self.restored = False  # the pool came back from pool-state.json
+        self.update = "xapi"  # how the inventory it writes patches its hosts
+        self.installer: InstallerRepo | None = None  # its network installer repository
+        self.installer_url = ""
         self._reaper: Reaper | None = None
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def current_release(self) -> str:
+        """What its installer installs: the flavor's current release."""
+        return releases.current(self.pool.layout.flavor)
+
+    @property
+    def upgrades(self) -> bool:
+        """Whether some host runs an older release than the current one."""
+        current = version_key(self.current_release)
+        return any(version_key(h.version) < current for h in self.pool.hosts.values())
 
     # -- starting and stopping ------------------------------------------------------------
 
@@ -92,17 +102,26 @@ class RunningLab:
         fill: tuple[float, float] = (0.5, 0.75),
         persist: bool = False,
         restore: bool = False,
+        flavor: Flavor = "xcp-ng",
+        release: str | None = None,
+        update: str = "xapi",
+        up_to_date: bool = False,
     ) -> RunningLab:
         """Start a lab; `persist`: keep its state in `directory` (lab/persistence.py);
-        `restore`: bring back the state kept there if it is this lab's, else start fresh."""
+        `restore`: bring back the state kept there if it is this lab's, else start fresh.
+        `flavor` and `release` (default: the flavor's current one) say what its hosts run;
+        `update` how the inventory it writes patches them ("xapi" or "playbook");
+        `up_to_date`: no host starts with updates pending."""
+        release = releases.check(flavor, release)
         directory = directory.resolve()
         use_ssh = SSHD.exists() if ssh == "auto" else bool(ssh)
         reaper = Reaper.start(directory)  # from here on, nothing it starts outlives us
         try:
             lab = cls._start_on_free_network(
                 directory, reaper, network, use_ssh, restore,
-                hosts=hosts, vms=vms, seed=seed, fill=fill,
-                speed=speed, port=port, faults=faults, persist=persist,
+                hosts=hosts, vms=vms, seed=seed, fill=fill, flavor=flavor, release=release,
+                speed=speed, port=port, faults=faults, persist=persist, update=update,
+                up_to_date=up_to_date,
             )  # fmt: skip
         except BaseException:
             reaper.sweep_and_release()
@@ -123,18 +142,23 @@ class RunningLab:
         vms: int,
         seed: int,
         fill: tuple[float, float],
+        flavor: Flavor,
+        release: str,
         **options: Any,
     ) -> RunningLab:
         """Start on `network`, else on the first loopback /24 whose addresses bind."""
         tried: set[str] = set()
         while True:
-            prefix = _prefix(network) if network else _free_network(use_ssh, hosts, tried)
+            prefix = networks.prefix(network) if network else networks.free(use_ssh, hosts, tried)
             try:
-                return cls._start_fresh_or_restored(
-                    directory, generate(hosts, vms, seed, address_prefix=prefix, fill=fill),
-                    persistence.identity(hosts, vms, seed, fill), restore,
-                    use_ssh=use_ssh, **options,
+                layout = generate(
+                    hosts, vms, seed, address_prefix=prefix, fill=fill, version=release,
+                    flavor=flavor,
                 )  # fmt: skip
+                spec = persistence.identity(hosts, vms, seed, fill, flavor, release)
+                return cls._start_fresh_or_restored(
+                    directory, layout, spec, restore, use_ssh=use_ssh, **options
+                )
             except RemoteError as error:
                 # Another process took an address between our probe and sshd's bind.
                 bind = _BIND_FAILED.search(str(error))
@@ -180,6 +204,8 @@ class RunningLab:
         port: int,
         faults: str | None,
         persist: bool,
+        update: str,
+        up_to_date: bool,
     ) -> RunningLab:
         stop_stale_daemons(directory)
         if state is None:
@@ -191,13 +217,23 @@ class RunningLab:
         machines: dict[str, LabMachine] = {}
         pool: LabPool | None = None
         server: XapiServer | None = None
+        installer: InstallerRepo | None = None
         try:
             for host_spec in layout.hosts:
                 machines[host_spec.name] = LabMachine(
                     host_spec.name, directory, address=host_spec.address if use_ssh else None
                 )
             initial = load_faults(faults) if faults else Faults()
-            pool = LabPool(layout, speed=speed, machines=dict(machines), faults=initial)
+            pool = LabPool(
+                layout,
+                speed=speed,
+                machines=dict(machines),
+                faults=initial,
+                repository=open_repository(layout, directory, fresh=state is None),
+                up_to_date=up_to_date,
+            )
+            # As many pools are set: VMs marked so start when their host boots.
+            pool.other_config["auto_poweron"] = "true"
             if state is not None:
                 try:
                     persistence.apply(pool, state)
@@ -215,7 +251,13 @@ class RunningLab:
             password = secrets.token_urlsafe(12)
             server = XapiServer(pool, port=port, user="root", password=password)
             server.start()
+            # The flavor's current release, served where its hosts can fetch it.
+            installer = InstallerRepo(directory / "installer", layout.hosts[0].address)
+            installer_url = installer.add(layout.flavor, releases.current(layout.flavor))
+            installer.start()
         except BaseException:
+            if installer is not None:
+                installer.stop()
             if server is not None:
                 server.stop()
             if pool is not None:
@@ -224,6 +266,8 @@ class RunningLab:
                 machine.close()
             raise
         lab = cls(pool, server, machines, directory, password, faults)
+        lab.update = update
+        lab.installer, lab.installer_url = installer, installer_url
         lab.restored = state is not None
         lab.poll_faults()
         lab.write_inventory(directory / "inventory.yml")
@@ -256,6 +300,9 @@ class RunningLab:
             faults=spec.faults,
             persist=True,
             restore=restore,
+            flavor=spec.flavor,
+            release=spec.release,
+            up_to_date=spec.up_to_date,
         )
 
     def save_state(self) -> bool:
@@ -267,6 +314,8 @@ class RunningLab:
         try:
             # No more calls first, so the state saved is the last one clients saw settled.
             self.server.stop()
+            if self.installer is not None:
+                self.installer.stop()
             if self._saver is not None:
                 self._saver.close()
         finally:
@@ -304,76 +353,10 @@ class RunningLab:
         return {name: machine.remote_host() for name, machine in self.machines.items()}
 
     def inventory(self) -> dict[str, Any]:
-        group = {
-            "vars": {
-                "rollup_driver": "xenapi",
-                "rollup_api_url": self.url,
-                "rollup_api_user": self.user,
-                "rollup_api_password": self.password,
-                "rollup_target_version": TARGET_VERSION,
-                "rollup_playbook": bundled.playbook("lab-patch.yml"),
-                "rollup_reboot": "if-required",
-                "rollup_unmovable": "shutdown-restart",
-            },
-            "hosts": {name: m.inventory_vars() for name, m in self.machines.items()},
-        }
-        return {"all": {"children": {_group_name(self.pool.name): group}}}
+        return handover.inventory(self)
 
     def write_inventory(self, path: Path) -> None:
-        text = (
-            "# Written by `rollup lab up`: the lab pool as an Ansible inventory.\n"
-            "# It holds the lab's API password: keep it to yourself.\n"
-            + yaml.safe_dump(self.inventory(), sort_keys=False)
-        )
-        path.write_text(text)
-        path.chmod(0o600)
+        handover.write_inventory(self, path)
 
     def banner(self) -> str:
-        hosts = ", ".join(
-            f"{name} {m.address or 'local'}" + (f":{m.port}" if m.address and m.port != 22 else "")
-            for name, m in self.machines.items()
-        )
-        inventory = self.directory / "inventory.yml"
-        return (
-            f"lab pool {self.pool.name}: {len(self.machines)} hosts, {len(self.pool.vms)} VMs,"
-            f" time x{self.pool.speed:g}\n"
-            f"  XenAPI   {self.url}  user {self.user}  password {self.password}\n"
-            f"  hosts    {hosts}\n"
-            f"  inventory {inventory}\n"
-            f"  try      rollup plan {inventory}\n"
-            "Ctrl-C stops the lab."
-        )
-
-
-def _group_name(pool_name: str) -> str:
-    return pool_name.replace("-", "_")
-
-
-def _prefix(network: str) -> str:
-    parts = network.split(".")
-    if len(parts) != 4 or parts[0] != "127" or not all(p.isdigit() for p in parts):
-        raise BadInput(f"--network {network} is not a loopback /24: use e.g. 127.0.10.0")
-    return ".".join(parts[:3]) + "."
-
-
-def _free_network(ssh: bool, hosts: int, tried: set[str]) -> str:
-    """A loopback /24 no other lab uses (in-process labs must not clash with `lab up`)."""
-    # Not root, each sshd binds a port free at the time: only port 22 can clash.
-    port = 22 if ssh and os.geteuid() == 0 else 0
-    for third in range(11, 250):
-        prefix = f"127.0.{third}."
-        if prefix in tried:
-            continue
-        if not any(_listening(f"{prefix}{i}", port) for i in range(1, min(hosts, 254) + 1)):
-            return prefix
-    raise BadInput(
-        "no free loopback network for the lab: stop other labs (`rollup lab down --dir D`)"
-    )
-
-
-def _listening(address: str, port: int) -> bool:
-    if port == 0:
-        return False
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex((address, port)) == 0
+        return handover.banner(self)

@@ -12,20 +12,25 @@ the others `HOST_IS_SLAVE [master address]`. A host's listener is closed (connec
 refused, open connections cut) while the host is down, and the master's during a
 `master_api_drop` fault. Paths `/` and `/xmlrpc` serve XML-RPC; `/jsonrpc` answers 200
 with `text/xml` so Xen Orchestra's client falls back to XML-RPC. Replies are compact,
-Content-Type exactly `text/xml`.
+Content-Type exactly `text/xml`. A XenServer 8 master also answers GET /updates (JSON,
+lab/xapi/updates.py) to a client with a session (`?session_id=`) or Basic auth.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import socket
 import threading
 import xmlrpc.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from rollup.lab.xapi import wire
+from rollup.lab import releases
+from rollup.lab.xapi import updates, wire
 from rollup.lab.xapi.calls import Api
 from rollup.lab.xapi.pool import LabPool
 
@@ -184,9 +189,47 @@ class XapiHandler(BaseHTTPRequestHandler):
             return self._drop()
         return self._reply(wire.response(result))
 
-    def _reply(self, payload: bytes) -> None:
+    def do_GET(self) -> None:
+        """XenServer 8's GET /updates (the master only), with a session or Basic auth."""
+        listener = self.server.listener
+        url = urlsplit(self.path)
+        if url.path != "/updates":
+            self.send_error(404)
+            return None
+        if not listener.answering():
+            return self._drop()
+        pool = listener.server.pool
+        if listener.host_ref != pool.master:
+            self.send_error(503, "not the pool's master")
+            return None
+        if not self._authorised(parse_qs(url.query).get("session_id", [""])[0]):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="xapi"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if not releases.has_update_api(pool.layout.flavor, pool.hosts[pool.master].version):
+            self.send_error(404, "this pool has no update repository")
+            return None
+        payload = json.dumps(updates.updates_json(pool)).encode()
+        return self._reply(payload, "application/json")
+
+    def _authorised(self, session: str) -> bool:
+        api = self.server.listener.server.api
+        if session:
+            return session in api.pool.sessions
+        header = self.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return (user, password) == (api.user, api.password)
+
+    def _reply(self, payload: bytes, content_type: str = "text/xml") -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

@@ -112,10 +112,31 @@ try {
   out.migration = { vm: moved.name_label, from, to: moved.$resident_on.name_label, result }
   step('migrated')
 
-  // One host as XO's rolling pool update takes it: disable, evacuate, reboot, then wait
-  // until the cache shows it enabled, live and with a newer agent_start_time.
+  // One host as XO's rolling pool update takes it: list each host's missing patches
+  // through the updater plugin, disable, evacuate, install them (callAsync), record the
+  // install time, reboot, then wait until the cache shows it enabled, live and with a
+  // newer agent_start_time.
+  const checkUpdate = async host =>
+    JSON.parse(await xapi.call('host.call_plugin', host.$ref, 'updater.py', 'check_update', {}))
+  out.pending = {}
+  for (const host of hosts) out.pending[host.name_label] = (await checkUpdate(host)).map(p => p.name)
   await xapi.call('host.disable', member.$ref)
   await timeout(xapi.callAsync('host.evacuate', member.$ref), 20e3, 'evacuation task')
+  const installed = JSON.parse(
+    await timeout(
+      xapi.callAsync('host.call_plugin', member.$ref, 'updater.py', 'update', {}),
+      20e3,
+      'update task'
+    )
+  )
+  await xapi.call('host.remove_from_other_config', member.$ref, 'rpm_patch_installation_time')
+  await xapi.call('host.add_to_other_config', member.$ref, 'rpm_patch_installation_time', String(Date.now() / 1000))
+  out.update = {
+    host: member.name_label,
+    returncode: installed.returncode,
+    left: (await checkUpdate(member)).length,
+  }
+  step('patched')
   const emptied = await waitObject(xapi, member.$ref, h => h.resident_VMs.length === 1, 'host empty')
   const agentStart = Number(emptied.other_config.agent_start_time)
   await xapi.call('host.reboot', member.$ref)

@@ -1,0 +1,212 @@
+"""Installing a host's updates the way its pool does it, as Xen Orchestra does.
+
+- XCP-ng: `host.call_plugin(host, "updater.py", "update", {"packages": ...})` runs yum on
+  the host; while another yum holds the lock the plugin answers busy and the call is
+  retried after a pause. Then the install time goes to the host's
+  other_config["rpm_patch_installation_time"] (as XO writes it), which tells XO users and
+  rollup alike that the host needs a reboot until it boots again.
+- XenServer 8: `host.apply_updates(host, hash)` with the /updates hash the plan read.
+  A hash the pool no longer has (UPDATEINFO_HASH_MISMATCH: updates were published since)
+  is refused, not guessed at: the caller decides to re-read (policy `latest`) or to fail
+  the host (policy `planned`). xapi then records what must still happen as the host's
+  pending guidances.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rollup.drivers.xenapi import updates
+from rollup.drivers.xenapi.session import Session
+from rollup.drivers.xenapi.tasks import destroy, failure_of, watch
+from rollup.errors import DriverError, TransientDriverError
+from rollup.text.plurals import count
+
+PATCHED_AT_KEY = "rpm_patch_installation_time"
+OUTPUT_LINES = 40  # of yum's output kept as evidence
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What one install did: its output, for the journal and a failure's evidence."""
+
+    output: tuple[str, ...] = ()
+
+
+def xcp_ng_update(
+    api: Session,
+    ref: str,
+    name: str,
+    packages: Sequence[str],
+    repos: Sequence[str],
+    busy_seconds: float,
+    busy_delay: float,
+) -> Installed:
+    """yum update through the updater plugin: `packages` (name-version-release) or all."""
+    arguments = {}
+    if packages:
+        arguments["packages"] = " ".join(packages)
+    if repos:
+        arguments["repos"] = ",".join(repos)
+    what = f"install the updates of host {name}"
+    deadline = time.monotonic() + busy_seconds
+
+    def update() -> object:
+        return api.call(
+            what, "host.call_plugin", ref, updates.UPDATER, "update", arguments, idempotent=False
+        )
+
+    answer = updates.while_busy(update, deadline, busy_delay, name)
+    output = _output(str(answer))
+    # Xen Orchestra's mark: a host booted before this time needs a reboot. In the host's
+    # own time, not ours, so a controller's clock skew cannot hide a reboot; xapi gives it
+    # to the second, so the next one is surely after the install.
+    installed = server_time(api, ref, name) + 1
+    what = f"record the install time on {name}"
+    api.call(what, "host.remove_from_other_config", ref, PATCHED_AT_KEY)
+    api.call(what, "host.add_to_other_config", ref, PATCHED_AT_KEY, f"{installed:.3f}")
+    return Installed(output=output)
+
+
+def server_time(api: Session, ref: str, name: str) -> float:
+    """The host's clock (host.get_servertime), as seconds since the epoch."""
+    value = api.call(f"read the clock of host {name}", "host.get_servertime", ref)
+    text = str(getattr(value, "value", value)).removesuffix("Z")
+    for fmt in ("%Y%m%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return float(calendar.timegm(time.strptime(text, fmt)))
+        except ValueError:
+            continue
+    raise DriverError(f"host {name} answered its time as {text!r}, not a date", "BAD_TIME")
+
+
+def _output(answer: str) -> tuple[str, ...]:
+    """The updater's answer: {stdout, stderr, command, returncode} (older: {exit, ...})."""
+    try:
+        result = json.loads(answer)
+    except ValueError:
+        return tuple(answer.splitlines()[-OUTPUT_LINES:])
+    if not isinstance(result, dict):
+        return ()
+    code = result.get("returncode", result.get("exit", 0))
+    lines = f"{result.get('stdout', '')}\n{result.get('stderr', '')}".strip().splitlines()
+    if code not in (0, "0", None):
+        raise DriverError(
+            f"yum update failed with exit code {code}", "UPDATE_FAILED", (str(code),), tuple(lines)
+        )
+    return tuple(lines[-OUTPUT_LINES:])
+
+
+def xenserver_apply(
+    api: Session, ref: str, name: str, hash_: str, busy_seconds: float, busy_delay: float
+) -> Installed:
+    """host.apply_updates with the plan's hash, waiting out another update of the pool
+    (APPLY_UPDATES_IN_PROGRESS); its livepatch failures as output."""
+    deadline = time.monotonic() + busy_seconds
+    while True:
+        try:
+            return _apply(api, ref, name, hash_)
+        except DriverError as error:
+            if (
+                error.code != "APPLY_UPDATES_IN_PROGRESS"
+                or time.monotonic() + busy_delay > deadline
+            ):
+                raise
+        time.sleep(busy_delay)
+
+
+def _apply(api: Session, ref: str, name: str, hash_: str) -> Installed:
+    what = f"apply the updates to host {name}"
+    try:
+        task = api.call(what, "Async.host.apply_updates", ref, hash_, idempotent=False)
+    except TransientDriverError:
+        raise
+    record = watch(api, task, what)
+    try:
+        assert record is not None
+        if record["status"] != "success":
+            code, params = failure_of(record)
+            raise DriverError(f"could not {what}: {_explain(code, params)}", code, params)
+        failures = _livepatch_failures(str(record.get("result", "")))
+    finally:
+        destroy(api, task)
+    if failures:
+        note = f"{count(len(failures), 'livepatch')} failed: the host reboots instead"
+        return Installed(output=(note, *failures))
+    return Installed()
+
+
+def _explain(code: str, params: tuple[str, ...]) -> str:
+    reasons = {
+        "UPDATEINFO_HASH_MISMATCH": "updates were published since the plan read them",
+        "APPLY_UPDATES_IN_PROGRESS": "another update of the pool is in progress",
+        "HOST_EVACUATION_IS_REQUIRED": "VMs are still running on it",
+        "HOST_PENDING_MANDATORY_GUIDANCE_NOT_EMPTY": "an earlier update's guidance is pending",
+        "HA_IS_ENABLED": "HA is on",
+    }
+    reason = reasons.get(code)
+    return f"{code} ({reason})" if reason else " ".join((code, *params))
+
+
+def _livepatch_failures(result: str) -> tuple[str, ...]:
+    """apply_updates answers [[APPLY_LIVEPATCH_FAILED, json], ...]; "" or [] for none."""
+    text = result.removeprefix("<value>").removesuffix("</value>").strip()
+    if not text or text in ("[]", "<array><data/></array>"):
+        return ()
+    return (text[:500],)
+
+
+UPGRADE_PLUGIN = "prepare_host_upgrade.py"
+# The plugin's reasons (XENAPI_PLUGIN_FAILURE [fn, exception, REASON]), in words.
+INSTALLER_REASONS = {
+    "MISSING_URL": "no installer URL was given",
+    "INVALID_URL": "is not an installer repository the host can read",
+    "INVALID_VER": "holds an older release than the host runs",
+    "ERROR_PREPARING_HOST": "the host could not be set to boot the installer",
+}
+SAFE_TO_UPGRADE = {
+    "false": "its local storage holds virtual disks",
+    "not_enough_space": "its local storage has not enough free space for the upgrade",
+}
+
+
+def installer_problem(api: Session, ref: str, name: str, url: str) -> str:
+    """Why the host cannot be upgraded from `url` (testUrl, testSafe2Upgrade), or ""."""
+
+    def plugin(what: str, fn: str, args: dict[str, str]) -> str:
+        return str(api.call(what, "host.call_plugin", ref, UPGRADE_PLUGIN, fn, args))
+
+    try:
+        plugin(f"test the installer at {url} from host {name}", "testUrl", {"url": url})
+        safe = plugin(f"ask host {name} whether it is safe to upgrade", "testSafe2Upgrade", {})
+    except DriverError as error:
+        return _plugin_reason(error, url)
+    return "" if safe == "true" else SAFE_TO_UPGRADE.get(safe, f"testSafe2Upgrade said {safe}")
+
+
+def prepare_upgrade(api: Session, ref: str, name: str, url: str) -> None:
+    """Set the host to boot the network installer at its next reboot (the plugin's main)."""
+    try:
+        what = f"set host {name} to boot the installer"
+        api.call(what, "host.call_plugin", ref, UPGRADE_PLUGIN, "main", {"url": url},
+                 idempotent=False)  # fmt: skip
+    except DriverError as error:
+        raise DriverError(
+            f"could not set host {name} to boot the installer: {_plugin_reason(error, url)}",
+            error.code,
+            error.params,
+        ) from None
+
+
+def _plugin_reason(error: DriverError, url: str) -> str:
+    if error.code == "XENAPI_MISSING_PLUGIN":
+        return f"the host has no {UPGRADE_PLUGIN} plugin (install the host-upgrade-plugin)"
+    if error.code == "XENAPI_PLUGIN_FAILURE" and len(error.params) >= 3:
+        reason = error.params[2]
+        words = INSTALLER_REASONS.get(reason)
+        return f"{url} {words} ({reason})" if words else reason
+    return error.message

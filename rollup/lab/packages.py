@@ -1,0 +1,346 @@
+"""The lab's package repository and each host's installed packages: what yum knows.
+
+One repository per lab, a JSON file in the lab's directory, read by everything that
+installs or lists updates: the pool's `updater.py` plugin (XCP-ng), its `/updates`
+and `host.apply_updates` (XenServer), and the `yum` of the hosts' SSH sessions
+(lab/yum.py), so every path installs from the same place. `rollup lab publish` adds
+builds to it while the lab runs.
+
+A repository holds builds of a few packages per release stream ("8.3"): the stream's
+base (what its installer lays down) and the updates published since, each tagged with
+the advisory that shipped it. A host runs the stream of its product version; what is
+pending on it is, per package of its stream, the newest build newer than the installed
+one. Which kind of package a build is decides what installing it demands, as xapi's
+guidances say it: a kernel or Xen build a reboot (unless it comes as a livepatch), the
+toolstack a toolstack restart, QEMU a restart of the VMs' device models, guest firmware
+a restart of the VMs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rollup.lab.host_files import write_atomically
+
+Kind = Literal["kernel", "xen", "xapi", "qemu", "firmware", "userspace"]
+KINDS: tuple[Kind, ...] = ("kernel", "xen", "xapi", "qemu", "firmware", "userspace")
+
+# One package per kind, named as on an XCP-ng host, with its base version per stream.
+PACKAGES: dict[Kind, tuple[str, str]] = {
+    "kernel": ("kernel", "4.19.19"),
+    "xen": ("xen-hypervisor", "4.17.5"),
+    "xapi": ("xapi-core", "25.6.0"),
+    "qemu": ("qemu", "4.2.1"),
+    "firmware": ("edk2", "20220801"),
+    "userspace": ("curl", "8.4.0"),
+}
+SUMMARIES: dict[Kind, str] = {
+    "kernel": "dom0 kernel: security fixes",
+    "xen": "Xen hypervisor: XSA fixes",
+    "xapi": "toolstack: bug fixes",
+    "qemu": "device model: security fixes",
+    "firmware": "UEFI firmware for guests",
+    "userspace": "curl: security fixes",
+}
+# xapi's update_guidances, by what a kind of build needs once installed.
+GUIDANCE: dict[Kind, str] = {
+    "kernel": "reboot_host",
+    "xen": "reboot_host",
+    "xapi": "restart_toolstack",
+    "qemu": "restart_device_model",
+    "firmware": "restart_vm",
+}
+LIVEPATCH_FAILURE = "reboot_host_on_livepatch_failure"
+REPOSITORY_FILE = "repository.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Build:
+    name: str
+    version: str
+    release: str
+    kind: Kind
+    stream: str  # the release it belongs to: "8.3"
+    advisory: str = ""  # "" for the stream's base
+    summary: str = ""
+    severity: str = "None"  # "High" or "None", as XenServer's updateinfo says
+    size: int = 0  # bytes to download
+    livepatch: bool = False  # XenServer can apply it without a reboot
+    serial: int = 0  # the publish that added it (0: the base)
+
+    @property
+    def nvr(self) -> str:
+        return f"{self.name}-{self.version}-{self.release}"
+
+    @property
+    def rpm(self) -> str:
+        """The full package name XenServer's /updates lists under RPMS."""
+        return f"{self.nvr}.x86_64"
+
+    def newer_than(self, version: str, release: str) -> bool:
+        return rpm_key(self.version, self.release) > rpm_key(version, release)
+
+
+def rpm_key(version: str, release: str) -> tuple[tuple[int, int | str], ...]:
+    """Order versions as rpm does, near enough: digit runs by value, above letter runs."""
+    key: list[tuple[int, int | str]] = []
+    for text in (version, release):
+        for run in re.findall(r"\d+|[A-Za-z]+", text):
+            key.append((1, int(run)) if run.isdigit() else (0, run))
+        key.append((-1, ""))  # version ends before release starts
+    return tuple(key)
+
+
+def stream_of(product_version: str) -> str:
+    """The release stream a product version runs: "8.3.0" → "8.3"."""
+    return ".".join(product_version.split(".")[:2])
+
+
+@dataclass(frozen=True)
+class Installed:
+    version: str
+    release: str
+    at: float  # when it was installed (real time, seconds since the epoch)
+
+
+Rpmdb = dict[str, Installed]
+
+
+@dataclass
+class Repository:
+    """The builds published so far; `path` None keeps it in memory (a pool without disk)."""
+
+    builds: list[Build] = field(default_factory=list)
+    serial: int = 0  # bumped by each publish
+    path: Path | None = None
+    home: str = ""  # the stream the lab's hosts ran when it started: where publish adds
+    _read_at: float = 0.0  # the file's mtime when last read or written
+
+    # -- reading ------------------------------------------------------------------------
+
+    def stream(self, stream: str) -> list[Build]:
+        return [build for build in self.builds if build.stream == stream]
+
+    def base(self, stream: str) -> list[Build]:
+        return [build for build in self.stream(stream) if not build.advisory]
+
+    def latest(self, stream: str) -> dict[str, Build]:
+        """The newest build of each package of `stream`."""
+        newest: dict[str, Build] = {}
+        for build in self.stream(stream):
+            known = newest.get(build.name)
+            if known is None or build.newer_than(known.version, known.release):
+                newest[build.name] = build
+        return newest
+
+    def pending(self, stream: str, installed: Mapping[str, Installed]) -> list[Build]:
+        """What `yum check-update` lists: per package the newest build newer than installed."""
+        found = []
+        for name, build in sorted(self.latest(stream).items()):
+            have = installed.get(name)
+            if have is None or build.newer_than(have.version, have.release):
+                found.append(build)
+        return found
+
+    def find(self, stream: str, spec: str) -> Build | None:
+        """What `yum update SPEC` installs: the build `spec` names in full (name-version-
+        release), or the newest of package `spec`."""
+        exact = [b for b in self.stream(stream) if spec in (b.nvr, b.rpm)]
+        return exact[0] if exact else self.latest(stream).get(spec)
+
+    def hash(self) -> str:
+        """What XenServer's /updates calls the updateinfo hash: changes with every publish."""
+        text = json.dumps([asdict(b) for b in self.builds], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def publish(self, kinds: Iterable[Kind], stream: str, livepatch: bool = False) -> list[Build]:
+        """A new build of each kind's package on `stream`, one advisory for them all."""
+        self.serial += 1
+        advisory = f"XSU-{stream.replace('.', '')}-{self.serial:04d}"
+        added = []
+        for kind in dict.fromkeys(kinds):
+            name, _ = PACKAGES[kind]
+            current = self.latest(stream).get(name)
+            version = current.version if current else PACKAGES[kind][1]
+            release = _next_release(current.release if current else "1", stream)
+            build = Build(
+                name=name,
+                version=version,
+                release=release,
+                kind=kind,
+                stream=stream,
+                advisory=advisory,
+                summary=SUMMARIES[kind],
+                severity="High" if kind in ("kernel", "xen", "qemu", "userspace") else "None",
+                size=_size(kind),
+                livepatch=livepatch and kind in ("kernel", "xen"),
+                serial=self.serial,
+            )
+            self.builds.append(build)
+            added.append(build)
+        self.save()
+        return added
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = {
+            "format": FORMAT,
+            "serial": self.serial,
+            "home": self.home,
+            "builds": [asdict(b) for b in self.builds],
+        }
+        write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644)
+        self._read_at = self.path.stat().st_mtime
+
+    @classmethod
+    def load(cls, path: Path) -> Repository:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a format-{FORMAT} lab repository")
+        builds = [Build(**build) for build in data["builds"]]
+        return cls(
+            builds=builds,
+            serial=int(data["serial"]),
+            path=path,
+            home=str(data.get("home", "")),
+            _read_at=path.stat().st_mtime,
+        )
+
+    def reload(self) -> None:
+        """Read the file again if it changed: `rollup lab publish` may have added builds."""
+        if self.path is None:
+            return
+        try:
+            changed = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if changed == self._read_at:
+            return
+        fresh = Repository.load(self.path)
+        self.builds, self.serial, self._read_at = fresh.builds, fresh.serial, fresh._read_at
+
+
+def _next_release(release: str, stream: str) -> str:
+    head = release.split(".", 1)[0]
+    number = int(head) + 1 if head.isdigit() else 2
+    return f"{number}.xcpng{stream}"
+
+
+def _size(kind: Kind) -> int:
+    return {"kernel": 31, "xen": 5, "xapi": 18, "qemu": 9, "firmware": 3, "userspace": 2}[
+        kind
+    ] * 2**20
+
+
+def guidance(builds: Iterable[Build], livepatch_allowed: bool = True) -> dict[str, list[str]]:
+    """What installing `builds` demands, as xapi's guidance lists (snake_case names).
+
+    A reboot makes the toolstack and device-model restarts moot (the host is empty and
+    starts afresh); a livepatch build demands nothing unless its livepatch fails.
+    """
+    builds = list(builds)
+    needs = {
+        GUIDANCE[b.kind]
+        for b in builds
+        if b.kind in GUIDANCE and not (b.livepatch and livepatch_allowed)
+    }
+    mandatory = []
+    if "reboot_host" in needs:
+        mandatory.append("reboot_host")
+    else:
+        mandatory += [g for g in ("restart_toolstack", "restart_device_model") if g in needs]
+    if "restart_vm" in needs:
+        mandatory.append("restart_vm")
+    lives = [b for b in builds if b.livepatch and livepatch_allowed]
+    recommended = [LIVEPATCH_FAILURE] if lives else []
+    return {
+        "mandatory": mandatory,
+        "recommended": recommended,
+        "full": [*mandatory, *recommended],
+        "livepatch": recommended,
+    }
+
+
+# -- seeding a fresh lab ------------------------------------------------------------------
+
+
+def seed(
+    streams: Iterable[str], seed_value: int, path: Path | None = None, updates: bool = True
+) -> Repository:
+    """A repository with each stream's base and, with `updates`, a few updates published
+    since; the first stream is the hosts' own (`home`)."""
+    streams = list(dict.fromkeys(streams))
+    repository = Repository(path=path, home=streams[0] if streams else "")
+    for stream in dict.fromkeys(streams):
+        for kind in KINDS:
+            name, version = PACKAGES[kind]
+            repository.builds.append(
+                Build(
+                    name=name,
+                    version=version,
+                    release=f"1.xcpng{stream}",
+                    kind=kind,
+                    stream=stream,
+                    summary=SUMMARIES[kind],
+                    size=_size(kind),
+                )
+            )
+    rng = random.Random(seed_value)
+    for stream in streams if updates else ():
+        # The monthly shape: a userspace fix, a toolstack and device-model update, then a
+        # kernel and hypervisor update (the one that needs the reboot).
+        repository.publish(["userspace"], stream)
+        repository.publish(["xapi", "qemu"], stream)
+        repository.publish(
+            ["kernel", "xen", *(["userspace"] if rng.random() < 0.5 else [])], stream
+        )
+    repository.save()
+    return repository
+
+
+def seeded_rpmdb(
+    repository: Repository,
+    stream: str,
+    position: int,
+    count: int,
+    now: float,
+    up_to_date: bool = False,
+) -> Rpmdb:
+    """The packages of the `position`-th of `count` hosts: the stream's base plus a share
+    of its updates. The first hosts lag most; the last one is up to date (a pool patched
+    host by host by hand looks like this); a pool of one host is all behind, unless
+    `up_to_date`."""
+    base = {b.name: Installed(b.version, b.release, now) for b in repository.base(stream)}
+    serials = sorted({b.serial for b in repository.stream(stream) if b.advisory})
+    if up_to_date or (count > 1 and position == count - 1):
+        applied = len(serials)
+    elif count <= 1 or not serials:
+        applied = 0
+    else:
+        applied = min(len(serials) - 1, position * len(serials) // (count - 1))
+    for build in repository.stream(stream):
+        if build.advisory and build.serial in serials[:applied]:
+            have = base.get(build.name)
+            if have is None or build.newer_than(have.version, have.release):
+                base[build.name] = Installed(build.version, build.release, now)
+    return base
+
+
+def rpmdb_to_json(rpmdb: Mapping[str, Installed]) -> str:
+    return json.dumps({name: asdict(item) for name, item in sorted(rpmdb.items())}, indent=1)
+
+
+def rpmdb_from_json(text: str) -> Rpmdb:
+    data: dict[str, Any] = json.loads(text)
+    return {name: Installed(**item) for name, item in data.items()}

@@ -1,0 +1,219 @@
+"""`yum`, `rpm` and `needs-restarting` as a lab host's SSH sessions see them.
+
+Each lab host has these three first on its PATH (lab/hosts.py writes the scripts), so a
+playbook written for a real XCP-ng host (playbooks/xcp-ng-update.yml) runs unchanged on
+a lab host: `yum update` installs from the lab's one repository (lab/packages.py) into
+the host's package database (lab/rpmdb.py), the same one the pool's own update calls
+use. Only the subset those playbooks use is here:
+
+  yum [-y] [-q] [--disablerepo=R] [--enablerepo=R] clean metadata|all
+  yum ... check-update [PACKAGE...]      exit 100 when updates are pending, else 0
+  yum ... update|upgrade [PACKAGE...]    PACKAGE: a name or name-version-release
+  rpm -q [--qf '%{INSTALLTIME}\\n'|'%{VERSION}-%{RELEASE}\\n'] PACKAGE...
+  rpm -qa
+  needs-restarting -r                    exit 1 when a core package changed since boot
+
+The host's release is the one it runs, or the one a release upgrade installed
+(etc/rollup-lab/installed-version, written by playbooks/lab-patch.yml): `yum update`
+then installs that release's packages, as a yum-driven release upgrade does.
+
+Install times are real times, and a host's boots are simulated: `rpm`'s INSTALLTIME is
+shifted so that it is before this machine's boot time (/proc/stat btime) exactly when
+the package was installed before the lab host's last boot, as a playbook comparing
+the two expects.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rollup.lab import rpmdb
+from rollup.lab.host_files import read_value
+from rollup.lab.machine import FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
+from rollup.lab.packages import Build, Installed, Repository, stream_of
+
+# What `needs-restarting -r` (yum-utils) counts as core: a change needs a reboot.
+CORE = ("kernel", "glibc", "linux-firmware", "systemd", "udev", "openssl-libs", "gnutls", "dbus")
+LOCK_ATTEMPTS = 10
+LOCK_WAIT = 0.3  # real seconds between looks at yum's lock
+REPOSITORIES = "xcp-ng-base xcp-ng-updates"
+
+
+class Host:
+    """The host this session runs on, from the environment its sshd gave it."""
+
+    def __init__(self) -> None:
+        root = os.environ.get("ROLLUP_LAB_ROOT")
+        repo = os.environ.get("ROLLUP_LAB_REPO")
+        if not root or not repo:
+            raise SystemExit("yum: not a rollup lab host (ROLLUP_LAB_ROOT, ROLLUP_LAB_REPO)")
+        self.root = Path(root)
+        # A host of a lab with no repository yet has nothing to update from.
+        self.repository = Repository.load(Path(repo)) if Path(repo).exists() else Repository()
+
+    @property
+    def stream(self) -> str:
+        release = read_value(self.root / INSTALLED_VERSION) or read_value(
+            self.root / RUNNING_VERSION
+        )
+        return stream_of(release or "")
+
+    def installed(self) -> dict[str, Installed]:
+        return rpmdb.read(self.root) or {}
+
+    def pending(self, specs: Sequence[str]) -> list[Build]:
+        installed = self.installed()
+        if not specs:
+            return self.repository.pending(self.stream, installed)
+        found = []
+        for spec in specs:
+            build = self.repository.find(self.stream, spec)
+            have = installed.get(build.name) if build else None
+            if build and (have is None or build.newer_than(have.version, have.release)):
+                found.append(build)
+        return found
+
+
+def yum(args: Sequence[str]) -> int:
+    words = [a for a in args if not a.startswith("-")]
+    if not words:
+        print("usage: yum [options] clean|check-update|update [PACKAGE...]", file=sys.stderr)
+        return 1
+    command, specs = words[0], words[1:]
+    host = Host()
+    if command == "clean":
+        print(f"Cleaning repos: {REPOSITORIES}")
+        return 0
+    if command == "check-update":
+        pending = host.pending(specs)
+        for build in pending:
+            print(f"{build.name}.x86_64    {build.version}-{build.release}    xcp-ng-updates")
+        return 100 if pending else 0
+    if command in ("update", "upgrade"):
+        return _update(host, specs)
+    print(f"yum (rollup lab): no such command: {command}", file=sys.stderr)
+    return 1
+
+
+def _update(host: Host, specs: Sequence[str]) -> int:
+    if (host.root / FAIL_PATCH).exists():
+        name = os.environ.get("ROLLUP_LAB_HOST", "this host")
+        print(
+            f"Error: lab fault fail-patch is set on {name} ({host.root / FAIL_PATCH} exists)",
+            file=sys.stderr,
+        )
+        return 1
+    for attempt in range(LOCK_ATTEMPTS):
+        with rpmdb.yum_lock(host.root) as taken:
+            if taken:
+                return _install(host, host.pending(specs))
+        print(
+            "Another app is currently holding the yum lock; waiting for it to exit...",
+            file=sys.stderr,
+        )
+        if attempt < LOCK_ATTEMPTS - 1:
+            time.sleep(LOCK_WAIT)
+    print("Error: yum's lock is still held by another process: giving up", file=sys.stderr)
+    return 1
+
+
+def _install(host: Host, builds: Sequence[Build]) -> int:
+    if not builds:
+        print("No packages marked for update")
+        return 0
+    installed = host.installed()
+    now = time.time()
+    for build in builds:
+        installed[build.name] = Installed(build.version, build.release, now)
+    rpmdb.write(host.root, installed)
+    print("Updated:")
+    for build in builds:
+        print(f"  {build.name}.x86_64 0:{build.version}-{build.release}")
+    print("\nComplete!")
+    return 0
+
+
+def rpm(args: Sequence[str]) -> int:
+    fmt = "%{NAME}-%{VERSION}-%{RELEASE}\n"
+    names: list[str] = []
+    query_all = False
+    items = list(args)
+    while items:
+        arg = items.pop(0)
+        if arg in ("--qf", "--queryformat"):
+            fmt = items.pop(0) if items else fmt
+        elif arg == "-qa":
+            query_all = True
+        elif not arg.startswith("-"):
+            names.append(arg)
+    installed = Host().installed()
+    if query_all:
+        names = sorted(installed)
+    status = 0
+    for name in names:
+        have = installed.get(name)
+        if have is None:
+            print(f"package {name} is not installed")
+            status = 1
+            continue
+        text = (
+            fmt.replace("%{NAME}", name)
+            .replace("%{VERSION}", have.version)
+            .replace("%{RELEASE}", have.release)
+            .replace("%{INSTALLTIME}", str(_install_time(have)))
+            .replace("\\n", "\n")
+        )
+        sys.stdout.write(text)
+    return status
+
+
+def _install_time(item: Installed) -> int:
+    """The install time, on the same side of this machine's boot as of the lab host's."""
+    host_boot = rpmdb.boot_time(Path(os.environ["ROLLUP_LAB_ROOT"])) or 0.0
+    machine_boot = _machine_boot()
+    if item.at > host_boot:
+        return int(max(item.at, machine_boot + 1))
+    return int(min(item.at, machine_boot - 1))
+
+
+def _machine_boot() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def needs_restarting(args: Sequence[str]) -> int:
+    if "-r" not in args:
+        print("needs-restarting (rollup lab): only -r is supported", file=sys.stderr)
+        return 2
+    root = Path(os.environ["ROLLUP_LAB_ROOT"])
+    now, booted = rpmdb.read(root) or {}, rpmdb.booted(root) or {}
+    changed = [name for name in CORE if name in now and now[name] != booted.get(name)]
+    if changed:
+        print("Core libraries or services have been updated since boot-up:")
+        for name in changed:
+            print(f"  * {name}")
+        print("\nReboot is required to fully utilize these updates.")
+        return 1
+    print("No core libraries or services have been updated since boot-up.")
+    print("Reboot should not be necessary.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    tool = Path(argv[0]).name
+    handlers = {"yum": yum, "rpm": rpm, "needs-restarting": needs_restarting}
+    if tool not in handlers:
+        print(f"rollup lab tools: {tool} is not one of {', '.join(handlers)}", file=sys.stderr)
+        return 2
+    return handlers[tool](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

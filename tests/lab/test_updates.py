@@ -1,0 +1,273 @@
+"""The lab's updates as XenAPI clients see them, through the official XenAPI client.
+
+XCP-ng: the updater.py host plugin as Xen Orchestra calls it. XenServer 8: GET /updates
+and host.apply_updates with their errors, and the guidances they leave, cleared by
+their actions. Pools on 127.S.50.x.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import XenAPI
+
+from rollup.lab.faults import Faults, HostFaults
+from tests import loopback
+from tests.served_pools import PASSWORD, Served, ServedPools
+
+PREFIX = loopback.prefix(50)
+
+
+class Lab:
+    """A served pool and an admin's XenAPI session to it."""
+
+    def __init__(self, served: Served) -> None:
+        self.pool, self.server = served.pool, served.server
+        self.session = XenAPI.Session(self.server.url)
+        self.session.xenapi.login_with_password("root", PASSWORD, "2.21", "rollup-tests")
+        self.x: Any = self.session.xenapi
+
+    def host(self, name: str) -> str:
+        return self.x.host.get_by_name_label(name)[0]
+
+    def updates(self, auth: str = "session") -> dict[str, Any]:
+        url = f"{self.server.url}/updates"
+        headers = {}
+        if auth == "session":
+            url += f"?session_id={self.session._session}"
+        elif auth == "basic":
+            pair = f"root:{PASSWORD}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as reply:
+            assert reply.headers["Content-Type"] == "application/json"
+            return json.loads(reply.read())
+
+    def evacuate(self, name: str) -> None:
+        """Empty the host as an admin would: the VMs that cannot move are shut down."""
+        ref = self.host(name)
+        for vm in self.x.host.get_vms_which_prevent_evacuation(ref):
+            self.x.VM.hard_shutdown(vm)
+        self.x.host.disable(ref)
+        self.x.host.evacuate(ref)
+
+    def wait(self, done: Callable[[], bool], timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "the lab did not get there"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., Lab]]:
+    pools = ServedPools(PREFIX, seed=3, speed=1000.0)
+    yield lambda *args, **options: Lab(pools.make(*args, **options))
+    pools.close()
+
+
+def failure(call: Callable[[], object]) -> list[str]:
+    with pytest.raises(XenAPI.Failure) as info:
+        call()
+    return info.value.details
+
+
+def check_update(lab: Lab, name: str) -> list[dict[str, Any]]:
+    return json.loads(lab.x.host.call_plugin(lab.host(name), "updater.py", "check_update", {}))
+
+
+# -- XCP-ng: updater.py ------------------------------------------------------------------
+
+
+def test_updater_lists_what_each_host_lacks_and_the_last_host_is_up_to_date(make_lab):
+    lab = make_lab()
+    first = check_update(lab, "h1")
+    assert first and {"kernel", "xen-hypervisor", "xapi-core", "qemu"} <= {p["name"] for p in first}
+    assert set(first[0]) == {
+        "name", "version", "release", "description", "changelog", "url", "size", "license",
+    }  # fmt: skip
+    assert check_update(lab, "h4") == []
+
+
+def test_updater_update_installs_them_all_or_the_builds_named(make_lab):
+    lab = make_lab()
+    pending = check_update(lab, "h1")
+    curl = next(p for p in pending if p["name"] == "curl")
+    nvr = f"curl-{curl['version']}-{curl['release']}"
+    answer = json.loads(
+        lab.x.host.call_plugin(lab.host("h1"), "updater.py", "update", {"packages": nvr})
+    )
+    assert answer["returncode"] == 0 and nvr.replace("curl-", "curl.x86_64 ") in answer["stdout"]
+    assert [p["name"] for p in check_update(lab, "h1")] == [
+        p["name"] for p in pending if p["name"] != "curl"
+    ]
+    task = lab.x.Async.host.call_plugin(lab.host("h1"), "updater.py", "update", {})
+    lab.wait(lambda: lab.x.task.get_status(task) != "pending")
+    assert lab.x.task.get_status(task) == "success"
+    assert check_update(lab, "h1") == []
+    # Nothing else changed on the host: the client records the time and reboots.
+    assert "rpm_patch_installation_time" not in lab.x.host.get_other_config(lab.host("h1"))
+
+
+def test_a_held_yum_lock_makes_the_updater_answer_busy_as_xcp_ng_does(make_lab):
+    lab = make_lab(faults=Faults(hosts={"h1": HostFaults(yum_busy=1)}))
+    details = failure(lambda: lab.x.host.call_plugin(lab.host("h1"), "updater.py", "update", {}))
+    assert details[:2] == ["-1", "The updater plugin is busy (current operation: update)"]
+    assert check_update(lab, "h1"), "nothing was installed"
+    lab.x.host.call_plugin(lab.host("h1"), "updater.py", "update", {})
+    assert check_update(lab, "h1") == []
+
+
+def test_plugins_and_functions_a_host_lacks_are_refused_by_name(make_lab):
+    lab = make_lab()
+    h1 = lab.host("h1")
+    assert failure(lambda: lab.x.host.call_plugin(h1, "updater.py", "frobnicate", {})) == [
+        "UNKNOWN_XENAPI_PLUGIN_FUNCTION",
+        "frobnicate",
+    ]
+    assert failure(lambda: lab.x.host.call_plugin(h1, "nope.py", "x", {})) == [
+        "XENAPI_MISSING_PLUGIN",
+        "nope.py",
+    ]
+    xenserver = make_lab("xenserver", "8.4.0")
+    assert failure(
+        lambda: xenserver.x.host.call_plugin(xenserver.host("h1"), "updater.py", "check_update", {})
+    ) == ["XENAPI_MISSING_PLUGIN", "updater.py"]
+
+
+# -- XenServer 8: /updates, apply_updates, guidances --------------------------------------
+
+
+def test_the_master_serves_updates_to_a_session_or_basic_auth_and_nobody_else(make_lab):
+    lab = make_lab("xenserver", "8.4.0")
+    by_session, by_password = lab.updates("session"), lab.updates("basic")
+    assert by_session == by_password
+    hosts = {lab.x.host.get_name_label(h["ref"]): h for h in by_session["hosts"]}
+    assert hosts["h1"]["guidance"]["mandatory"] == ["RebootHost"]
+    assert hosts["h1"]["updates"] and all(rpm.endswith(".x86_64") for rpm in hosts["h1"]["RPMS"])
+    assert hosts["h4"] == {**hosts["h4"], "updates": [], "RPMS": []}
+    ids = {u["id"] for u in by_session["updates"]}
+    assert set(hosts["h1"]["updates"]) <= ids and len(by_session["hash"]) == 64
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        lab.updates("none")
+    assert refused.value.code == 401
+
+
+def test_apply_updates_refuses_with_xapis_errors(make_lab):
+    lab = make_lab("xenserver", "8.4.0")
+    h1, hash_ = lab.host("h1"), lab.updates()["hash"]
+    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == [
+        "HOST_EVACUATION_IS_REQUIRED",
+        h1,
+    ]
+    lab.evacuate("h1")
+    assert failure(lambda: lab.x.host.apply_updates(h1, "stale")) == ["UPDATEINFO_HASH_MISMATCH"]
+    lab.pool.set_ha(True)
+    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["HA_IS_ENABLED"]
+    lab.pool.set_ha(False)
+    lab.pool.set_faults(Faults(hosts={"h1": HostFaults(apply_in_progress=1)}))
+    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["APPLY_UPDATES_IN_PROGRESS"]
+    # A publish changes the hash: the one read before no longer applies.
+    lab.pool.repository.publish(["userspace"], "8.4")
+    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["UPDATEINFO_HASH_MISMATCH"]
+    assert lab.x.host.apply_updates(h1, lab.updates()["hash"]) == []
+
+
+def test_a_reboot_guidance_blocks_enable_until_the_host_reboots(make_lab):
+    lab = make_lab("xenserver", "8.4.0")
+    h2 = lab.host("h2")  # a member: the master's reboot would take the API away
+    lab.evacuate("h2")
+    lab.x.host.apply_updates(h2, lab.updates()["hash"])
+    assert lab.x.host.get_pending_guidances(h2) == ["reboot_host"]
+    assert failure(lambda: lab.x.host.enable(h2)) == [
+        "HOST_PENDING_MANDATORY_GUIDANCE_NOT_EMPTY",
+        h2,
+    ]
+    entry = next(h for h in lab.updates()["hosts"] if h["ref"] == h2)
+    assert entry["updates"] == [], "installed: nothing pending any more"
+    booted = float(lab.x.host.get_other_config(h2)["boot_time"])
+    lab.x.host.reboot(h2)
+    lab.wait(lambda: float(lab.x.host.get_other_config(h2)["boot_time"]) > booted)
+    lab.wait(lambda: lab.x.host.get_enabled(h2))
+    assert lab.x.host.get_pending_guidances(h2) == []
+
+
+def test_a_toolstack_and_device_model_update_in_place_and_its_guidances(make_lab):
+    lab = make_lab("xenserver", "8.4.0", up_to_date=True)
+    lab.pool.repository.publish(["xapi"], "8.4")
+    lab.pool.repository.publish(["qemu"], "8.4")
+    entry = next(h for h in lab.updates()["hosts"] if h["ref"] == lab.host("h2"))
+    assert entry["guidance"]["mandatory"] == ["RestartToolstack", "RestartDeviceModel"]
+    h2 = lab.host("h2")
+    pinned = lab.x.host.get_vms_which_prevent_evacuation(h2)
+    guests = [
+        v
+        for v in lab.x.host.get_resident_VMs(h2)
+        if not lab.x.VM.get_is_control_domain(v) and v not in pinned
+    ]
+    assert guests
+    assert lab.x.host.apply_updates(h2, lab.updates()["hash"]) == []
+    assert lab.x.host.get_pending_guidances(h2) == ["restart_toolstack"]
+    assert {tuple(lab.x.VM.get_pending_guidances(v)) for v in guests} == {("restart_device_model",)}
+    # A live migration restarts a VM's device model; a toolstack restart the toolstack.
+    smallest = min(guests, key=lambda v: int(lab.x.VM.get_memory_static_max(v)))
+    roomiest = max(
+        (lab.host(name) for name in ("h1", "h3", "h4")),
+        key=lambda h: int(lab.x.host_metrics.get_memory_free(lab.x.host.get_metrics(h))),
+    )
+    lab.x.VM.pool_migrate(smallest, roomiest, {"live": "true"})
+    assert lab.x.VM.get_pending_guidances(smallest) == []
+    started = float(lab.x.host.get_other_config(h2)["agent_start_time"])
+    lab.x.host.restart_agent(h2)
+
+    def restarted() -> bool:
+        try:
+            return float(lab.x.host.get_other_config(h2)["agent_start_time"]) > started
+        except OSError:  # the toolstack is down for a while
+            return False
+
+    lab.wait(restarted)
+    assert lab.x.host.get_pending_guidances(h2) == []
+
+
+def test_a_livepatch_needs_no_guidance_and_firmware_asks_every_guest_to_restart(make_lab):
+    lab = make_lab("xenserver", "8.4.0", up_to_date=True)
+    lab.pool.repository.publish(["kernel"], "8.4", livepatch=True)
+    entry = next(h for h in lab.updates()["hosts"] if h["ref"] == lab.host("h3"))
+    assert entry["guidance"]["mandatory"] == []
+    assert entry["guidance"]["recommended"] == ["RebootHostOnLivePatchFailure"]
+    assert entry["livepatches"] and entry["livepatches"][0]["component"] == "kernel"
+    h3 = lab.host("h3")
+    assert lab.x.host.apply_updates(h3, lab.updates()["hash"]) == []
+    assert lab.x.host.get_pending_guidances(h3) == []
+    lab.pool.repository.publish(["firmware"], "8.4")
+    lab.x.host.apply_updates(h3, lab.updates()["hash"])
+    running = [
+        ref
+        for ref, vm in lab.x.VM.get_all_records().items()
+        if vm["power_state"] == "Running" and not vm["is_control_domain"]
+    ]
+    assert all("restart_vm" in lab.x.VM.get_pending_guidances(ref) for ref in running)
+
+
+def test_with_auto_poweron_a_booting_host_starts_the_vms_that_live_on_it(make_lab):
+    lab = make_lab()
+    pool = lab.pool
+    halted = [
+        vm
+        for vm in pool.vms.values()
+        if vm.power_state == "Halted" and vm.affinity != "OpaqueRef:NULL"
+    ]
+    assert halted and all(vm.other_config["auto_poweron"] == "true" for vm in halted)
+    home = pool.hosts[halted[0].affinity]
+    assert home.ref != pool.master, "the seed's halted VM lives on a member"
+    pool.add_to_other_config("auto_poweron", "true")
+    lab.evacuate(home.name)
+    lab.x.host.reboot(home.ref)
+    lab.wait(lambda: halted[0].power_state == "Running")
+    assert halted[0].resident_on == home.ref
