@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import jsonschema
+from rich.console import Console
 
 from rollup.model import Pending, Policy, Pool, Update
-from rollup.output.report import plan_json, plan_markdown, plan_schema
+from rollup.output.report import plan_json, plan_markdown, plan_schema, print_plan
 from rollup.plan.planner import plan
 from tests.strategies import make_pool
 
@@ -114,3 +115,9 @@ def test_every_plan_format_says_what_each_host_installs_and_what_follows():
     assert "### a: in place, VMs stay" in text and "(livepatch)" in text
     assert "| m | 8.3.0 → patched | 2 updates, reboot |" in text
     assert "| a | 8.3.0 → patched | 1 update, no reboot |" in text
+
+    console = Console(record=True, width=160)
+    print_plan(result, console)
+    shown = console.export_text()
+    assert "kernel-4.19.19-2.xcpng8.3, curl-8.4.0-3.xcpng8.3" in shown
+    assert "in place, VMs stay" in shown and "2 updates, reboot" in shown

@@ -35,7 +35,7 @@ def check(flavor: Flavor, release: str | None) -> str:
         return current(flavor)
     if release not in RELEASES[flavor]:
         raise BadInput(
-            f"a {flavor} lab runs {' or '.join(RELEASES[flavor])}, not {release}: pick one"
+            f"the {flavor} lab runs {' or '.join(RELEASES[flavor])}, not {release}: pick one"
         )
     return release
 

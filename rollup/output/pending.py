@@ -89,6 +89,15 @@ def cell(step: HostStep) -> str:
     return f"{updates}, {'reboot' if expects_reboot(step) else 'no reboot'}"
 
 
+def installs(plan: Plan) -> list[tuple[HostStep, tuple[Update, ...], str]]:
+    """Per host with something pending: its step, what it installs, what follows."""
+    return [
+        (step, step.pending.updates, demands(step))
+        for step in plan.steps
+        if step.pending is not None and step.pending.updates
+    ]
+
+
 def markdown(plan: Plan) -> list[str]:
     """The "Updates" section of the plan's Markdown: per host, what it installs."""
     steps = [s for s in plan.steps if s.pending is not None or s.upgrade]

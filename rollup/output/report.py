@@ -98,6 +98,14 @@ def plan_table(plan: Plan) -> RenderableType:
                 format_duration(step.estimate_seconds),
             )
     parts: list[RenderableType] = [summary, checks, batches]
+    rows = pending.installs(plan)
+    if rows:
+        updates = Table(title="Updates")
+        for column in ("Host", "Installs", "Then"):
+            updates.add_column(column, overflow="fold")
+        for step, installed, then in rows:
+            updates.add_row(step.host_name, ", ".join(u.label for u in installed), then)
+        parts.append(updates)
     if plan.skipped:
         skipped = Table(title="Skipped hosts")
         skipped.add_column("Host")

@@ -368,8 +368,12 @@ class Rollout:
         skipped = len(self.plan.skipped) + sum(
             1 for u in self.hosts.values() if u.state == "skipped"
         )
+        # A run of major upgrades (or of a pool that cannot say what is pending) upgrades
+        # its hosts; one of pending updates patches them.
+        patch = all(s.pending is not None and not s.upgrade for s in self.plan.steps)
         return (
-            f"{count(done, 'host')} upgraded, {skipped} skipped,"
+            f"{count(done, 'host')} {'patched' if patch and self.plan.steps else 'upgraded'},"
+            f" {skipped} skipped,"
             f" {count(self.ctx.migrations, 'live migration')},"
             f" {time.monotonic() - self._started:.0f}s"
         )

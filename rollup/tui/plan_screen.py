@@ -114,20 +114,19 @@ def _after(plan: Plan, step: HostStep) -> str:
 
 def updates_table(plan: Plan) -> RenderableType | None:
     """Per host what it installs and what that demands: what a change board reads."""
-    steps = [s for s in plan.steps if s.pending is not None and s.pending.updates]
-    if not steps:
+    rows = pending.installs(plan)
+    if not rows:
         return None
     table = Table(title="Updates", title_justify="left", expand=True, show_edge=False)
     table.add_column("Host", no_wrap=True)
     table.add_column("Installs", ratio=2, overflow="fold")
     table.add_column("Then", ratio=1, overflow="fold")
-    for step in steps:
-        assert step.pending is not None
-        installs = Text()
-        for i, update in enumerate(step.pending.updates):
-            installs.append(", " if i else "")
-            installs.append(update.label, style="bold" if update.severity == "High" else "")
-        table.add_row(step.host_name, installs, pending.demands(step))
+    for step, installed, then in rows:
+        text = Text()
+        for i, update in enumerate(installed):
+            text.append(", " if i else "")
+            text.append(update.label, style="bold" if update.severity == "High" else "")
+        table.add_row(step.host_name, text, then)
     return table
 
 
