@@ -193,6 +193,31 @@ class Window:
     end: time
 
 
+GateKind = Literal["prometheus", "http", "command"]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A health check a host's turn waits on: before it starts, or after it is done."""
+
+    kind: GateKind
+    target: str  # Prometheus' URL, the URL to GET, or the command line
+    match: str = ""  # prometheus: alertnames that block (regex); http: what the body holds
+    status: int = 200  # http: the status that passes
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind} {self.target}" if self.kind != "command" else "command"
+
+
+@dataclass(frozen=True)
+class Gates:
+    before_host: tuple[Gate, ...] = ()
+    after_host: tuple[Gate, ...] = ()
+    timeout_seconds: float = 600.0  # how long a failing gate is waited on
+    interval_seconds: float = 15.0  # between two looks at a failing gate
+
+
 @dataclass(frozen=True)
 class Policy:
     target_version: str | None = None  # None: patch every host, verify it comes back
@@ -220,6 +245,10 @@ class Policy:
     # Updates published after planning: install only what the plan saw, or the latest.
     updates: UpdatesPolicy = "planned"
     restart_vms: bool = False  # reboot VMs whose updates demand it (restart_vm guidance)
+    retries: int = 0  # times a host's failed step is tried again before the host fails
+    retry_delay_seconds: float = 10.0  # before the first retry; doubled for each next one
+    max_failed_hosts: int | None = None  # more failed hosts than this stops the run
+    gates: Gates = field(default_factory=Gates)  # health checks around each host
     installer_url: str | None = None  # a major upgrade's network installer repository
 
 

@@ -225,6 +225,19 @@ def names(value: object, context: Context) -> tuple[str, ...]:
     )
 
 
+def notify_urls(value: object, context: Context) -> tuple[str, ...]:
+    """Apprise URLs: one, or a list (their secrets are never quoted back)."""
+    items = [value] if isinstance(value, str) else value
+    if isinstance(items, list | tuple) and items:
+        urls = [str(item).strip() for item in items if isinstance(item, str)]
+        if len(urls) == len(items) and all("://" in url for url in urls):
+            return tuple(urls)
+    raise Problem(
+        "must be an Apprise URL or a list of them (scheme://...)",
+        "[json://hooks.example.org/rollup, mailto://user:pass@example.org]",
+    )
+
+
 def existing_file(value: object, context: Context) -> str:
     written = text("path/to/file.yml")(value, context)
     assert isinstance(written, str)

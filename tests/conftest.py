@@ -48,8 +48,8 @@ def _installed_from() -> str | None:
 
 # The longest files first, so no worker starts one of them last while the others idle.
 LONGEST_FIRST = (
-    "tests/reliability/test_load.py",
     "tests/libvirt/",
+    "tests/reliability/test_load.py",
     "tests/reliability/test_crash_matrix.py",
     "tests/reliability/test_fault_matrix.py",
     "tests/rollout/test_run_lab.py",

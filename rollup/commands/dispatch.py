@@ -12,6 +12,7 @@ HANDLERS = {
     "resume": ("run", "cmd_resume"),
     "status": ("status", "cmd_status"),
     "history": ("status", "cmd_history"),
+    "report": ("report", "cmd_report"),
     "approve": ("status", "cmd_send"),
     "pause": ("status", "cmd_send"),
     "abort": ("status", "cmd_send"),

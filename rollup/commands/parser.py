@@ -161,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--watch", action="store_true", help="follow it live")
     _common(status)
 
+    report = sub.add_parser(
+        "report",
+        help="a run's report: HTML with its timeline, or Markdown",
+        description="What a run did, host by host: the plan and what happened side by side,"
+        " a timeline of every host's states, waits and live migrations, what diverged from"
+        " the plan and what failed, with its evidence. HTML (one file, nothing to fetch;"
+        " written to rollup-RUN.html unless -o says otherwise) or Markdown for a change"
+        " ticket (to stdout).",
+    )
+    report.add_argument("run", nargs="?", help="run id (default: the latest)")
+    report.add_argument("--format", choices=("html", "markdown"), default="html")
+    report.add_argument("-o", "--output", metavar="FILE", help="where to write it ('-': stdout)")
+    _common(report)
+
     history = sub.add_parser("history", help="past runs")
     history.add_argument("--json", action="store_true", help="machine-readable")
     _common(history)

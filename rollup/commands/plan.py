@@ -42,7 +42,12 @@ def load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
         overrides=overrides,
         flag_names=flags,
     )
-    return inventories.select_pool(loaded, args.pool)
+    config = inventories.select_pool(loaded, args.pool)
+    if config.notify:
+        from rollup.output.notify import open_targets
+
+        open_targets(config.notify)  # a URL Apprise cannot use is bad input, before all
+    return config
 
 
 @contextlib.contextmanager

@@ -150,6 +150,12 @@ def _execute(
 
         hosts = [(step.host, step.host_name) for step in plan.steps]
         bus.subscribe(JUnitSink(args.junit, session.config.name, hosts))
+    notifier = None
+    if session.config.notify:
+        from rollup.output.notify import NotifySink
+
+        notifier = NotifySink(session.config.notify, bus, session.config.name)
+        bus.subscribe(notifier)
     patcher = AnsiblePatcher(state_dir(args) / "runs" / run_id)
     ctx = RunContext(
         run_id=run_id,
@@ -160,6 +166,7 @@ def _execute(
         policy=plan.policy,
         remotes=remotes,
         updates_hash=plan.pool.updates_hash,
+        pool_name=session.config.name,
     )
     options = RunOptions(
         yes=args.yes,
@@ -168,6 +175,24 @@ def _execute(
         approve_start=not args.yes and not terminal() and resumed is None,
     )
     rollout = Rollout(ctx, plan, options, resumed=resumed)
+    try:
+        return _follow(args, session, journal, rollout, plan, resumed, use_tui)
+    finally:
+        if notifier is not None:
+            notifier.close()  # the last notifications go out before rollup exits
+
+
+def _follow(
+    args: argparse.Namespace,
+    session: PoolSession,
+    journal: Journal,
+    rollout: Rollout,
+    plan: Plan,
+    resumed: dict[str, Any] | None,
+    use_tui: bool,
+) -> int:
+    """Run the rollout under the TUI or in the pipeline mode; its exit code."""
+    run_id = rollout.ctx.run_id
     if not use_tui:
         print(
             f"rollup: run {run_id} on pool {session.config.name}"
@@ -178,7 +203,7 @@ def _execute(
         from rollup.tui.app import run_dashboard
 
         # The plan screen asks first unless --yes or a resume (already approved).
-        shown = run_dashboard(rollout, bus, confirm=not args.yes and resumed is None)
+        shown = run_dashboard(rollout, rollout.ctx.bus, confirm=not args.yes and resumed is None)
         if shown is None:
             journal.discard_run(run_id)
             print("rollup: nothing was changed", file=sys.stderr)

@@ -163,6 +163,7 @@ class PoolBuilder:
             hosts=tuple(self.inventory_host(group, host) for host in hosts),
             lab=lab if isinstance(lab, LabSpec) else None,
             source=self.source,
+            notify=tuple(checked.get("rollup_notify", ())),  # type: ignore[arg-type]
         )
 
     def setting(self, host: str, name: str) -> tuple[bool, object]:

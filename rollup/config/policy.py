@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rollup import bundled
+from rollup.config.gates import gates
 from rollup.drivers import registry
 from rollup.errors import BadInput, Problem
 from rollup.lab import LabSpec, LabSsh
@@ -31,6 +32,7 @@ from rollup.values import (
     environment,
     existing_file,
     installer_url,
+    notify_urls,
     positive_number,
     seconds,
     shown,
@@ -143,6 +145,12 @@ _VARIABLES = (
     Variable("rollup_updates", "pool", choice("planned", "latest")),
     Variable("rollup_restart_vms", "pool", boolean),
     Variable("rollup_installer_url", "pool", installer_url),
+    Variable("rollup_retries", "pool", whole(0, 10)),
+    Variable("rollup_retry_delay", "pool", seconds),
+    Variable("rollup_max_failed_hosts", "pool", whole(0, 10_000)),
+    # Apprise URLs hold tokens and passwords: secret, kept out of the policy.
+    Variable("rollup_notify", "pool", notify_urls, secret=True),
+    Variable("rollup_gates", "pool", gates),
     Variable("rollup_host_name", "host", text("xcp-host-1")),
     Variable("rollup_check_host_keys", "host", boolean),
     Variable("rollup_lab_env", "host", environment),
@@ -191,6 +199,10 @@ _POLICY_FIELDS = {
     "rollup_updates": "updates",
     "rollup_restart_vms": "restart_vms",
     "rollup_installer_url": "installer_url",
+    "rollup_retries": "retries",
+    "rollup_retry_delay": "retry_delay_seconds",
+    "rollup_max_failed_hosts": "max_failed_hosts",
+    "rollup_gates": "gates",
 }
 
 

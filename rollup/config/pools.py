@@ -21,6 +21,9 @@ class PoolConfig:
     source: str  # inventory path
     # The driver's own pool variables (DriverInfo.variables), checked, by name.
     settings: Mapping[str, object] = field(default_factory=dict)
+    # Apprise URLs the run notifies (rollup_notify): secrets, so outside the policy (which
+    # the journal keeps) and out of any repr.
+    notify: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ duration: they are divided by the pool's `speed` (at speed 20, `600` lasts 30 s)
         refuse_ssh: true       # its sshd refuses connections (lab/machine.py)
         fail_patch: true       # the lab patch fails on it (lab/machine.py)
         yum_busy: 2            # its next 2 yum runs find yum's lock held (true: all)
+        alarm: true            # its /metrics raise rollup_lab_host_alarm (alert rules)
         apply_in_progress: 1   # its next host.apply_updates is refused as in progress
     master_api_drop:
       seconds: 120             # the master's API is unreachable for 120 s...
@@ -45,6 +46,7 @@ HOST_KEYS = (
     "fail_patch",
     "yum_busy",
     "apply_in_progress",
+    "alarm",
 )
 DROP_KEYS = ("seconds", "when")
 TOP_KEYS = ("vms", "hosts", "master_api_drop")
@@ -67,6 +69,7 @@ class HostFaults:
     # None: every time.
     yum_busy: int | None = 0
     apply_in_progress: int | None = 0
+    alarm: bool = False  # its monitoring (the lab's /metrics) says something is wrong
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def _host_faults(body: Any, source: str, key: str) -> HostFaults:
         fail_patch=_flag(body.get("fail_patch", False), source, f"{key}.fail_patch"),
         yum_busy=_times(body, "yum_busy", source, key),
         apply_in_progress=_times(body, "apply_in_progress", source, key),
+        alarm=_flag(body.get("alarm", False), source, f"{key}.alarm"),
     )
 
 

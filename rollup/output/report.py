@@ -48,6 +48,25 @@ def _method(plan: Plan) -> str:
     return f"{how}; reboot {policy.reboot}; {later}{installer}"
 
 
+def _failures(plan: Plan) -> str:
+    policy = plan.policy
+    retries = (
+        f"a failed step is tried {count(policy.retries, 'more time')} (after"
+        f" {format_duration(policy.retry_delay_seconds)}, doubling)"
+        if policy.retries
+        else "a failed step is not retried"
+    )
+    action = "stop (resumable)" if policy.on_failure == "continue" else policy.on_failure
+    if policy.max_failed_hosts is not None:
+        limit = count(policy.max_failed_hosts, "host")
+        stop = f"{action} once more than {limit} failed"
+    elif policy.on_failure == "continue":
+        stop = "go on whatever fails"
+    else:
+        stop = f"{action} at the first failed host"
+    return f"{retries}; {stop}"
+
+
 def _summary(plan: Plan) -> str:
     return (
         f"Pool {plan.pool.name}: {len(plan.steps)} of {count(len(plan.pool.hosts), 'host')} to "
@@ -136,6 +155,7 @@ def plan_markdown(plan: Plan) -> str:
         "",
         f"- Target version: {policy.target_version or 'none (install what is pending)'}",
         f"- Updates: {_method(plan)}",
+        f"- On failure: {_failures(plan)}",
         f"- Strategy: {policy.strategy}; order: {policy.order}; "
         f"up to {count(policy.max_parallel_hosts, 'host')} at once",
         f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
@@ -314,6 +334,10 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "reboot": plan.policy.reboot,
             "restart_vms": plan.policy.restart_vms,
             "installer_url": plan.policy.installer_url,
+            "on_failure": plan.policy.on_failure,
+            "retries": plan.policy.retries,
+            "retry_delay_seconds": plan.policy.retry_delay_seconds,
+            "max_failed_hosts": plan.policy.max_failed_hosts,
         },
         "checks": [check(c) for c in plan.checks],
         "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],

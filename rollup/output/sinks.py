@@ -16,6 +16,7 @@ from rollup.run.events import (
     AnsibleTask,
     CheckResult,
     Event,
+    GateChecked,
     HostStateChanged,
     Message,
     MigrationProgress,
@@ -106,6 +107,11 @@ class LogSink:
                 return f"{name:<8} task {task!r} {status}"
             case CheckResult(status="fail" | "warn", name=name, reason=reason) as e:
                 return f"check    {e.status.upper()} {name}: {reason}"
+            case GateChecked(ok=False, host_name=name, gate=gate, reason=reason) as e:
+                where = e.phase.replace("_", " ")
+                return f"{name:<8} waits on health gate {gate} ({where}): {reason}"
+            case GateChecked(host_name=name, gate=gate, waited=waited):
+                return f"{name:<8} health gate {gate} passes after {waited:.0f}s"
             case PlanDivergence(host_name=name, detail=detail):
                 return f"{name:<8} re-planned: {detail}"
             case Message(level=level, text=text):

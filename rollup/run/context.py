@@ -31,12 +31,22 @@ class RunContext:
     policy: Policy
     remotes: Mapping[str, RemoteHost]  # host id → how to reach its OS
     updates_hash: str = ""  # XenServer: the update repository's hash when planned
+    pool_name: str = ""  # the inventory's name for the pool (health gate commands see it)
     ledger: Ledger = field(default_factory=Ledger)
     cancelled: bool = False
     migrations: int = 0
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait, but not past an abort: checked every half second."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self.cancelled:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.5))
 
     @property
     def uses_ssh(self) -> bool:

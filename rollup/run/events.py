@@ -127,6 +127,20 @@ class PlanDivergence(Event):
 
 
 @dataclass(frozen=True)
+class GateChecked(Event):
+    """A health gate around a host said no (the run waits on it), or yes after a wait."""
+
+    kind: ClassVar[str] = "gate"
+    host: str
+    host_name: str
+    phase: str  # before_host | after_host
+    gate: str  # what was asked: "prometheus http://...", "http https://...", "command"
+    ok: bool
+    reason: str  # why it blocks ("" once it passes)
+    waited: float  # seconds since the host started waiting on its gates
+
+
+@dataclass(frozen=True)
 class Message(Event):
     kind: ClassVar[str] = "message"
     level: str  # info | warning | error
@@ -151,6 +165,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     RunStateChanged,
     HostStateChanged,
     ActionResult,
+    GateChecked,
     MigrationProgress,
     AnsibleTask,
     CheckResult,

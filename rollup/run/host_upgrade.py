@@ -18,6 +18,7 @@ from transitions import Machine
 from rollup.errors import DriverError, HostFailed, HostSkipped, RemoteError
 from rollup.model import HostStep, version_key
 from rollup.remote import PatchResult
+from rollup.run import gates
 from rollup.run.context import RunContext
 from rollup.run.events import (
     HOST_STATES,
@@ -25,12 +26,11 @@ from rollup.run.events import (
     ActionResult,
     HostStateChanged,
     Message,
-    PlanDivergence,
 )
 from rollup.run.host_playbook import play_on_host
 from rollup.run.host_updates import HostUpdates
 from rollup.run.vm_moves import VmMoves
-from rollup.text.plurals import count, noun, verb
+from rollup.text.plurals import count
 
 # States in which a host is out of service because of us.
 OUT_OF_SERVICE = ("patching", "rebooting", "verifying", "enabling")
@@ -55,6 +55,7 @@ class HostUpgrade:
         self.updates = HostUpdates(ctx, step)
         self.error: HostFailed | None = None
         self.failed_in: str | None = None
+        self._attempts: dict[str, int] = {}  # retries spent, by state
         self.reason = ""
         self.machine = Machine(
             model=self,
@@ -145,6 +146,8 @@ class HostUpgrade:
                     if isinstance(error, HostFailed)
                     else HostFailed(error.message, getattr(error, "code", ""), error.evidence)
                 )
+                if await self._retried(state, started, failure):
+                    continue
                 self.error = failure
                 self.failed_in = state
                 self._emit_result(state, started, ok=False, error=failure)
@@ -158,6 +161,28 @@ class HostUpgrade:
             if self.state == state:  # an action may have moved the machine itself
                 self.advance()
         return self.state
+
+    async def _retried(self, state: str, started: float, failure: HostFailed) -> bool:
+        """A failed step tried again after a pause (rollup_retries, the delay doubling each
+        time): said, with its evidence, and journaled as a failed attempt. False once the
+        retries are spent, or for a failure no retry mends (an abort)."""
+        tries = self._attempts.get(state, 0)
+        if tries >= self.ctx.policy.retries or self.ctx.cancelled or failure.code == "ABORTED":
+            return False
+        self._attempts[state] = tries + 1
+        delay = self.ctx.policy.retry_delay_seconds * 2**tries
+        self._emit_result(state, started, ok=False, error=failure)
+        self.ctx.bus.emit(
+            Message(
+                self.ctx.run_id,
+                level="warning",
+                text=f"{self.name}: {state} failed ({failure.message}); try"
+                f" {tries + 2} of {self.ctx.policy.retries + 1} in {delay:.0f}s",
+                host=self.host,
+            )
+        )
+        await self.ctx.sleep(delay)
+        return not self.ctx.cancelled
 
     def _check_aborted(self, state: str) -> None:
         """An abort before the patch stops here: the host goes back in service (run)."""
@@ -222,6 +247,8 @@ class HostUpgrade:
         if not host.live:
             raise HostFailed(f"{self.name} is not live: bring it back before upgrading it")
         pending = await self.updates.check()
+        gated = await gates.wait_for(self.ctx, self.host, self.name, "before_host")
+        pending = ", ".join(part for part in (pending, gated) if part)
         if self.updates.in_place:
             return f"{pending}: patched in place, its VMs stay"
         # Before anything moves: a host we cannot patch is not disabled, emptied and its
@@ -233,37 +260,10 @@ class HostUpgrade:
                 " before it is upgraded",
                 "HOST_UNREACHABLE",
             )
-        pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
-        if pinned and self.ctx.policy.unmovable == "skip-host":
-            names = ", ".join(vm.name for vm in pinned)
-            raise HostSkipped(
-                f"{noun(len(pinned), 'VM')} that cannot move ({names}); policy skip-host"
-            )
-        if pinned and self.ctx.policy.unmovable == "fail":
-            vm = pinned[0]
-            raise HostFailed(
-                f"VM {vm.name} cannot move ({vm.blockers[0].reason}): set rollup_unmovable"
-                " to shutdown-restart or skip-host, or move it by hand",
-                vm.blockers[0].code,
-            )
-        self.moves.assert_room(pool)
-        planned = {move.vm for move in self.step.evacuate}
-        actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
-        if planned != actual:
-            extra = len(actual - planned)
-            gone = len(planned - actual)
-            self.ctx.bus.emit(
-                PlanDivergence(
-                    self.ctx.run_id,
-                    host=self.host,
-                    host_name=self.name,
-                    detail=f"{count(extra, 'VM')} arrived and {gone} left since planning;"
-                    " evacuation re-placed from the pool as it is now",
-                )
-            )
+        movable = self.moves.check(pool, self.step.evacuate)
         if self.ctx.policy.pre_host_playbook:
             await self._play(self.ctx.policy.pre_host_playbook, "pre-host hook")
-        moving = f"{count(len(actual), 'VM')} to move" + (f", target {target}" if target else "")
+        moving = f"{count(movable, 'VM')} to move" + (f", target {target}" if target else "")
         return f"{pending}, {moving}" if pending else moving
 
     async def _do_disabling(self) -> str:
@@ -377,23 +377,9 @@ class HostUpgrade:
         return ""
 
     async def _do_restoring(self) -> str:
-        pool = await self.ctx.snapshot(self.host)
-        # The VMs we shut down can run nowhere else: they start first, before the VMs
-        # coming back take the memory they need (those can stay where they run).
-        started = await self.moves.start_stopped(pool)
-        if started:
-            pool = await self.ctx.snapshot(self.host)
-        moved, left = await self.moves.return_vms(pool, self.step.restore)
-        if left:
-            stay = verb(len(left), "stays where it runs", "stay where they run")
-            self.ctx.bus.emit(
-                Message(
-                    self.ctx.run_id,
-                    level="warning",
-                    text=f"{self.name}: {count(len(left), 'VM')} {stay}: " + "; ".join(left),
-                    host=self.host,
-                )
-            )
+        done = await self.moves.restore(self.step.restore)
+        gated = await gates.wait_for(self.ctx, self.host, self.name, "after_host")
+        done = f"{done}, {gated}" if gated else done
         if self.ctx.policy.post_host_playbook:
             await self._play(self.ctx.policy.post_host_playbook, "post-host hook")
-        return f"{count(moved, 'VM')} back, {started} restarted"
+        return done

@@ -20,6 +20,7 @@ from rollup.errors import OUTCOME_EXIT, DriverError
 from rollup.model import Plan
 from rollup.run.context import RunContext
 from rollup.run.events import Message, RunFinished, RunStateChanged
+from rollup.run.failures import over_budget, say_what_is_left, within_budget
 from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
 from rollup.run.journal import Transition
 from rollup.run.options import RunOptions, in_window, window_text
@@ -219,32 +220,23 @@ class Rollout:
         first = failed[0]
         where = first.failed_in or "?"
         evidence = first.error.message if first.error else first.reason
-        if where in OUT_OF_SERVICE:
-            self._say(
-                f"{first.name} stays disabled until the run resumes; its VMs run on the"
-                " other hosts",
-                "warning",
-                first.host,
-            )
-        for upgrade in failed:
-            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
-            for name in stopped.values():
-                self._say(
-                    f"{name} stays shut down until {upgrade.name} is upgraded: it cannot"
-                    f" run elsewhere (`rollup resume {self.ctx.run_id}` starts it again)",
-                    "warning",
-                    upgrade.host,
-                )
-        policy = self.ctx.policy.on_failure
-        if policy == "continue":
+        say_what_is_left(self.ctx, failed, self._say)
+        total = sum(1 for u in self.hosts.values() if u.state == "failed")
+        within = within_budget(self.ctx.policy, total)
+        if within:
+            self._say(within, "warning")
             return None
+        policy = self.ctx.policy.on_failure
         if policy == "abort":
             return self._transition(
                 self.fail, "failed", f"{first.name} failed while {where}; policy on-failure=abort"
             )
+        cause = f"{first.name} failed while {where}: {evidence}"
+        if self.ctx.policy.max_failed_hosts is not None:  # it went on until the budget was spent
+            cause = f"{over_budget(self.ctx.policy, total)}; last, {cause}"
         message = (
-            f"{first.name} failed while {where}: {evidence}. Fix the cause, then run"
-            f" `rollup resume {self.ctx.run_id}` (or skip the host from the TUI)"
+            f"{cause}. Fix the cause, then run `rollup resume {self.ctx.run_id}` (or skip"
+            " the host from the TUI)"
         )
         if self.options.wait_when_paused:
             self._reason = message

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 
-from rollup.errors import DriverError, HostFailed, MigrationRefused
+from rollup.errors import DriverError, HostFailed, HostSkipped, MigrationRefused
 from rollup.model import VM, Move, Pool
 from rollup.run.context import RunContext
-from rollup.run.events import Message, MigrationProgress
+from rollup.run.events import Message, MigrationProgress, PlanDivergence
 from rollup.run.placement_live import Ledger, choose_destination
+from rollup.text.plurals import count, noun, verb
 
 
 class VmMoves:
@@ -169,6 +170,61 @@ class VmMoves:
                 started += 1
             self.ctx.journal.forget(self.ctx.run_id, self.host, f"stopped:{vm.id}")
         return started
+
+    def check(self, pool: Pool, planned_moves: Sequence[Move]) -> int:
+        """Before anything moves: the policy for VMs that cannot move, room for the others
+        now, and the plan's moves against what runs here now (a divergence is said);
+        how many VMs are to move."""
+        pinned = [vm for vm in pool.resident(self.host) if vm.blockers]
+        if pinned and self.ctx.policy.unmovable == "skip-host":
+            names = ", ".join(vm.name for vm in pinned)
+            raise HostSkipped(
+                f"{noun(len(pinned), 'VM')} that cannot move ({names}); policy skip-host"
+            )
+        if pinned and self.ctx.policy.unmovable == "fail":
+            vm = pinned[0]
+            raise HostFailed(
+                f"VM {vm.name} cannot move ({vm.blockers[0].reason}): set rollup_unmovable"
+                " to shutdown-restart or skip-host, or move it by hand",
+                vm.blockers[0].code,
+            )
+        self.assert_room(pool)
+        planned = {move.vm for move in planned_moves}
+        actual = {vm.id for vm in pool.resident(self.host) if not vm.blockers}
+        if planned != actual:
+            extra = len(actual - planned)
+            gone = len(planned - actual)
+            self.ctx.bus.emit(
+                PlanDivergence(
+                    self.ctx.run_id,
+                    host=self.host,
+                    host_name=self.name,
+                    detail=f"{count(extra, 'VM')} arrived and {gone} left since planning;"
+                    " evacuation re-placed from the pool as it is now",
+                )
+            )
+        return len(actual)
+
+    async def restore(self, moves: Sequence[Move]) -> str:
+        """After the host's upgrade: what was stopped starts, the planned VMs come back."""
+        pool = await self.ctx.snapshot(self.host)
+        # The VMs we shut down can run nowhere else: they start first, before the VMs
+        # coming back take the memory they need (those can stay where they run).
+        started = await self.start_stopped(pool)
+        if started:
+            pool = await self.ctx.snapshot(self.host)
+        moved, left = await self.return_vms(pool, moves)
+        if left:
+            stay = verb(len(left), "stays where it runs", "stay where they run")
+            self.ctx.bus.emit(
+                Message(
+                    self.ctx.run_id,
+                    level="warning",
+                    text=f"{self.name}: {count(len(left), 'VM')} {stay}: " + "; ".join(left),
+                    host=self.host,
+                )
+            )
+        return f"{count(moved, 'VM')} back, {started} restarted"
 
 
 def _find(pool: Pool, vm_id: str) -> VM | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,7 @@ def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
         seed: int = 1,
         speed: float = 200.0,
         ssh: bool = True,
+        **scenario: Any,
     ) -> Lab:
         faults = tmp_path / "faults.yml"
         faults.write_text("{}\n")
@@ -56,10 +58,9 @@ def make_lab(tmp_path: Path) -> Iterator[MakeLab]:
             directory=tmp_path / "lab",
             faults=str(faults),
             network=next_network(),
-            # The XCP-ng 8.2 pool these tests were written for: a release upgrade by
-            # the lab's playbook (yum), checked against the target version.
-            release="8.2.1",
-            update="playbook",
+            # By default the XCP-ng 8.2 pool these tests were written for: a release
+            # upgrade by the lab's playbook (yum), checked against the target version.
+            **{"release": "8.2.1", "update": "playbook", **scenario},
         )
         started.append(running)
         return Lab(running, tmp_path / "lab", tmp_path / "state", faults)

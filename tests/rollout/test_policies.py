@@ -17,7 +17,7 @@ from rollup.run.context import RunContext
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout, RunOptions
-from tests.rollout.conftest import Lab
+from tests.rollout.conftest import Lab, read_events
 from tests.rollout.reports import junit_cases, valid_events
 from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running
 
@@ -98,6 +98,14 @@ def test_on_failure_continue_upgrades_the_other_hosts_and_exits_1(roomy_lab: Lab
     for vm in before.vms:
         if vm.id in pinned_on_h2:
             assert f"{vm.name} stays shut down" in result.stderr
+    # The report of a failed run, for the change ticket: the outcome, the host's failure
+    # with the end of the playbook's output.
+    report = lab.rollup("report", "--format", "markdown")
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[2].startswith("**failed**: 1 host failed: h2")
+    assert "| h2 | batch " in report.stdout and "| failed after " in report.stdout
+    assert "### h2, patching: patch playbook failed" in report.stdout
+    assert "lab fault fail-patch is set" in report.stdout
 
 
 def test_on_failure_abort_stops_and_touches_no_other_host(lab: Lab):
@@ -224,3 +232,38 @@ def test_a_host_whose_vms_have_nowhere_to_go_now_is_left_in_service(lab: Lab):
     assert set(running(before)) - set(running(after)) == pinned_on_h2
     refused = [line for line in result.stderr.splitlines() if "not enough room" in line]
     assert all("stays in service" in line for line in refused)
+
+
+def test_a_failed_step_is_retried_and_failures_within_the_budget_let_the_run_go_on(
+    roomy_lab: Lab,
+):
+    lab = roomy_lab  # room enough to empty h4 with h3 failed, disabled and empty
+    inventory = lab.write_inventory(
+        rollup_retries=1, rollup_retry_delay="2s", rollup_max_failed_hosts=1
+    )
+    lab.set_faults({"hosts": {"h2": {"fail_patch": True}}})
+    child = lab.start_rollup("run", str(inventory), "--yes", "--no-tui", "--json")
+    assert child.stdout is not None
+    first = read_events(
+        child.stdout,
+        lambda e: e["kind"] == "action" and e["host_name"] == "h2" and not e["ok"],
+    )
+    # Someone mends h2 while rollup waits to try again; h3 and h4 break for good.
+    lab.set_faults({"hosts": {"h3": {"fail_patch": True}, "h4": {"fail_patch": True}}})
+    out, err = child.communicate(timeout=240)
+    assert child.returncode == 5, err
+    events = [*first, *valid_events(out)]
+    failed = [(e["host_name"], e["state"]) for e in events if e["kind"] == "action" and not e["ok"]]
+    # Each failing step tried twice: h2 mended at its second try, h3 and h4 not.
+    assert failed == [("h2", "patching"), ("h3", "patching"), ("h3", "patching"),
+                      ("h4", "patching"), ("h4", "patching")]  # fmt: skip
+    states = {e["host_name"]: e["state"] for e in events if e["kind"] == "host-state"}
+    assert states == {"h1": "done", "h2": "done", "h3": "failed", "h4": "failed"}
+    assert "h2: patching failed (" in err and "try 2 of 2 in 2s" in err
+    assert "1 host failed so far, within rollup_max_failed_hosts 1: going on" in err
+    assert "2 hosts failed, more than rollup_max_failed_hosts 1: the run stops here" in err
+    plan = lab.rollup("plan", str(inventory), "--format", "markdown")
+    assert (
+        "- On failure: a failed step is tried 1 more time (after 2s, doubling); pause once"
+        " more than 1 host failed" in plan.stdout
+    )

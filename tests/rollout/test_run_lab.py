@@ -218,9 +218,12 @@ def test_a_controller_killed_during_the_master_reboot_resumes_with_nothing_lost(
 
 
 def test_a_second_run_on_the_same_pool_is_refused_naming_the_owner(lab: Lab):
-    child = lab.start_rollup("run", str(lab.inventory), "--yes", "--no-tui", "--json")
+    # The first run holds the pool's lock while it waits for approval (no --yes, no
+    # terminal): the pool answers, so only the lock can refuse the second.
+    child = lab.start_rollup("run", str(lab.inventory), "--no-tui", "--json")
     assert child.stdout is not None
-    events = read_events(child.stdout, lambda e: e["kind"] == "host-state")
+    gate = lambda e: e["kind"] == "run-state" and e["state"] == "awaiting_approval"  # noqa: E731
+    events = read_events(child.stdout, gate)
     run_id = events[-1]["run_id"]
     second = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
     # --break-lock takes over only an expired lock: a live run's lock is not stale.

@@ -13,7 +13,8 @@ refused, open connections cut) while the host is down, and the master's during a
 `master_api_drop` fault. Paths `/` and `/xmlrpc` serve XML-RPC; `/jsonrpc` answers 200
 with `text/xml` so Xen Orchestra's client falls back to XML-RPC. Replies are compact,
 Content-Type exactly `text/xml`. A XenServer 8 master also answers GET /updates (JSON,
-lab/xapi/updates.py) to a client with a session (`?session_id=`) or Basic auth.
+lab/xapi/updates.py) to a client with a session (`?session_id=`) or Basic auth; every
+host answers GET /metrics (Prometheus' text format) for monitoring to scrape.
 """
 
 from __future__ import annotations
@@ -193,11 +194,14 @@ class XapiHandler(BaseHTTPRequestHandler):
         """XenServer 8's GET /updates (the master only), with a session or Basic auth."""
         listener = self.server.listener
         url = urlsplit(self.path)
-        if url.path != "/updates":
+        if url.path not in ("/updates", "/metrics"):
             self.send_error(404)
             return None
         if not listener.answering():
             return self._drop()
+        if url.path == "/metrics":
+            text = metrics(listener.server.pool, listener.host_ref)
+            return self._reply(text.encode(), "text/plain; version=0.0.4")
         pool = listener.server.pool
         if listener.host_ref != pool.master:
             self.send_error(503, "not the pool's master")
@@ -259,3 +263,22 @@ def _bindable(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def metrics(pool: LabPool, host_ref: str) -> str:
+    """A host's GET /metrics, in Prometheus' text format (what node_exporter-like agents
+    give a monitoring system to scrape and alert on)."""
+    with pool.lock:
+        host = pool.hosts[host_ref]
+        running = len([vm for vm in pool.resident_vms(host_ref) if not vm.is_control_domain])
+        alarm = pool.faults.for_host(host.name, host.uuid).alarm
+        values = {
+            "rollup_lab_host_up": int(host.live),
+            "rollup_lab_host_enabled": int(host.enabled),
+            "rollup_lab_vms_running": running,
+            "rollup_lab_host_alarm": int(alarm),
+        }
+    lines = []
+    for name, value in values.items():
+        lines += [f"# TYPE {name} gauge", f'{name}{{host="{host.name}"}} {value}']
+    return "\n".join(lines) + "\n"
