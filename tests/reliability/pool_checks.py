@@ -71,6 +71,8 @@ def assert_finished(lab: Lab, before: Pool, run_id: str, hosts: set[str] | None 
             True,
         ), f"{host.name} is not upgraded and in service"
     assert_vms_whole(before, after)
+    left = {name: labels for name, labels in lab.pending().items() if labels}
+    assert not left, f"updates still pending: {left}"
     assert after.ha_enabled == before.ha_enabled, "HA is not as it was"
     # The lab's pools start VMs with their host (auto_poweron): off for the run (no VM
     # started above), on again once it is done, whatever killed rollup on the way.

@@ -2,11 +2,12 @@
 `rollup resume` finishes the job with nothing lost.
 
 For every HostUpgrade state a run passes through (for the master h1, and for a member
-h2 where it matters) and for the Rollout's start and its gates, a fresh 3-host lab with
-12 VMs is upgraded by `rollup run --json`; the test kills the controller the moment the
-JSON event of that state arrives, runs `rollup resume --yes --no-tui`, and checks the
-promise: every host at the target and enabled, every VM that ran runs exactly once, HA
-as it was, no lock left, the journal in step with the pool.
+h2 where it matters) and for the Rollout's start and its gates, a fresh 3-host XCP-ng
+lab with 12 VMs is patched the default way (each host's updater plugin, then a reboot)
+by `rollup run --json`; the test kills the controller the moment the JSON event of that
+state arrives, runs `rollup resume --yes --no-tui`, and checks the promise: every host
+patched and enabled, every VM that ran runs exactly once, HA as it was, no lock left,
+the journal in step with the pool. (The playbook path's crashes are test_run_lab's.)
 
 The matrix (state x outcome) is printed at the end: with `pytest -s` and in the terminal
 summary.
@@ -73,7 +74,10 @@ def test_a_controller_killed_on_entering_a_state_is_resumed_with_nothing_lost(
     make_lab: MakeLab, matrix: Matrix, crash: Crash
 ):
     with record_row(matrix, crash.name) as row:
-        lab = make_lab()
+        lab = make_lab(release="8.3.0", update="xapi")
+        # A fix for every host, so each one has something to install and reboots for it.
+        pool = lab.running.pool
+        pool.repository.publish(["userspace"], pool.repository.home)
         if crash.ha:
             lab.running.pool.set_ha(True)
         before = lab.snapshot()

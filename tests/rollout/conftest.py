@@ -52,6 +52,18 @@ class Lab:
         finally:
             driver.close()
 
+    def pending(self) -> dict[str, tuple[str, ...]]:
+        """What each host (by name) has pending, as its updater plugin says."""
+        driver = XenApiDriver(
+            Connection(self.running.url, self.running.user, self.running.password)
+        )
+        try:
+            names = {h.id: h.name for h in driver.snapshot().hosts}
+            found = driver.pending_updates().hosts
+            return {names[i]: tuple(u.label for u in p.updates) for i, p in found.items()}
+        finally:
+            driver.close()
+
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.faults.write_text(yaml.safe_dump(faults))
         # The lab re-reads the file when its mtime changes; make sure it does.
