@@ -17,6 +17,7 @@ from rollup.run.context import RunContext
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout, RunOptions
+from tests.browser import render
 from tests.rollout.conftest import Lab, read_events
 from tests.rollout.reports import junit_cases, valid_events
 from tests.rollout.test_run_lab import TARGET, assert_upgraded_and_whole, running
@@ -106,6 +107,12 @@ def test_on_failure_continue_upgrades_the_other_hosts_and_exits_1(roomy_lab: Lab
     assert "| h2 | batch " in report.stdout and "| failed after " in report.stdout
     assert "### h2, patching: patch playbook failed" in report.stdout
     assert "lab fault fail-patch is set" in report.stdout
+    page = lab.dir / "failed.html"
+    assert lab.rollup("report", "-o", str(page)).returncode == 0
+    dom, _ = render(page, lab.dir)
+    assert '<p class="outcome failed" id="outcome">failed: 1 host failed: h2' in dom
+    assert '<td class="failed">failed after ' in dom
+    assert "lab fault fail-patch is set" in dom.split('id="failures"', 1)[1]
 
 
 def test_on_failure_abort_stops_and_touches_no_other_host(lab: Lab):
