@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from rollup.drivers.xenapi.records import PoolRecords, parse_pool
 from rollup.lab.generator import generate
 from rollup.lab.layout import Layout
+from rollup.lab.releases import CURRENT_XCP_NG as TARGET_VERSION
 from rollup.lab.xapi.calls import Api
 from rollup.lab.xapi.lifecycle import GOING_DOWN_SECONDS
 from rollup.lab.xapi.pool import LabPool
-from rollup.lab.xapi.running import TARGET_VERSION
 from rollup.model import GiB, Policy, Pool, Strategy
 
 # The patch step as both rollup and the baseline are charged for it in the window

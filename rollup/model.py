@@ -27,6 +27,7 @@ HaPolicy = Literal["disable-and-restore", "refuse"]
 RebootPolicy = Literal["always", "if-required"]
 CheckStatus = Literal["pass", "warn", "fail"]
 UpdateMethod = Literal["xapi", "playbook"]
+ParallelHosts = int | Literal["auto"]  # "auto": the largest batch every VM still fits
 UpdatesPolicy = Literal["planned", "latest"]
 
 
@@ -224,7 +225,12 @@ class Policy:
     strategy: Strategy = "return"
     order: HostOrder = "inventory"
     host_order: tuple[str, ...] = ()  # host names in inventory order
-    max_parallel_hosts: int = 1
+    max_parallel_hosts: ParallelHosts = 1
+    # Fraction of each host's memory no evacuation fills (rollup_headroom: 10 %): best
+    # fit otherwise packs destinations to the last byte.
+    headroom: float = 0.0
+    # (pool host name, zone): a batch never spans two zones (racks, failure domains).
+    zones: tuple[tuple[str, str], ...] = ()
     parallel_migrations: int = 3  # concurrent live migrations per source host
     unmovable: UnmovablePolicy = "fail"
     ha: HaPolicy = "disable-and-restore"
@@ -290,6 +296,7 @@ class HostStep:
     pending: Pending | None = None
     in_place: bool = False
     upgrade: bool = False  # a major upgrade to the target version (not a patch)
+    zone: str | None = None  # rollup_zone: the failure domain the host is in
 
 
 @dataclass(frozen=True)
@@ -313,6 +320,14 @@ class SkippedHost:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """How many hosts the plan takes down at once, and why that many."""
+
+    hosts: int  # the largest batch
+    reason: str  # a sentence: what set the number, what stopped a batch growing
+
+
+@dataclass(frozen=True)
 class Plan:
     pool: Pool
     policy: Policy
@@ -324,6 +339,7 @@ class Plan:
     bytes_moved: int
     estimate_seconds: float
     created_by: str = field(default="rollup")
+    concurrency: Concurrency = field(default_factory=lambda: Concurrency(1, ""))
 
     @property
     def feasible(self) -> bool:

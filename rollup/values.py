@@ -133,6 +133,47 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
+_PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%?\s*")
+
+
+def percent(maximum: float) -> Check:
+    """A share written as a percentage ("10%", "10 %", 10), returned as a fraction."""
+
+    def check(value: object, context: Context) -> float:
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str) and (found := _PERCENT.fullmatch(value)):
+            number = float(found.group(1))
+        if number is None or not 0 <= number <= maximum:
+            raise Problem(
+                f"must be a percentage from 0 to {maximum:g}, got {shown(value, context)}",
+                '"10%"',
+            )
+        return number / 100
+
+    return check
+
+
+def whole_or(word: str, minimum: int, maximum: int) -> Check:
+    """A whole number within bounds, or the one word that lets rollup choose."""
+    number = whole(minimum, maximum)
+
+    def check(value: object, context: Context) -> int | str:
+        if isinstance(value, str) and value.strip().lower() == word:
+            return word
+        try:
+            return number(value, context)
+        except Problem:
+            raise Problem(
+                f"must be {word} or a whole number{bounds(minimum, maximum)},"
+                f" got {shown(value, context)}",
+                word,
+            ) from None
+
+    return check
+
+
 def boolean(value: object, context: Context) -> bool:
     if isinstance(value, bool):
         return value

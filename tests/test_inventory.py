@@ -339,8 +339,8 @@ def test_flag_overrides_win_over_group_variables(tmp_path):
         pytest.param(
             {"rollup_max_parallel_hosts": "many"},
             {"rollup_max_parallel_hosts": "--max-parallel-hosts"},
-            "--max-parallel-hosts must be a whole number from 1 to 1000, got 'many'; "
-            "e.g. --max-parallel-hosts 1",
+            "--max-parallel-hosts must be auto or a whole number from 1 to 1000, got 'many'; "
+            "e.g. --max-parallel-hosts auto",
             id="bad_number_names_the_flag",
         ),
         pytest.param(

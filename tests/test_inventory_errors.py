@@ -64,7 +64,21 @@ CASES = {
     ),
     "parallel_hosts_zero": Case(
         {"inv.yml": pool("      rollup_max_parallel_hosts: 0\n")},
-        ("rollup_max_parallel_hosts must be a whole number from 1 to 1000, got 0",),
+        (
+            "rollup_max_parallel_hosts must be auto or a whole number from 1 to 1000, got 0",
+            "e.g. rollup_max_parallel_hosts: auto",
+        ),
+    ),
+    "headroom_over_the_limit": Case(
+        {"inv.yml": pool("      rollup_headroom: 95%\n")},
+        (
+            "rollup_headroom must be a percentage from 0 to 90, got '95%'",
+            'e.g. rollup_headroom: "10%"',
+        ),
+    ),
+    "zone_given_as_a_list": Case(
+        {"inv.yml": pool("      rollup_zone: [a, b]\n")},
+        ("rollup_zone must be a non-empty string", "e.g. rollup_zone: rack-a"),
     ),
     "boolean_given_as_number_of_hosts": Case(
         {"inv.yml": pool("      rollup_canary: true\n")},

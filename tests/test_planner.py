@@ -331,3 +331,85 @@ def test_a_64_host_5000_vm_pool_gets_a_feasible_plan_that_replays(strategy):
     result = plan(pool, Policy(strategy=strategy, max_parallel_hosts=4))
     assert result.feasible
     replay(result)
+
+
+# Zones, headroom and automatic concurrency
+
+
+def zoned(zones: dict[str, str], **policy: object) -> Policy:
+    return Policy(zones=tuple(zones.items()), **policy)  # type: ignore[arg-type]
+
+
+def test_a_batch_never_spans_two_zones_and_a_zone_goes_as_one():
+    pool = make_pool({"m": [], "a1": [1], "b1": [1], "a2": [1], "b2": [1], "x": [1], "y": [1]})
+    zones = {"m": "r1", "a1": "rack-a", "a2": "rack-a", "b1": "rack-b", "b2": "rack-b"}
+    policy = zoned(zones, max_parallel_hosts=4, host_order=("m", "a1", "b1", "a2", "b2"))
+    result = plan(pool, policy)
+    # rack-a's hosts come together although the inventory interleaves the racks; hosts
+    # with no zone go together after the zoned ones.
+    assert [[s.host_name for s in b.steps] for b in result.batches] == [
+        ["m"],
+        ["a1", "a2"],
+        ["b1", "b2"],
+        ["x", "y"],
+    ]
+    assert [s.zone for s in result.batches[1].steps] == ["rack-a", "rack-a"]
+    assert "no batch spans two zones" in result.concurrency.reason
+    replay(result)
+
+
+def test_headroom_keeps_a_destination_from_filling_up():
+    pool = make_pool({"m": [9], "a": [0.5]}, capacity=10)
+    assert plan(pool, Policy()).feasible
+    refused = plan(pool, Policy(headroom=0.1))
+    assert not refused.feasible
+    reason = checks_named(refused, "capacity")[0].reason
+    assert "no place for m-vm0 (9.0 GiB)" in reason
+    assert "8.5 GiB free (less 10% headroom) in all" in reason
+    assert reason.endswith("free memory there, lower rollup_headroom or add a host")
+    auto = plan(pool, Policy(headroom=0.1, max_parallel_hosts="auto")).concurrency
+    assert auto.reason == (
+        "auto: 1 host at once: even alone, a host's VMs find no place with 10% headroom"
+        " (see the capacity check)"
+    )
+    replay(plan(make_pool({"m": [8.5], "a": [0.5]}, capacity=10), Policy(headroom=0.1)))
+
+
+def test_auto_takes_the_largest_batch_that_leaves_every_vm_a_place_and_says_why():
+    # Eight hosts of 16 GiB, 4 GiB used on each; 25 % headroom leaves 8 GiB to fill on a
+    # host. A batch of k moves 4k GiB onto the 8 - k others: k = 5 fits (20 <= 24),
+    # k = 6 does not (24 > 16).
+    layout = {f"h{i}": [2.0, 2.0] for i in range(8)}
+    pool = make_pool(layout, capacity=16)
+    result = plan(pool, Policy(max_parallel_hosts="auto", headroom=0.25))
+    assert [len(b.steps) for b in result.batches] == [1, 5, 2]
+    assert result.feasible and result.concurrency.hosts == 5
+    replay(result)
+    six = plan(pool, Policy(max_parallel_hosts=6, headroom=0.25))
+    assert [len(b.steps) for b in six.batches] == [1, 5, 2]  # memory stops it at 5 too
+    reason = result.concurrency.reason
+    assert reason == (
+        "auto: up to 5 hosts at once, the largest batch that leaves every VM a place with"
+        " 25% headroom; adding h6 to a batch of 5 hosts would leave h5-vm0 (2.0 GiB) no place"
+    )
+
+
+def test_auto_on_a_roomy_pool_takes_every_host_but_the_master_at_once():
+    pool = make_pool({"m": [1], "a": [1], "b": [1], "c": [1]}, capacity=64)
+    result = plan(pool, Policy(max_parallel_hosts="auto"))
+    assert [len(b.steps) for b in result.batches] == [1, 3]
+    assert (
+        result.concurrency.reason == "auto: up to 3 hosts at once, every VM keeps a place even then"
+    )
+    replay(result)
+
+
+def test_a_fixed_limit_the_pool_cannot_reach_says_what_stopped_it():
+    pool = make_pool(
+        {"m": [], "a": [6], "b": [6], "c": [3]}, capacity={"m": 10, "a": 8, "b": 8, "c": 8}
+    )
+    result = plan(pool, Policy(max_parallel_hosts=3))
+    assert result.concurrency.hosts == 2
+    assert result.concurrency.reason.startswith(
+        "up to 2 hosts at once: rollup_max_parallel_hosts is 3; adding "
+    )

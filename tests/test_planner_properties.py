@@ -23,6 +23,8 @@ def replay(result: Plan) -> dict[str, str]:
     pool = result.pool
     target = result.policy.target_version
     capacity = {h.id: h.capacity for h in pool.hosts}
+    # What an evacuation may fill a host to: the headroom stays free.
+    limit = {h.id: int(h.capacity * (1 - result.policy.headroom)) for h in pool.hosts}
     version = {h.id: version_key(h.version) for h in pool.hosts}
     usable = {h.id for h in pool.hosts if h.enabled and h.live}
     memory = {vm.id: vm.memory for vm in pool.vms}
@@ -58,6 +60,7 @@ def replay(result: Plan) -> dict[str, str]:
                 assert move.dest not in batch_hosts, "a batch host is never a target"
                 assert move.memory == memory[move.vm]
                 arrive(move.vm, move.source, move.dest, landing)
+                assert used[move.dest] <= limit[move.dest], f"{move.dest}: headroom used"
                 departed.append((move.source, move.vm))
         for host, vm_id in departed:
             used[host] -= memory[vm_id]
@@ -78,6 +81,7 @@ def replay(result: Plan) -> dict[str, str]:
             for move in step.restore:
                 assert move.dest == step.host
                 arrive(move.vm, move.source, move.dest, landing)
+                assert used[move.dest] <= limit[move.dest], f"{move.dest}: headroom used"
                 departed.append((move.source, move.vm))
         for host, vm_id in departed:
             used[host] -= memory[vm_id]

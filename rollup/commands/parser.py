@@ -27,6 +27,7 @@ POLICY_FLAGS = {
     "strategy": "--strategy",
     "order": "--order",
     "max_parallel_hosts": "--max-parallel-hosts",
+    "headroom": "--headroom",
     "parallel_migrations": "--parallel-migrations",
     "unmovable": "--unmovable",
     "playbook": "--playbook",
@@ -56,7 +57,16 @@ def _policy_flags(parser: argparse.ArgumentParser, run: bool) -> None:
         help="return: VMs go back to their hosts (default); upgraded-first: fewer migrations",
     )
     group.add_argument("--order", metavar="O", help="inventory (default) or least-loaded")
-    group.add_argument("--max-parallel-hosts", metavar="N", help="hosts upgraded at once")
+    group.add_argument(
+        "--max-parallel-hosts",
+        metavar="N",
+        help="hosts upgraded at once, or auto: the most that leave every VM a place",
+    )
+    group.add_argument(
+        "--headroom",
+        metavar="P",
+        help="memory no evacuation fills on any host, e.g. 10%% (default 0)",
+    )
     group.add_argument(
         "--parallel-migrations", metavar="N", help="live migrations at once per host"
     )
@@ -135,6 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     run.add_argument("--junit", metavar="FILE", help="write a JUnit report, a case per host")
     run.add_argument("--break-lock", action="store_true", help="take over a stale run lock")
+    fleet = run.add_argument_group(
+        "fleets (several pools of the inventory, each with its own lock, plan, journal run"
+        " and report; one pool's failure does not stop the others)"
+    )
+    fleet.add_argument(
+        "--pools", metavar="A,B|all", help="the pools to upgrade, or all of the inventory's"
+    )
+    fleet.add_argument(
+        "--max-parallel-pools",
+        type=int,
+        default=1,
+        metavar="N",
+        help="pools upgraded at once (default 1); the exit code is the worst pool's",
+    )
     _policy_flags(run, run=True)
     _common(run)
 

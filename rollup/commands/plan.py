@@ -34,7 +34,8 @@ def _overrides(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, s
     return values, flags
 
 
-def load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
+def load_inventory(args: argparse.Namespace) -> inventories.Inventory:
+    """The inventory with the command line's policy flags applied, every pool checked."""
     overrides, flags = _overrides(args)
     loaded = inventories.load(
         args.inventory,
@@ -42,12 +43,16 @@ def load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
         overrides=overrides,
         flag_names=flags,
     )
-    config = inventories.select_pool(loaded, args.pool)
-    if config.notify:
-        from rollup.output.notify import open_targets
+    for config in loaded.pools:
+        if config.notify:
+            from rollup.output.notify import open_targets
 
-        open_targets(config.notify)  # a URL Apprise cannot use is bad input, before all
-    return config
+            open_targets(config.notify)  # a URL Apprise cannot use is bad input, before all
+    return loaded
+
+
+def load_pool(args: argparse.Namespace) -> inventories.PoolConfig:
+    return inventories.select_pool(load_inventory(args), args.pool)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rollup.codec import from_data, to_data
 from rollup.commands.plan import load_pool, pool_session, state_dir
@@ -34,6 +34,10 @@ def new_run_id() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from rollup.output import report
 
+    if args.pools is not None:
+        from rollup.commands.fleet import cmd_fleet
+
+        return cmd_fleet(args)
     config = load_pool(args)
     journal = Journal(state_dir(args))
     with pool_session(config, args) as session:
@@ -134,22 +138,57 @@ def _execute(
     remotes: dict[str, Any],
     resumed: dict[str, Any] | None,
 ) -> int:
+    use_tui = _tui_wanted(args)
+    rollout, notifier = build_rollout(
+        args,
+        session,
+        journal,
+        run_id,
+        plan,
+        remotes,
+        resumed,
+        log_stream=None if use_tui else sys.stderr,
+    )
+    try:
+        return _follow(args, session, journal, rollout, plan, resumed, use_tui)
+    finally:
+        if notifier is not None:
+            notifier.close()  # the last notifications go out before rollup exits
+
+
+def build_rollout(
+    args: argparse.Namespace,
+    session: PoolSession,
+    journal: Journal,
+    run_id: str,
+    plan: Plan,
+    remotes: dict[str, Any],
+    resumed: dict[str, Any] | None,
+    log_stream: TextIO | None,
+    wait_when_paused: bool | None = None,
+    show_pool: bool = False,
+) -> tuple[Rollout, Any]:
+    """The run of one pool with its sinks: the journal's, JSON lines, the log, JUnit and
+    notifications. Returns the rollout and the notifier to close once it is over."""
     from rollup.remote.patcher import AnsiblePatcher
 
-    bus = EventBus()
+    bus = EventBus(session.config.name)
     # What resume and `rollup status` trust: if it cannot be written the run stops at
     # its next safe point rather than go on unrecorded (the other sinks are dropped).
     bus.subscribe(JournalSink(journal), essential=True)
-    use_tui = _tui_wanted(args)
     if args.json:
         bus.subscribe(JsonLinesSink(sys.stdout))
-    if not use_tui:
-        bus.subscribe(LogSink(sys.stderr, verbose=args.verbose))
+    if log_stream is not None:
+        bus.subscribe(LogSink(log_stream, verbose=args.verbose, show_pool=show_pool))
     if args.junit:
         from rollup.output.junit import JUnitSink
 
         hosts = [(step.host, step.host_name) for step in plan.steps]
-        bus.subscribe(JUnitSink(args.junit, session.config.name, hosts))
+        bus.subscribe(
+            JUnitSink(
+                junit_path(args.junit, session.config.name, show_pool), session.config.name, hosts
+            )
+        )
     notifier = None
     if session.config.notify:
         from rollup.output.notify import NotifySink
@@ -171,15 +210,18 @@ def _execute(
     options = RunOptions(
         yes=args.yes,
         break_lock=args.break_lock,
-        wait_when_paused=use_tui,
+        wait_when_paused=_tui_wanted(args) if wait_when_paused is None else wait_when_paused,
         approve_start=not args.yes and not terminal() and resumed is None,
     )
-    rollout = Rollout(ctx, plan, options, resumed=resumed)
-    try:
-        return _follow(args, session, journal, rollout, plan, resumed, use_tui)
-    finally:
-        if notifier is not None:
-            notifier.close()  # the last notifications go out before rollup exits
+    return Rollout(ctx, plan, options, resumed=resumed), notifier
+
+
+def junit_path(path: str, pool: str, per_pool: bool) -> str:
+    """A fleet writes one JUnit file per pool: report.xml → report-POOL.xml."""
+    if not per_pool:
+        return path
+    stem, dot, suffix = path.rpartition(".")
+    return f"{stem}-{pool}.{suffix}" if dot and "/" not in suffix else f"{path}-{pool}"
 
 
 def _follow(

@@ -150,21 +150,36 @@ class PoolBuilder:
             )
         needs_api = lab is None and info.pool_api
         connection = self.connection(group, checked, info) if needs_api else None
+        members = tuple(self.inventory_host(group, host) for host in hosts)
+        zones = tuple(
+            (member.pool_host_name or member.name, str(zone))
+            for member in members
+            if (zone := self.host_value(group, member.name, "rollup_zone")) is not None
+        )
         return PoolConfig(
             name=group,
             driver=str(driver),
             connection=connection,
-            policy=policy.build_policy(checked, tuple(hosts), info.update_methods),
+            policy=policy.build_policy(checked, tuple(hosts), info.update_methods, zones),
             settings={
                 v.name: checked[v.name]
                 for v in info.variables
                 if v.level == "pool" and v.name in checked
             },
-            hosts=tuple(self.inventory_host(group, host) for host in hosts),
+            hosts=members,
             lab=lab if isinstance(lab, LabSpec) else None,
             source=self.source,
             notify=tuple(checked.get("rollup_notify", ())),  # type: ignore[arg-type]
         )
+
+    def host_value(self, group: str, host: str, name: str) -> object:
+        """One of rollup's host variables, checked; None when the host does not set it."""
+        present, raw = self.setting(host, name)
+        if not present:
+            return None
+        value, vaulted = self.clear(raw, f"host {host}", name)
+        origin = self.origin(name, group, [host])
+        return policy.check(name, value, origin, self.base_dir, hidden=vaulted)
 
     def setting(self, host: str, name: str) -> tuple[bool, object]:
         """Whether `host` has variable `name`, and its value: unset and null differ."""

@@ -33,6 +33,7 @@ from rollup.values import (
     existing_file,
     installer_url,
     notify_urls,
+    percent,
     positive_number,
     seconds,
     shown,
@@ -40,6 +41,7 @@ from rollup.values import (
     url,
     version,
     whole,
+    whole_or,
     window,
 )
 
@@ -76,6 +78,7 @@ _LAB_FIELDS: dict[str, Check] = {
     "flavor": choice("xcp-ng", "xenserver"),
     "release": version,
     "up_to_date": boolean,
+    "fill": percent(95),
 }
 
 
@@ -126,7 +129,8 @@ _VARIABLES = (
     Variable("rollup_target_version", "pool", version),
     Variable("rollup_strategy", "pool", choice("return", "upgraded-first")),
     Variable("rollup_order", "pool", choice("inventory", "least-loaded")),
-    Variable("rollup_max_parallel_hosts", "pool", whole(1, 1000)),
+    Variable("rollup_max_parallel_hosts", "pool", whole_or("auto", 1, 1000)),
+    Variable("rollup_headroom", "pool", percent(90)),
     Variable("rollup_parallel_migrations", "pool", whole(1, 1000)),
     Variable("rollup_unmovable", "pool", choice("fail", "skip-host", "shutdown-restart")),
     Variable("rollup_ha", "pool", choice("disable-and-restore", "refuse")),
@@ -154,6 +158,7 @@ _VARIABLES = (
     Variable("rollup_host_name", "host", text("xcp-host-1")),
     Variable("rollup_check_host_keys", "host", boolean),
     Variable("rollup_lab_env", "host", environment),
+    Variable("rollup_zone", "host", text("rack-a")),
 )
 
 OWN_VARIABLES: Mapping[str, Variable] = {variable.name: variable for variable in _VARIABLES}
@@ -181,6 +186,7 @@ _POLICY_FIELDS = {
     "rollup_strategy": "strategy",
     "rollup_order": "order",
     "rollup_max_parallel_hosts": "max_parallel_hosts",
+    "rollup_headroom": "headroom",
     "rollup_parallel_migrations": "parallel_migrations",
     "rollup_unmovable": "unmovable",
     "rollup_ha": "ha",
@@ -260,7 +266,10 @@ def check(
 
 
 def build_policy(
-    checked: Mapping[str, object], host_order: tuple[str, ...], update_methods: tuple[str, ...]
+    checked: Mapping[str, object],
+    host_order: tuple[str, ...],
+    update_methods: tuple[str, ...],
+    zones: tuple[tuple[str, str], ...] = (),
 ) -> Policy:
     """A Policy from checked values; variables not given keep Policy's defaults.
 
@@ -274,4 +283,4 @@ def build_policy(
     if "rollup_lab" in checked and "rollup_playbook" not in checked:
         # A lab pool's hosts take the lab's own patch, shipped beside rollup's.
         fields["playbook"] = bundled.playbook("lab-patch.yml")
-    return Policy(host_order=host_order, **fields)  # type: ignore[arg-type]
+    return Policy(host_order=host_order, zones=zones, **fields)  # type: ignore[arg-type]

@@ -27,3 +27,4 @@ class LabSpec:
     flavor: Flavor = "xcp-ng"  # XCP-ng (updater.py) or XenServer 8 (/updates, guidances)
     release: str | None = None  # the hosts' version at start; None: the flavor's current
     up_to_date: bool = False  # no host starts with updates pending
+    fill: float | None = None  # how full the running VMs make the pool; None: 50-75 %

@@ -101,13 +101,19 @@ def plan_table(plan: Plan) -> RenderableType:
             Text(check.reason, style="red" if check.status == "fail" else ""),
         )
 
-    batches = Table(title="Batches")
-    for column in ("Batch", "Host", "Version", "Updates", "Out", "Back", "Stop/start", "Estimate"):
+    batches = Table(title="Batches", caption=plan.concurrency.reason or None)
+    zoned = any(step.zone for step in plan.steps)
+    for column in ("Batch", "Zone" if zoned else "", "Host", "Version", "Updates", "Out"):
+        if column:
+            batches.add_column(column)
+    for column in ("Back", "Stop/start", "Estimate"):
         batches.add_column(column)
     for batch in plan.batches:
         for i, step in enumerate(batch.steps):
+            zone = (step.zone or "-",) if zoned else ()
             batches.add_row(
                 str(batch.index + 1) if i == 0 else "",
+                *zone,
                 step.host_name,
                 f"{step.version_before} → {_version_after(plan, step)}",
                 pending.cell(step),
@@ -156,8 +162,8 @@ def plan_markdown(plan: Plan) -> str:
         f"- Target version: {policy.target_version or 'none (install what is pending)'}",
         f"- Updates: {_method(plan)}",
         f"- On failure: {_failures(plan)}",
-        f"- Strategy: {policy.strategy}; order: {policy.order}; "
-        f"up to {count(policy.max_parallel_hosts, 'host')} at once",
+        f"- Strategy: {policy.strategy}; order: {policy.order}",
+        f"- Concurrency: {plan.concurrency.reason}",
         f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
         f"- Estimated duration: {format_duration(plan.estimate_seconds)}",
         "",
@@ -171,8 +177,10 @@ def plan_markdown(plan: Plan) -> str:
         lines.append(f"| {status} | {check.name} | {_cell(check.reason)} |")
     lines += ["", "## Batches", ""]
     for batch in plan.batches:
+        zone = batch.steps[0].zone if batch.steps else None
         lines += [
-            f"### Batch {batch.index + 1} ({format_duration(batch.estimate_seconds)})",
+            f"### Batch {batch.index + 1}{f', zone {zone}' if zone else ''}"
+            f" ({format_duration(batch.estimate_seconds)})",
             "",
             "| Host | Version | Updates | Moves out | Moves back | Stopped and restarted |"
             " Estimate |",
@@ -267,6 +275,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                         "stop": [vm(v) for v in step.stop],
                         "start": [vm(v) for v in step.start],
                         "estimate_seconds": step.estimate_seconds,
+                        "zone": step.zone,
                         **pending.step_json(step),
                     }
                     for step in batch.steps
@@ -323,6 +332,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "strategy": plan.policy.strategy,
             "order": plan.policy.order,
             "max_parallel_hosts": plan.policy.max_parallel_hosts,
+            "headroom": plan.policy.headroom,
             "parallel_migrations": plan.policy.parallel_migrations,
             "unmovable": plan.policy.unmovable,
             "ha": plan.policy.ha,
@@ -343,6 +353,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],
         "batches": batches,
         "final_layout": [{"vm": vm(v), "host": host(h)} for v, h in plan.final_layout],
+        "concurrency": {"hosts": plan.concurrency.hosts, "reason": plan.concurrency.reason},
         "estimate": {
             "total_seconds": plan.estimate_seconds,
             "batches": [b.estimate_seconds for b in plan.batches],

@@ -52,16 +52,20 @@ class JsonLinesSink:
 
 
 class LogSink:
-    """Readable log lines for people and CI logs: `HH:MM:SS host  message`."""
+    """Readable log lines for people and CI logs: `HH:MM:SS host  message`; in a fleet
+    run (`show_pool`) `HH:MM:SS [pool] host  message`."""
 
-    def __init__(self, stream: TextIO, verbose: bool = False) -> None:
+    def __init__(self, stream: TextIO, verbose: bool = False, show_pool: bool = False) -> None:
         self._stream = stream
         self._verbose = verbose
+        self._show_pool = show_pool
 
     def __call__(self, event: Event) -> None:
         line = self.format(event)
         if line:
             stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+            if self._show_pool:
+                stamp += f" [{event.pool}]"
             lines = [line, *(EVIDENCE_INDENT + quoted for quoted in self.evidence(event))]
             self._stream.write("".join(f"{stamp} {text}\n" for text in lines))
             self._stream.flush()

@@ -222,8 +222,16 @@ def unmovable_checks(
     return checks
 
 
-def capacity_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]:
+def capacity_checks(
+    outcomes: Sequence[BatchOutcome], pool: Pool, headroom: float = 0.0
+) -> list[Check]:
     checks: list[Check] = []
+    kept = f" (less {headroom:.0%} headroom)" if headroom else ""
+    fix = (
+        "free memory there, lower rollup_headroom or add a host"
+        if headroom
+        else ("free memory there or add a host")
+    )
     capacity = {h.id: h.capacity for h in pool.hosts}
     names = {h.id: h.name for h in pool.hosts}
     for outcome in outcomes:
@@ -242,23 +250,18 @@ def capacity_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]
                     f"not enough memory elsewhere to evacuate {name}: short by "
                     f"{count(short, 'byte')} ({format_gib(short)}), no place for {homeless}; "
                     f"the enabled, live hosts not older than {name} have "
-                    f"{format_gib(outcome.free_outside)} free in all, "
-                    f"{format_gib(outcome.largest_free)} at most on one; free memory there or "
-                    "add a host",
+                    f"{format_gib(outcome.free_outside)} free{kept} in all, "
+                    f"{format_gib(outcome.largest_free)} at most on one; {fix}",
                     host=host_id,
                 )
             )
     if checks:
         return checks
-    peak = max(
-        (
-            (used / capacity[h], h)
-            for o in outcomes
-            for h, used in o.memory_peak.items()
-            if capacity[h] > 0
-        ),
-        default=None,
-    )
+    peak: tuple[float, str] | None = None
+    for outcome in outcomes:
+        for h, used in outcome.memory_peak.items():
+            if capacity[h] > 0 and (peak is None or (used / capacity[h], h) > peak):
+                peak = (used / capacity[h], h)
     busiest = f"; fullest moment: {names[peak[1]]} at {peak[0]:.0%}" if peak else ""
     return [Check("capacity", "pass", f"every host can be evacuated in its turn{busiest}")]
 

@@ -16,13 +16,17 @@ the batch), then brings VMs back once the batch's hosts are upgraded:
 
 Whatever the strategy, a VM never moves to a host whose version is older than the one it
 runs on now (xapi refuses it during a rolling upgrade); a host's version becomes the
-target once its step is done.
+target once its step is done. No evacuation fills a host past its limit: its capacity
+less the policy's headroom.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rollup.model import VM, Host, Pool, Strategy
 
@@ -64,11 +68,24 @@ class BatchOutcome:
     unreturned: list[Migration] = field(default_factory=list)  # returns xapi would refuse
 
 
+StopReason = Literal["memory", "zone", "alone", "limit", "end"]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why a batch took no more hosts."""
+
+    size: int  # hosts in the batch
+    reason: StopReason
+    next_host: Host | None = None  # the host that did not join
+    homeless: VM | None = None  # memory: the biggest VM with no place had it joined
+
+
 @dataclass
 class Layout:
     """Mutable simulation state: where each running VM is and how full each host is."""
 
-    capacity: dict[str, int]
+    capacity: dict[str, int]  # the most an evacuation may fill each host to
     used: dict[str, int]
     where: dict[str, str]
     version: dict[str, VersionKey]
@@ -76,9 +93,9 @@ class Layout:
     guests: dict[str, dict[str, VM]]
 
     @classmethod
-    def of(cls, pool: Pool, version: dict[str, VersionKey]) -> Layout:
+    def of(cls, pool: Pool, version: dict[str, VersionKey], headroom: float = 0.0) -> Layout:
         layout = cls(
-            capacity={h.id: h.capacity for h in pool.hosts},
+            capacity={h.id: int(h.capacity * (1.0 - headroom)) for h in pool.hosts},
             used={h.id: 0 for h in pool.hosts},
             where={},
             version=dict(version),
@@ -109,36 +126,48 @@ def pack(
     tiers: Sequence[Sequence[str]],
     layout: Layout,
     used: dict[str, int],
-    rank: dict[str, int],
+    order: dict[str, int],
+    give_up: bool = False,
 ) -> tuple[list[Migration], list[VM]]:
     """Best-fit decreasing: biggest VM first, onto the fullest host of the first tier it fits.
 
     `used` is updated in place (pass a copy to try a batch); sources are not credited
     because during an evacuation they are not targets. Ties go to the earlier host in
-    `tiers`, and between equal VMs to the earlier one in the pool, so the result is stable.
+    `tiers`, and between equal VMs to the earlier one in the pool (`order`: VM id → its
+    place, biggest first), so the result is stable. Each tier is kept sorted by free
+    memory, so a VM finds its host by bisection: a plan of thousands of VMs over hundreds
+    of hosts stays well under a second. `give_up`: stop at the first VM with no place
+    (the biggest such one), for a trial that only asks whether everything fits.
     """
     moves: list[Migration] = []
     unplaced: list[VM] = []
-    capacity, version = layout.capacity, layout.version
-    for vm in sorted(vms, key=lambda v: (-v.memory, rank[v.id])):
-        source = layout.where[vm.id]
+    capacity, version, where = layout.capacity, layout.version, layout.where
+    bisect_left, insort = bisect.bisect_left, bisect.insort
+    # (free bytes, position in the tier, host): the first entry with enough room is the
+    # best fit, and among equally free hosts the earlier one.
+    ladders = [
+        sorted((capacity[host] - used[host], i, host) for i, host in enumerate(tier))
+        for tier in tiers
+        if tier
+    ]
+    for _, vm in sorted((order[vm.id], vm) for vm in vms):
+        memory = vm.memory
+        source = where[vm.id]
         floor = version[source]
-        dest: str | None = None
-        for tier in tiers:
-            best_free = -1
-            for host in tier:
-                free = capacity[host] - used[host]
-                if free >= vm.memory and (dest is None or free < best_free):
-                    if version[host] < floor:
-                        continue
-                    dest, best_free = host, free
-            if dest is not None:
+        for ladder in ladders:
+            at, end = bisect_left(ladder, (memory,)), len(ladder)
+            while at < end and version[ladder[at][2]] < floor:
+                at += 1
+            if at < end:
+                free, position, dest = ladder.pop(at)
+                insort(ladder, (free - memory, position, dest))
+                used[dest] += memory
+                moves.append(Migration(vm, source, dest))
                 break
-        if dest is None:
-            unplaced.append(vm)
         else:
-            used[dest] += vm.memory
-            moves.append(Migration(vm, source, dest))
+            unplaced.append(vm)
+            if give_up:
+                break
     return moves, unplaced
 
 
@@ -155,15 +184,21 @@ class Simulation:
     final: dict[str, None]  # hosts that will not be evacuated again in this run
     eligible: dict[str, None]  # enabled and live hosts, plus every host done in this run
     outcomes: list[BatchOutcome] = field(default_factory=list)
+    stops: list[Stop] = field(default_factory=list)  # one per outcome
+    order: dict[str, int] = field(init=False)  # VM id → place, biggest first (see pack)
 
     def tiers(self, batch: Sequence[str]) -> list[list[str]]:
+        inside = set(batch)
         hosts = sorted(
-            (h for h in self.eligible if h not in batch), key=lambda h: self.host_rank[h]
+            (h for h in self.eligible if h not in inside), key=lambda h: self.host_rank[h]
         )
         if self.strategy == "return":
             # A VM parked on a host newer than the target could never come home.
-            returnable = [h for h in hosts if self.layout.version[h] <= self.new_version]
-            return [returnable, [h for h in hosts if h not in returnable]]
+            version, new = self.layout.version, self.new_version
+            return [
+                [h for h in hosts if version[h] <= new],
+                [h for h in hosts if version[h] > new],
+            ]
         upgraded = [h for h in hosts if h in self.upgraded]
         other_final = [h for h in hosts if h in self.final and h not in self.upgraded]
         transient = [h for h in hosts if h not in self.final]
@@ -178,7 +213,14 @@ class Simulation:
             if vm.id not in held
         ]
 
-    def attempt(self, turns: Sequence[Turn]) -> tuple[list[Migration], list[VM], list[int]]:
+    def __post_init__(self) -> None:
+        running = [vm for guests in self.layout.guests.values() for vm in guests.values()]
+        biggest_first = sorted(running, key=lambda vm: (-vm.memory, self.rank[vm.id]))
+        self.order = {vm.id: i for i, vm in enumerate(biggest_first)}
+
+    def attempt(
+        self, turns: Sequence[Turn], give_up: bool = False
+    ) -> tuple[list[Migration], list[VM], list[int]]:
         batch = [t.host.id for t in turns]
         tiers = self.tiers(batch)
         used = dict(self.layout.used)
@@ -190,7 +232,7 @@ class Simulation:
             for h in tier
             if self.layout.version[h] >= floor
         ]
-        moves, unplaced = pack(self.movable(turns), tiers, self.layout, used, self.rank)
+        moves, unplaced = pack(self.movable(turns), tiers, self.layout, used, self.order, give_up)
         return moves, unplaced, free
 
     def commit(
@@ -245,34 +287,94 @@ class Simulation:
             memory_after=after,
             # Within each phase a host only sends or only receives, so its most held is at
             # a phase boundary; see the schema for why this bounds every instant.
-            memory_peak={h: max(before[h], mid[h], after[h]) for h in before},
+            # (The three dicts share their key order: each is a copy of layout.used.)
+            memory_peak=dict(
+                zip(before, map(max, before.values(), mid.values(), after.values()), strict=True)
+            ),
             unreturned=unreturned,
         )
         self.outcomes.append(outcome)
         return outcome
 
-    def run(self, turns: Sequence[Turn], max_parallel: int, alone: Sequence[str]) -> None:
+    def run(
+        self,
+        turns: Sequence[Turn],
+        max_parallel: int,
+        alone: Sequence[str],
+        zone: dict[str, str | None] | None = None,
+    ) -> None:
         """Group consecutive turns into batches of up to `max_parallel` hosts.
 
-        A host in `alone` (the master, the canaries) gets a batch of its own. A batch only
-        grows while all of its VMs still find a place outside it.
+        A host in `alone` (the master, the canaries) gets a batch of its own; a batch never
+        spans two zones (host id → zone). A batch only grows while all of its VMs still
+        find a place outside it.
         """
+        zones = zone or {}
         i = 0
         while i < len(turns):
-            batch = [turns[i]]
-            moves, unplaced, free = self.attempt(batch)
-            i += 1
-            while (
-                not unplaced
-                and len(batch) < max_parallel
-                and i < len(turns)
-                and batch[0].host.id not in alone
-                and turns[i].host.id not in alone
-            ):
-                trial = [*batch, turns[i]]
-                trial_moves, trial_unplaced, trial_free = self.attempt(trial)
-                if trial_unplaced:
-                    break
-                batch, moves, free = trial, trial_moves, trial_free
-                i += 1
-            self.commit(batch, moves, unplaced, free)
+            reach, stop = self._reach(turns, i, max_parallel, alone, zones)
+            moves, unplaced, free = self.attempt(turns[i : i + 1])
+            size = 1
+            if unplaced:
+                stop = Stop(1, "memory", None, self._biggest(unplaced))
+            elif reach > 1:
+                # The most hosts that still leave every VM a place: all it may take, else
+                # bisect between a size that fits and one that does not (a bigger batch
+                # only takes targets away, so fitting shrinks as the batch grows).
+                whole = self.attempt(turns[i : i + reach], give_up=True)
+                if not whole[1]:
+                    size, (moves, unplaced, free) = reach, whole
+                else:
+                    failed, too_many = whole, reach
+                    while too_many - size > 1:
+                        middle = (size + too_many) // 2
+                        trial = self.attempt(turns[i : i + middle], give_up=True)
+                        if trial[1]:
+                            failed, too_many = trial, middle
+                        else:
+                            size, (moves, unplaced, free) = middle, trial
+                    stop = Stop(size, "memory", turns[i + size].host, self._biggest(failed[1]))
+            self.stops.append(dataclasses.replace(stop, size=size))
+            self.commit(turns[i : i + size], moves, unplaced, free)
+            i += size
+
+    def _reach(
+        self,
+        turns: Sequence[Turn],
+        i: int,
+        max_parallel: int,
+        alone: Sequence[str],
+        zone: dict[str, str | None],
+    ) -> tuple[int, Stop]:
+        """How many turns from `i` one batch may hold whatever the memory, and what ends it."""
+        size = 1
+        while True:
+            following = turns[i + size] if i + size < len(turns) else None
+            stop = self._stop(turns[i : i + size], following, max_parallel, alone, zone)
+            if stop is not None:
+                return size, stop
+            size += 1
+
+    def _biggest(self, vms: Sequence[VM]) -> VM:
+        return max(vms, key=lambda vm: (vm.memory, -self.rank[vm.id]))
+
+    @staticmethod
+    def _stop(
+        batch: Sequence[Turn],
+        following: Turn | None,
+        max_parallel: int,
+        alone: Sequence[str],
+        zone: dict[str, str | None],
+    ) -> Stop | None:
+        """Why the batch cannot take `following` whatever the memory, or None if it may."""
+        size = len(batch)
+        if following is None:
+            return Stop(size, "end")
+        host = following.host
+        if batch[0].host.id in alone or host.id in alone:
+            return Stop(size, "alone", host)
+        if zone.get(batch[0].host.id) != zone.get(host.id):
+            return Stop(size, "zone", host)
+        if size >= max_parallel:
+            return Stop(size, "limit", host)
+        return None

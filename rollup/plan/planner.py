@@ -15,6 +15,7 @@ from rollup.model import (
     VM,
     Batch,
     Check,
+    Concurrency,
     Host,
     HostStep,
     Move,
@@ -26,16 +27,32 @@ from rollup.model import (
 )
 from rollup.plan import checks
 from rollup.plan.estimate import migration_seconds, step_seconds
-from rollup.plan.placement import UNKNOWN_UPGRADE, BatchOutcome, Layout, Migration, Simulation, Turn
-from rollup.text.plurals import noun
+from rollup.plan.placement import (
+    UNKNOWN_UPGRADE,
+    BatchOutcome,
+    Layout,
+    Migration,
+    Simulation,
+    Stop,
+    Turn,
+)
+from rollup.text.plurals import count, noun
+from rollup.text.units import format_gib
 
 
 def master_id(pool: Pool) -> str | None:
     return pool.master or next((h.id for h in pool.hosts if h.is_master), None)
 
 
+def zones(pool: Pool, policy: Policy) -> dict[str, str | None]:
+    """Host id → its zone (rollup_zone), None for a host given none."""
+    named = dict(policy.zones)
+    return {h.id: named.get(h.name) for h in pool.hosts}
+
+
 def run_order(pool: Pool, policy: Policy) -> list[Host]:
-    """Every host in the order the run takes them: the master first, then by policy."""
+    """Every host in the order the run takes them: the master first, then by policy, the
+    hosts of one zone together (zones in the order their first host comes)."""
     master = master_id(pool)
     if policy.order == "least-loaded":
         load = {h.id: 0 for h in pool.hosts}
@@ -51,6 +68,12 @@ def run_order(pool: Pool, policy: Policy) -> list[Host]:
                 (0, position[h.name], "", "") if h.name in position else (1, 0, h.name, h.id)
             ),
         )
+    if policy.zones:
+        zone = zones(pool, policy)
+        first: dict[str | None, int] = {}
+        for host in others:
+            first.setdefault(zone[host.id], len(first))
+        others = sorted(others, key=lambda h: first[zone[h.id]])
     return sorted(others, key=lambda h: h.id != master)
 
 
@@ -152,7 +175,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     host_rank = {h.id: i for i, h in enumerate(order)}
     skipped_ids = {s.host for s in skipped}
     simulation = Simulation(
-        layout=Layout.of(pool, {h.id: version_key(h.version) for h in pool.hosts}),
+        layout=Layout.of(pool, {h.id: version_key(h.version) for h in pool.hosts}, policy.headroom),
         strategy=policy.strategy,
         new_version=new_version,
         rank={vm.id: i for i, vm in enumerate(pool.vms)},
@@ -164,9 +187,12 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     master = master_id(pool)
     alone = [t.host.id for t in turns if t.host.id == master]
     alone += [t.host.id for t in turns if t.host.id != master][: max(0, policy.canary)]
-    simulation.run(turns, max(1, policy.max_parallel_hosts), alone)
+    zone = zones(pool, policy)
+    auto = policy.max_parallel_hosts == "auto"
+    limit = len(turns) if auto else max(1, int(policy.max_parallel_hosts))
+    simulation.run(turns, limit, alone, zone)
 
-    batches, downtime = _batches(simulation.outcomes, policy, host_rank)
+    batches, downtime = _batches(simulation.outcomes, policy, host_rank, zone)
     found: list[Check] = [
         *checks.host_checks(pool),
         checks.ha_check(pool, policy),
@@ -175,7 +201,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         *checks.installer_checks(pool, policy, [t.host for t in turns]),
         *checks.master_check(pool, policy, skipped),
         *checks.unmovable_checks(chosen.pinned, {h.id: h for h in pool.hosts}, policy, downtime),
-        *checks.capacity_checks(simulation.outcomes, pool),
+        *checks.capacity_checks(simulation.outcomes, pool, policy.headroom),
         *checks.return_checks(simulation.outcomes, pool),
     ]
     where = simulation.layout.where
@@ -191,15 +217,53 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         migrations=len(moves),
         bytes_moved=sum(m.memory for m in moves),
         estimate_seconds=sum(b.estimate_seconds for b in batches),
+        concurrency=concurrency(simulation.stops, policy, len(turns)),
     )
 
 
+def concurrency(stops: list[Stop], policy: Policy, turns: int) -> Concurrency:
+    """The largest batch, and the sentence that says why the plan took that many."""
+    largest = max((stop.size for stop in stops), default=1)
+    room = f" with {policy.headroom:.0%} headroom" if policy.headroom else ""
+    at_once = f"up to {count(largest, 'host')} at once"
+    memory = next((s for s in stops if s.reason == "memory" and s.next_host), None)
+    why_not_more = ""
+    if memory is not None and memory.homeless is not None and memory.next_host is not None:
+        vm = memory.homeless
+        why_not_more = (
+            f"; adding {memory.next_host.name} to a batch of {count(memory.size, 'host')}"
+            f" would leave {vm.name} ({format_gib(vm.memory)}) no place"
+        )
+    # The master and the canaries always go alone: only zones are worth saying.
+    also = "; no batch spans two zones" if any(s.reason == "zone" for s in stops) else ""
+    if policy.max_parallel_hosts == "auto":
+        if any(s.homeless is not None and s.next_host is None for s in stops):
+            reason = f"auto: 1 host at once: even alone, a host's VMs find no place{room}"
+            return Concurrency(1, reason + " (see the capacity check)")
+        if memory is None:
+            reason = f"auto: {at_once}, every VM keeps a place{room} even then"
+            if largest == turns:
+                reason = f"auto: all {count(largest, 'host')} at once, every VM keeps a place{room}"
+        else:
+            reason = f"auto: {at_once}, the largest batch that leaves every VM a place{room}"
+        return Concurrency(largest, reason + why_not_more + also)
+    asked = int(policy.max_parallel_hosts)
+    reason = f"{at_once}: rollup_max_parallel_hosts is {asked}"
+    if largest < asked and memory is not None:
+        reason += why_not_more
+    return Concurrency(largest, reason + also)
+
+
 def _batches(
-    outcomes: list[BatchOutcome], policy: Policy, host_rank: dict[str, int]
+    outcomes: list[BatchOutcome],
+    policy: Policy,
+    host_rank: dict[str, int],
+    zone: dict[str, str | None],
 ) -> tuple[list[Batch], dict[str, float]]:
     """Turn the simulation's outcomes into Batches, and each host's pinned-VM downtime."""
     batches: list[Batch] = []
     downtime: dict[str, float] = {}
+    ranked: list[str] = []  # every host in run order: the same for every batch
     for index, outcome in enumerate(outcomes):
         steps: list[HostStep] = []
         for turn in outcome.turns:
@@ -230,15 +294,20 @@ def _batches(
                     pending=host.pending,
                     in_place=turn.in_place,
                     upgrade=upgrading(host, policy),
+                    zone=zone.get(host.id),
                 )
             )
-        ranked = sorted(outcome.memory_after, key=lambda h: host_rank[h])
+        ranked = ranked or sorted(outcome.memory_after, key=lambda h: host_rank[h])
         batches.append(
             Batch(
                 index=index,
                 steps=tuple(steps),
-                memory_after=tuple((h, outcome.memory_after[h]) for h in ranked),
-                memory_peak=tuple((h, outcome.memory_peak[h]) for h in ranked),
+                memory_after=tuple(
+                    zip(ranked, map(outcome.memory_after.__getitem__, ranked), strict=True)
+                ),
+                memory_peak=tuple(
+                    zip(ranked, map(outcome.memory_peak.__getitem__, ranked), strict=True)
+                ),
                 estimate_seconds=max((s.estimate_seconds for s in steps), default=0.0),
             )
         )

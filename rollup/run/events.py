@@ -42,6 +42,9 @@ class Event:
     kind: ClassVar[str] = "event"
     run_id: str
     at: float = field(default_factory=time.time, kw_only=True)
+    # The inventory's name of the pool the run is on: the bus stamps it, so a fleet's
+    # events (several pools in one stream) say whose they are.
+    pool: str = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -216,10 +219,11 @@ class EventBus:
     failure is kept in `failure`, which the rollout reads to stop at its next safe point.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pool: str = "") -> None:
         self._subscribers: list[tuple[Subscriber, bool]] = []
         self._lock = threading.RLock()
         self.failure = ""  # the first essential subscriber's failure, in words
+        self.pool = pool  # stamped on every event that does not say its pool
 
     def subscribe(self, subscriber: Subscriber, essential: bool = False) -> None:
         with self._lock:
@@ -230,6 +234,8 @@ class EventBus:
             self._subscribers = [s for s in self._subscribers if s[0] != subscriber]
 
     def emit(self, event: Event) -> None:
+        if self.pool and not event.pool:
+            event = dataclasses.replace(event, pool=self.pool)
         with self._lock:
             for entry in tuple(self._subscribers):
                 subscriber, essential = entry

@@ -50,8 +50,12 @@ def choose_destination(
     avoid: Iterable[str] = (),
     preferred: str | None = None,
     only: str | None = None,
+    headroom: float = 0.0,
 ) -> str | None:
-    """Reserve and return a host for `vm`, the preferred one if it still qualifies."""
+    """Reserve and return a host for `vm`, the preferred one if it still qualifies.
+
+    `headroom`: the share of each host's capacity an evacuation leaves free (a VM going
+    back to the host it came from needs none: it fitted there before)."""
     avoided = set(avoid)
     source = pool.host(vm.host) if vm.host else None
     floor = version_key(source.version) if source else ()
@@ -84,6 +88,8 @@ def choose_destination(
     for host_id in candidates:
         if only is not None and host_id != only:
             continue
-        if fits(host_id) and ledger.try_reserve(host_id, pool.host(host_id).memory_free, vm.memory):
+        host = pool.host(host_id)
+        room = host.memory_free - int(host.capacity * headroom)
+        if fits(host_id) and ledger.try_reserve(host_id, room, vm.memory):
             return host_id
     return None

@@ -31,7 +31,8 @@ class VmMoves:
         for vm in sorted(pool.resident(self.host), key=lambda v: (-v.memory, v.name)):
             if vm.blockers:
                 continue
-            if choose_destination(pool, vm, trial, avoid=self.batch_hosts) is None:
+            headroom = self.ctx.policy.headroom
+            if choose_destination(pool, vm, trial, self.batch_hosts, headroom=headroom) is None:
                 raise HostFailed(
                     f"not enough room to evacuate {self.name} now: no host has"
                     f" {vm.memory / 2**30:.1f} GiB free for {vm.name} (a host the plan"
@@ -70,7 +71,12 @@ class VmMoves:
                 if self.ctx.cancelled:
                     return  # aborted: no new migration starts; those in flight land
                 dest = choose_destination(
-                    pool, vm, self.ctx.ledger, avoid=avoid, preferred=planned.get(vm.id)
+                    pool,
+                    vm,
+                    self.ctx.ledger,
+                    avoid=avoid,
+                    preferred=planned.get(vm.id),
+                    headroom=self.ctx.policy.headroom,
                 )
                 if dest is None:
                     failures.append(

@@ -81,7 +81,14 @@ def _moves(moves: tuple[Move, ...], names: dict[str, str], far_end: str) -> Text
 
 def batches_table(plan: Plan) -> RenderableType:
     names = {host.id: host.name for host in plan.pool.hosts}
-    table = Table(title="Order", title_justify="left", expand=True, show_edge=False)
+    table = Table(
+        title="Order",
+        title_justify="left",
+        expand=True,
+        show_edge=False,
+        caption=plan.concurrency.reason or None,
+        caption_justify="left",
+    )
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("Host", no_wrap=True)
     table.add_column("Version", no_wrap=True)
@@ -95,8 +102,9 @@ def batches_table(plan: Plan) -> RenderableType:
             out = _moves(step.evacuate, names, "dest")
             if step.stop:
                 out.append(f" +{len(step.stop)} stop/start", style="yellow")
+            zone = f" {step.zone}" if step.zone and i == 0 else ""
             table.add_row(
-                str(batch.index + 1) if i == 0 else "",
+                f"{batch.index + 1}{zone}" if i == 0 else "",
                 host,
                 f"{step.version_before}→{_after(plan, step)}",
                 pending.cell(step),

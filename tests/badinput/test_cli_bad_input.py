@@ -82,7 +82,10 @@ CASES = {
     ),
     "parallel_hosts_not_a_number": Case(
         ("plan", "{inv}"),
-        ("rollup_max_parallel_hosts must be a whole number", "e.g. rollup_max_parallel_hosts: 1"),
+        (
+            "rollup_max_parallel_hosts must be auto or a whole number",
+            "e.g. rollup_max_parallel_hosts: auto",
+        ),
         edit=with_vars(rollup_max_parallel_hosts="lots"),
     ),
     "canary_is_a_list": Case(
@@ -122,7 +125,19 @@ CASES = {
     ),
     "max_parallel_hosts_many": Case(
         ("plan", "{inv}", "--max-parallel-hosts", "many"),
-        ("--max-parallel-hosts must be a whole number", "e.g. --max-parallel-hosts 1"),
+        ("--max-parallel-hosts must be auto or a whole number", "e.g. --max-parallel-hosts auto"),
+    ),
+    "pools_naming_no_pool": Case(
+        ("run", "{inv}", "--yes", "--no-tui", "--pools", "lab_1,nope"),
+        ("no pool 'nope' (pools: ", "name pools of the inventory, or --pools all"),
+    ),
+    "pool_and_pools": Case(
+        ("run", "{inv}", "--yes", "--no-tui", "--pool", "x", "--pools", "all"),
+        ("--pool and --pools both name pools", "use --pools a,b (or all) alone"),
+    ),
+    "max_parallel_pools_zero": Case(
+        ("run", "{inv}", "--yes", "--no-tui", "--pools", "all", "--max-parallel-pools", "0"),
+        ("--max-parallel-pools must be 1 or more, got 0", "e.g. --max-parallel-pools 2"),
     ),
     "window_out_of_the_day": Case(
         ("run", "{inv}", "--yes", "--no-tui", "--window", "25:00-26:00"),

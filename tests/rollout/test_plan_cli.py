@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import jsonschema
+import yaml
 
 from rollup.output.report import plan_schema
 from tests.rollout.conftest import Lab
@@ -79,3 +80,37 @@ def test_a_wrong_password_is_one_line_exit_2_and_never_shows_the_password(lab: L
     assert len(result.stderr.strip().splitlines()) == 1
     assert "credentials" in result.stderr
     assert "not-the-password" not in result.stderr
+
+
+def test_zones_and_auto_concurrency_reach_the_plan_from_the_inventory(roomy_lab: Lab):
+    lab = roomy_lab
+    data = yaml.safe_load(lab.inventory.read_text())
+    group = next(iter(data["all"]["children"].values()))
+    names = list(group["hosts"])
+    racks = {name: f"rack-{'ab'[i % 2]}" for i, name in enumerate(names)}
+    for name, rack in racks.items():
+        group["hosts"][name]["rollup_zone"] = rack
+    zoned = lab.dir / "zoned.yml"
+    zoned.write_text(yaml.safe_dump(data))
+
+    args = (str(zoned), "--max-parallel-hosts", "auto", "--headroom", "10%")
+    result = lab.rollup("plan", *args, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    jsonschema.Draft202012Validator(plan_schema()).validate(plan)
+    assert plan["policy"]["max_parallel_hosts"] == "auto"
+    assert plan["policy"]["headroom"] == 0.1
+    for batch in plan["batches"]:
+        zones = {step["zone"] for step in batch["steps"]}
+        assert len(zones) == 1, f"batch {batch['index']} spans zones {zones}"
+        assert zones == {racks[step["host"]["name"]] for step in batch["steps"]}
+        for row in batch["memory"]:  # no evacuation fills a host past 90 %
+            assert row["peak"] <= max(row["before"], row["after"], 0.9 * row["capacity"])
+    largest = max(len(b["steps"]) for b in plan["batches"])
+    assert plan["concurrency"]["hosts"] == largest > 1
+    assert plan["concurrency"]["reason"].startswith(f"auto: up to {largest} hosts at once")
+    assert "no batch spans two zones" in plan["concurrency"]["reason"]
+
+    markdown = lab.rollup("plan", *args, "--format", "markdown").stdout
+    assert "- Concurrency: auto: up to " in markdown
+    assert ", zone rack-a (" in markdown and ", zone rack-b (" in markdown

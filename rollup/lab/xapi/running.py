@@ -303,6 +303,7 @@ class RunningLab:
             flavor=spec.flavor,
             release=spec.release,
             up_to_date=spec.up_to_date,
+            **({"fill": (spec.fill, spec.fill)} if spec.fill is not None else {}),
         )
 
     def save_state(self) -> bool:
