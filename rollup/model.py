@@ -256,6 +256,10 @@ class Policy:
     max_failed_hosts: int | None = None  # more failed hosts than this stops the run
     gates: Gates = field(default_factory=Gates)  # health checks around each host
     installer_url: str | None = None  # a major upgrade's network installer repository
+    # Download every host's updates before the first evacuation, all hosts at once, so a
+    # host is out of service for its install and reboot only.
+    prestage: bool = True
+    download_seconds: float = 0.0  # estimate of one host's download (0: not counted)
 
 
 @dataclass(frozen=True)
@@ -319,6 +323,17 @@ class SkippedHost:
     reason: str
 
 
+PrestageMethod = Literal["ssh", "repository", "none"]
+
+
+@dataclass(frozen=True)
+class Prestage:
+    """How the run gets updates onto the hosts before it takes any out of service."""
+
+    method: PrestageMethod  # ssh: yum --downloadonly on each host; repository: the pool's
+    reason: str  # a sentence for the plan
+
+
 @dataclass(frozen=True)
 class Concurrency:
     """How many hosts the plan takes down at once, and why that many."""
@@ -340,6 +355,7 @@ class Plan:
     estimate_seconds: float
     created_by: str = field(default="rollup")
     concurrency: Concurrency = field(default_factory=lambda: Concurrency(1, ""))
+    prestage: Prestage = field(default_factory=lambda: Prestage("none", ""))
 
     @property
     def feasible(self) -> bool:

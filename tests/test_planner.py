@@ -413,3 +413,34 @@ def test_a_fixed_limit_the_pool_cannot_reach_says_what_stopped_it():
     assert result.concurrency.reason.startswith(
         "up to 2 hosts at once: rollup_max_parallel_hosts is 3; adding "
     )
+
+
+# Pre-staging
+
+
+def test_prestaging_takes_each_hosts_download_out_of_its_time_out_of_service():
+    pool = make_pool({"m": [4], "a": [4], "b": [4]}, capacity=16)
+    timing = {"patch_seconds": 100, "reboot_seconds": 200, "download_seconds": 60}
+    staged = plan(pool, Policy(**timing))  # type: ignore[arg-type]
+    unstaged = plan(pool, Policy(prestage=False, **timing))  # type: ignore[arg-type]
+    assert staged.prestage.method == "ssh" and "yum -y update --downloadonly" in (
+        staged.prestage.reason
+    )
+    assert (
+        unstaged.prestage.method == "none" and "rollup_prestage: false" in unstaged.prestage.reason
+    )
+    for before, after in zip(unstaged.steps, staged.steps, strict=True):
+        assert before.estimate_seconds - after.estimate_seconds == 60
+    # One download for all hosts at once, before the first one goes out.
+    assert staged.estimate_seconds == 60 + sum(b.estimate_seconds for b in staged.batches)
+    assert unstaged.estimate_seconds - staged.estimate_seconds == 60 * (len(staged.steps) - 1)
+
+
+def test_what_cannot_be_prestaged_says_why():
+    pool = make_pool({"m": [1], "a": [1]})
+    xenserver = dataclasses.replace(pool, flavor="xenserver")
+    assert plan(xenserver, Policy(update="xapi")).prestage.method == "repository"
+    libvirt = dataclasses.replace(pool, driver="libvirt")
+    assert plan(libvirt, Policy()).prestage.reason == "a libvirt pool's hosts cannot download ahead"
+    upgrade = plan(pool, Policy(target_version="8.3.0"))
+    assert upgrade.prestage.method == "none" and "major upgrade" in upgrade.prestage.reason

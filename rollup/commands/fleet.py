@@ -28,6 +28,7 @@ from typing import Any
 
 from rollup.codec import to_data
 from rollup.commands.plan import load_inventory, pool_session, state_dir
+from rollup.commands.run_setup import build_rollout, confirm, new_run_id, terminal, tui_wanted
 from rollup.config.inventory import Inventory, PoolConfig
 from rollup.errors import (
     EXIT_ABORTED,
@@ -146,8 +147,6 @@ class Fleet:
         return outcome
 
     def _run_pool(self, config: PoolConfig) -> PoolOutcome:
-        from rollup.commands.run import build_rollout, new_run_id, terminal
-
         args = self.args
         with pool_session(config, args) as session:
             pool = session.read_pool()
@@ -212,8 +211,6 @@ def _refusal(plan: Plan) -> str:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    from rollup.commands.run import terminal
-
     if args.pool:
         raise BadInput("--pool and --pools both name pools: use --pools a,b (or all) alone")
     if args.max_parallel_pools < 1:
@@ -227,7 +224,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     if not args.yes and terminal() and not _confirm(args, pools):
         print("rollup: nothing was changed", file=sys.stderr)
         return EXIT_OK
-    if _tui_wanted(args):
+    if tui_wanted(args):
         from rollup.tui.fleet import run_fleet_dashboard
 
         outcomes = run_fleet_dashboard(fleet, args.max_parallel_pools)
@@ -241,22 +238,15 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return _report(outcomes)
 
 
-def _tui_wanted(args: argparse.Namespace) -> bool:
-    from rollup.commands.run import terminal
-
-    return terminal() and not args.json and not args.no_tui
-
-
 def _confirm(args: argparse.Namespace, pools: Sequence[PoolConfig]) -> bool:
     """Every pool's plan as it is now, then one question (each is re-planned as it starts)."""
-    from rollup.commands.run import _confirm as ask
     from rollup.output import report
 
     for config in pools:
         with pool_session(config, args) as session:
             pool = session.read_pool()
             report.print_plan(planner.plan(pool, session.config.policy, now=time.time()))
-    return ask(f"Upgrade these {count(len(pools), 'pool')} now?")
+    return confirm(f"Upgrade these {count(len(pools), 'pool')} now?")
 
 
 def _with_signals(fleet: Fleet, work: Callable[[], list[PoolOutcome]]) -> list[PoolOutcome]:

@@ -37,6 +37,7 @@ POLICY_FLAGS = {
     "window": "--window",
     "ha": "--ha",
     "migration_bandwidth": "--migration-bandwidth",
+    "prestage": "--prestage",
 }
 
 
@@ -78,6 +79,11 @@ def _policy_flags(parser: argparse.ArgumentParser, run: bool) -> None:
         "--reboot", metavar="R", help="always, or if-required (the playbook decides)"
     )
     group.add_argument("--ha", metavar="P", help="disable-and-restore (default) or refuse")
+    group.add_argument(
+        "--prestage",
+        metavar="B",
+        help="true (default): download every host's updates before the first evacuation",
+    )
     group.add_argument(
         "--migration-bandwidth", metavar="B", help="for the estimate, e.g. 1GiB (per second)"
     )

@@ -4,31 +4,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from rollup.codec import from_data, to_data
 from rollup.commands.plan import load_pool, pool_session, state_dir
+from rollup.commands.run_setup import build_rollout, confirm, new_run_id, terminal, tui_wanted
 from rollup.commands.session import PoolSession
 from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.model import Plan
-from rollup.output.sinks import JsonLinesSink, LogSink
 from rollup.plan import planner
-from rollup.run.context import RunContext
-from rollup.run.events import EventBus
-from rollup.run.journal import Journal, JournalSink
-from rollup.run.rollout import Rollout, RunOptions
+from rollup.run.journal import Journal
+from rollup.run.rollout import Rollout
 from rollup.text.plurals import count
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -53,9 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_REFUSED
-        if not args.yes and terminal() and not _tui_wanted(args):
+        if not args.yes and terminal() and not tui_wanted(args):
             report.print_plan(plan)
-            if not _confirm("Upgrade this pool now?"):
+            if not confirm("Upgrade this pool now?"):
                 print("rollup: nothing was changed", file=sys.stderr)
                 return EXIT_OK
         elif not args.yes and not terminal():
@@ -111,24 +104,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
         )
 
 
-def terminal() -> bool:
-    """Someone is there to ask (Textual draws on stderr, so it must be a terminal too)."""
-    return sys.stdin.isatty() and sys.stdout.isatty() and sys.stderr.isatty()
-
-
-def _tui_wanted(args: argparse.Namespace) -> bool:
-    # The dashboard needs a terminal; the pipeline mode never loads Textual.
-    return terminal() and not getattr(args, "json", False) and not args.no_tui
-
-
-def _confirm(question: str) -> bool:
-    try:
-        answer = input(f"{question} [y/N] ")
-    except EOFError:
-        return False
-    return answer.strip().lower() in ("y", "yes")
-
-
 def _execute(
     args: argparse.Namespace,
     session: PoolSession,
@@ -138,7 +113,7 @@ def _execute(
     remotes: dict[str, Any],
     resumed: dict[str, Any] | None,
 ) -> int:
-    use_tui = _tui_wanted(args)
+    use_tui = tui_wanted(args)
     rollout, notifier = build_rollout(
         args,
         session,
@@ -154,74 +129,6 @@ def _execute(
     finally:
         if notifier is not None:
             notifier.close()  # the last notifications go out before rollup exits
-
-
-def build_rollout(
-    args: argparse.Namespace,
-    session: PoolSession,
-    journal: Journal,
-    run_id: str,
-    plan: Plan,
-    remotes: dict[str, Any],
-    resumed: dict[str, Any] | None,
-    log_stream: TextIO | None,
-    wait_when_paused: bool | None = None,
-    show_pool: bool = False,
-) -> tuple[Rollout, Any]:
-    """The run of one pool with its sinks: the journal's, JSON lines, the log, JUnit and
-    notifications. Returns the rollout and the notifier to close once it is over."""
-    from rollup.remote.patcher import AnsiblePatcher
-
-    bus = EventBus(session.config.name)
-    # What resume and `rollup status` trust: if it cannot be written the run stops at
-    # its next safe point rather than go on unrecorded (the other sinks are dropped).
-    bus.subscribe(JournalSink(journal), essential=True)
-    if args.json:
-        bus.subscribe(JsonLinesSink(sys.stdout))
-    if log_stream is not None:
-        bus.subscribe(LogSink(log_stream, verbose=args.verbose, show_pool=show_pool))
-    if args.junit:
-        from rollup.output.junit import JUnitSink
-
-        hosts = [(step.host, step.host_name) for step in plan.steps]
-        bus.subscribe(
-            JUnitSink(
-                junit_path(args.junit, session.config.name, show_pool), session.config.name, hosts
-            )
-        )
-    notifier = None
-    if session.config.notify:
-        from rollup.output.notify import NotifySink
-
-        notifier = NotifySink(session.config.notify, bus, session.config.name)
-        bus.subscribe(notifier)
-    patcher = AnsiblePatcher(state_dir(args) / "runs" / run_id)
-    ctx = RunContext(
-        run_id=run_id,
-        driver=session.driver,
-        patcher=patcher,
-        journal=journal,
-        bus=bus,
-        policy=plan.policy,
-        remotes=remotes,
-        updates_hash=plan.pool.updates_hash,
-        pool_name=session.config.name,
-    )
-    options = RunOptions(
-        yes=args.yes,
-        break_lock=args.break_lock,
-        wait_when_paused=_tui_wanted(args) if wait_when_paused is None else wait_when_paused,
-        approve_start=not args.yes and not terminal() and resumed is None,
-    )
-    return Rollout(ctx, plan, options, resumed=resumed), notifier
-
-
-def junit_path(path: str, pool: str, per_pool: bool) -> str:
-    """A fleet writes one JUnit file per pool: report.xml → report-POOL.xml."""
-    if not per_pool:
-        return path
-    stem, dot, suffix = path.rpartition(".")
-    return f"{stem}-{pool}.{suffix}" if dot and "/" not in suffix else f"{path}-{pool}"
 
 
 def _follow(

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from rollup.commands.plan import state_dir
-from rollup.commands.run import terminal
+from rollup.commands.run_setup import terminal
 from rollup.errors import EXIT_OK, BadInput
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal

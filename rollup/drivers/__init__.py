@@ -207,3 +207,7 @@ class DriverInfo:
     # How it can patch hosts (rollup_update), its default first: "xapi" is the
     # hypervisor's own way (Driver.install_updates), "playbook" Ansible over SSH.
     update_methods: tuple[str, ...] = ("playbook",)
+    # The shell command that downloads a host's pending updates into its package cache
+    # and installs nothing, run over SSH on every host before the first evacuation
+    # (rollup_prestage); None: its hosts cannot be pre-staged.
+    prestage_command: str | None = None

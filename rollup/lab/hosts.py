@@ -80,7 +80,13 @@ class LabMachine:
     """
 
     def __init__(
-        self, name: str, lab_dir: Path, *, address: str | None = None, port: int | None = None
+        self,
+        name: str,
+        lab_dir: Path,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        speed: float = 1.0,
     ) -> None:
         if not _NAME.match(name):
             raise BadInput(
@@ -88,6 +94,7 @@ class LabMachine:
                 "use letters, digits, '.', '_' and '-'"
             )
         self.name = name
+        self.speed = speed  # the lab's clock: its yum downloads take lab seconds too
         self.dir = (lab_dir / "hosts" / name).resolve()
         self.root = self.dir / "root"
         self.bin = self.dir / "bin"
@@ -129,6 +136,7 @@ class LabMachine:
             "ROLLUP_LAB_HOST": self.name,
             "ROLLUP_LAB_ROOT": str(self.root),
             "ROLLUP_LAB_REPO": str(self.repository),
+            "ROLLUP_LAB_SPEED": f"{self.speed:g}",
         }
 
     @property
@@ -197,6 +205,12 @@ class LabMachine:
     def take_yum_lock(self) -> bool:
         with rpmdb.yum_lock(self.root) as taken:
             return taken
+
+    def downloaded(self) -> set[str]:
+        return rpmdb.downloaded(self.root)
+
+    def set_downloaded(self, nvrs: set[str]) -> None:
+        rpmdb.set_downloaded(self.root, nvrs)
 
     def running_version(self) -> str | None:
         return read_value(self.root / RUNNING_VERSION)

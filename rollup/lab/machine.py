@@ -35,6 +35,7 @@ RUNNING_VERSION = Path("etc/rollup-lab/running-version")
 FAIL_PATCH = Path("etc/rollup-lab/fail-patch")
 YUM_BUSY = Path("etc/rollup-lab/yum-busy")
 BOOT_ID = Path("proc/sys/kernel/random/boot_id")
+DOWNLOADED = Path("var/cache/yum/rollup-lab-downloaded")  # NVRs in yum's cache, one a line
 
 
 class HostMachine(Protocol):
@@ -61,6 +62,12 @@ class HostMachine(Protocol):
     def take_yum_lock(self) -> bool:
         """Take yum's lock for one operation: False when another process holds it."""
         ...
+
+    def downloaded(self) -> set[str]:
+        """The packages (name-version-release) in yum's cache, downloaded not installed."""
+        ...
+
+    def set_downloaded(self, nvrs: set[str]) -> None: ...
 
     def power_off(self) -> None:
         """Stop the host's daemons and every session they serve."""
@@ -92,6 +99,13 @@ class MemoryMachine:
         self.running = True
         self.faults = HostFaults()
         self.yum_busy: int | None = 0  # attempts still refused; None: every one
+        self.cache: set[str] = set()
+
+    def downloaded(self) -> set[str]:
+        return set(self.cache)
+
+    def set_downloaded(self, nvrs: set[str]) -> None:
+        self.cache = set(nvrs)
 
     def installed_version(self) -> str | None:
         return self.installed

@@ -237,6 +237,15 @@ def _next_release(release: str, stream: str) -> str:
     return f"{number}.xcpng{stream}"
 
 
+# How fast a lab host fetches packages: a distant mirror, in bytes per lab second.
+MIRROR_BANDWIDTH = 4 * 2**20
+
+
+def download_seconds(builds: Iterable[Build], cached: set[str]) -> float:
+    """Lab seconds to fetch the builds yum's cache does not hold yet."""
+    return sum(b.size for b in builds if b.nvr not in cached) / MIRROR_BANDWIDTH
+
+
 def _size(kind: Kind) -> int:
     return {"kernel": 31, "xen": 5, "xapi": 18, "qemu": 9, "firmware": 3, "userspace": 2}[
         kind

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rollup.lab.host_files import read_value, write_atomically
-from rollup.lab.machine import BOOT_TIME, BOOTED_PACKAGES, RPMDB, YUM_BUSY
+from rollup.lab.machine import BOOT_TIME, BOOTED_PACKAGES, DOWNLOADED, RPMDB, YUM_BUSY
 from rollup.lab.packages import Rpmdb, rpmdb_from_json, rpmdb_to_json
 
 YUM_PID = Path("var/run/yum.pid")
@@ -29,6 +29,15 @@ def read(root: Path) -> Rpmdb | None:
 
 def write(root: Path, rpmdb: Rpmdb) -> None:
     write_atomically(root / RPMDB, rpmdb_to_json(rpmdb) + "\n")
+
+
+def downloaded(root: Path) -> set[str]:
+    """What `yum --downloadonly` left in the host's cache (name-version-release)."""
+    return set((read_value(root / DOWNLOADED) or "").split())
+
+
+def set_downloaded(root: Path, nvrs: set[str]) -> None:
+    write_atomically(root / DOWNLOADED, "".join(f"{nvr}\n" for nvr in sorted(nvrs)))
 
 
 def booted(root: Path) -> Rpmdb | None:

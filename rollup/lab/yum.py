@@ -9,9 +9,14 @@ use. Only the subset those playbooks use is here:
   yum [-y] [-q] [--disablerepo=R] [--enablerepo=R] clean metadata|all
   yum ... check-update [PACKAGE...]      exit 100 when updates are pending, else 0
   yum ... update|upgrade [PACKAGE...]    PACKAGE: a name or name-version-release
+  yum ... update --downloadonly          fetch them into yum's cache, install nothing
   rpm -q [--qf '%{INSTALLTIME}\\n'|'%{VERSION}-%{RELEASE}\\n'] PACKAGE...
   rpm -qa
   needs-restarting -r                    exit 1 when a core package changed since boot
+
+Downloads take lab time (packages.MIRROR_BANDWIDTH, divided by the lab's speed) unless
+the package is already in yum's cache, where `--downloadonly` puts it and an install
+takes it from (as the pool's updater plugin does too).
 
 The host's release is the one it runs, or the one a release upgrade installed
 (etc/rollup-lab/installed-version, written by playbooks/lab-patch.yml): `yum update`
@@ -31,7 +36,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rollup.lab import rpmdb
+from rollup.lab import packages, rpmdb
 from rollup.lab.host_files import read_value
 from rollup.lab.machine import FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
 from rollup.lab.packages import Build, Installed, Repository, stream_of
@@ -52,6 +57,7 @@ class Host:
         if not root or not repo:
             raise SystemExit("yum: not a rollup lab host (ROLLUP_LAB_ROOT, ROLLUP_LAB_REPO)")
         self.root = Path(root)
+        self.speed = float(os.environ.get("ROLLUP_LAB_SPEED") or 1.0)
         # A host of a lab with no repository yet has nothing to update from.
         self.repository = Repository.load(Path(repo)) if Path(repo).exists() else Repository()
 
@@ -94,13 +100,13 @@ def yum(args: Sequence[str]) -> int:
             print(f"{build.name}.x86_64    {build.version}-{build.release}    xcp-ng-updates")
         return 100 if pending else 0
     if command in ("update", "upgrade"):
-        return _update(host, specs)
+        return _update(host, specs, download_only="--downloadonly" in args)
     print(f"yum (rollup lab): no such command: {command}", file=sys.stderr)
     return 1
 
 
-def _update(host: Host, specs: Sequence[str]) -> int:
-    if (host.root / FAIL_PATCH).exists():
+def _update(host: Host, specs: Sequence[str], download_only: bool = False) -> int:
+    if (host.root / FAIL_PATCH).exists() and not download_only:
         name = os.environ.get("ROLLUP_LAB_HOST", "this host")
         print(
             f"Error: lab fault fail-patch is set on {name} ({host.root / FAIL_PATCH} exists)",
@@ -110,7 +116,23 @@ def _update(host: Host, specs: Sequence[str]) -> int:
     for attempt in range(LOCK_ATTEMPTS):
         with rpmdb.yum_lock(host.root) as taken:
             if taken:
-                return _install(host, host.pending(specs))
+                builds = host.pending(specs)
+                fetched = _download(host, builds)
+                if fetched and not download_only:
+                    print("Downloading packages:")
+                    for build in fetched:
+                        print(
+                            f"{build.rpm.removesuffix('.x86_64')}.x86_64.rpm"
+                            f"  | {build.size / 2**20:.1f} MB"
+                        )
+                if download_only:
+                    size = sum(b.size for b in fetched) / 2**20
+                    print(
+                        f'exiting because "Download Only" specified: {len(fetched)} packages'
+                        f" downloaded ({size:.1f} MiB), {len(builds) - len(fetched)} in cache"
+                    )
+                    return 0
+                return _install(host, builds)
         print(
             "Another app is currently holding the yum lock; waiting for it to exit...",
             file=sys.stderr,
@@ -119,6 +141,15 @@ def _update(host: Host, specs: Sequence[str]) -> int:
             time.sleep(LOCK_WAIT)
     print("Error: yum's lock is still held by another process: giving up", file=sys.stderr)
     return 1
+
+
+def _download(host: Host, builds: Sequence[Build]) -> list[Build]:
+    """Fetch what the cache lacks, taking the mirror's time; the builds it fetched."""
+    cached = rpmdb.downloaded(host.root)
+    fetched = [b for b in builds if b.nvr not in cached]
+    time.sleep(packages.download_seconds(fetched, set()) / host.speed)
+    rpmdb.set_downloaded(host.root, cached | {b.nvr for b in fetched})
+    return fetched
 
 
 def _install(host: Host, builds: Sequence[Build]) -> int:
@@ -130,6 +161,7 @@ def _install(host: Host, builds: Sequence[Build]) -> int:
     for build in builds:
         installed[build.name] = Installed(build.version, build.release, now)
     rpmdb.write(host.root, installed)
+    rpmdb.set_downloaded(host.root, rpmdb.downloaded(host.root) - {b.nvr for b in builds})
     print("Updated:")
     for build in builds:
         print(f"  {build.name}.x86_64 0:{build.version}-{build.release}")

@@ -18,6 +18,7 @@ from rich.text import Text
 from rollup import bundled
 from rollup.model import Check, HostStep, Move, Plan
 from rollup.output import pending
+from rollup.plan import prestage
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_duration, format_gib
 
@@ -138,6 +139,7 @@ def plan_table(plan: Plan) -> RenderableType:
         for host in plan.skipped:
             skipped.add_row(host.host_name, host.reason)
         parts.append(skipped)
+    parts.append(Text(f"Pre-staging: {plan.prestage.reason}"))
     parts.append(Text(f"Estimated total: {format_duration(plan.estimate_seconds)}"))
     return Group(*parts)
 
@@ -164,6 +166,7 @@ def plan_markdown(plan: Plan) -> str:
         f"- On failure: {_failures(plan)}",
         f"- Strategy: {policy.strategy}; order: {policy.order}",
         f"- Concurrency: {plan.concurrency.reason}",
+        f"- Pre-staging: {plan.prestage.reason}",
         f"- Migrations: {plan.migrations} ({format_gib(plan.bytes_moved)})",
         f"- Estimated duration: {format_duration(plan.estimate_seconds)}",
         "",
@@ -206,6 +209,7 @@ def plan_markdown(plan: Plan) -> str:
         f"{format_gib(plan.bytes_moved)} moved, about {format_duration(plan.estimate_seconds)} "
         f"(migration bandwidth {format_gib(policy.migration_bandwidth)}/s, "
         f"{policy.parallel_migrations} at once per host, "
+        f"download {format_duration(policy.download_seconds)}, "
         f"patch {format_duration(policy.patch_seconds)}, "
         f"reboot {format_duration(policy.reboot_seconds)}).",
         "",
@@ -348,12 +352,19 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "retries": plan.policy.retries,
             "retry_delay_seconds": plan.policy.retry_delay_seconds,
             "max_failed_hosts": plan.policy.max_failed_hosts,
+            "prestage": plan.policy.prestage,
+            "download_seconds": plan.policy.download_seconds,
         },
         "checks": [check(c) for c in plan.checks],
         "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],
         "batches": batches,
         "final_layout": [{"vm": vm(v), "host": host(h)} for v, h in plan.final_layout],
         "concurrency": {"hosts": plan.concurrency.hosts, "reason": plan.concurrency.reason},
+        "prestage": {
+            "method": plan.prestage.method,
+            "reason": plan.prestage.reason,
+            "seconds": prestage.phase_seconds(plan),
+        },
         "estimate": {
             "total_seconds": plan.estimate_seconds,
             "batches": [b.estimate_seconds for b in plan.batches],

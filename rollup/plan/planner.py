@@ -25,7 +25,7 @@ from rollup.model import (
     SkippedHost,
     version_key,
 )
-from rollup.plan import checks
+from rollup.plan import checks, prestage
 from rollup.plan.estimate import migration_seconds, step_seconds
 from rollup.plan.placement import (
     UNKNOWN_UPGRADE,
@@ -192,7 +192,11 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     limit = len(turns) if auto else max(1, int(policy.max_parallel_hosts))
     simulation.run(turns, limit, alone, zone)
 
-    batches, downtime = _batches(simulation.outcomes, policy, host_rank, zone)
+    staging = prestage.decide(pool, policy, any(upgrading(t.host, policy) for t in turns))
+    # A host that was not pre-staged downloads its updates while out of service.
+    download = policy.download_seconds if staging.method == "none" else 0.0
+    batches, downtime = _batches(simulation.outcomes, policy, host_rank, zone, download)
+    phase = policy.download_seconds if staging.method == "ssh" and turns else 0.0
     found: list[Check] = [
         *checks.host_checks(pool),
         checks.ha_check(pool, policy),
@@ -216,8 +220,9 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         final_layout=tuple((vm.id, where[vm.id]) for vm in pool.vms if vm.id in where),
         migrations=len(moves),
         bytes_moved=sum(m.memory for m in moves),
-        estimate_seconds=sum(b.estimate_seconds for b in batches),
+        estimate_seconds=phase + sum(b.estimate_seconds for b in batches),
         concurrency=concurrency(simulation.stops, policy, len(turns)),
+        prestage=staging,
     )
 
 
@@ -259,6 +264,7 @@ def _batches(
     policy: Policy,
     host_rank: dict[str, int],
     zone: dict[str, str | None],
+    download: float = 0.0,
 ) -> tuple[list[Batch], dict[str, float]]:
     """Turn the simulation's outcomes into Batches, and each host's pinned-VM downtime."""
     batches: list[Batch] = []
@@ -270,13 +276,14 @@ def _batches(
             host = turn.host
             evacuate = tuple(_move(m) for m in outcome.evacuate[host.id])
             restore = tuple(_move(m) for m in outcome.restore[host.id])
-            seconds = (
+            seconds = download + (
                 policy.patch_seconds if turn.in_place else step_seconds(evacuate, restore, policy)
             )
             if turn.stop:
                 # Pinned VMs are stopped before the evacuation and started after the reboot.
                 downtime[host.id] = (
                     migration_seconds((m.memory for m in evacuate), policy)
+                    + download
                     + policy.patch_seconds
                     + policy.reboot_seconds
                 )

@@ -45,7 +45,7 @@ TaskCallback = Callable[[str, str, str], None]  # task, status, message
 
 
 class Patcher(Protocol):
-    """What a host's operating system must do for us ."""
+    """What a host's operating system must do for us."""
 
     def play(
         self,
@@ -57,3 +57,8 @@ class Patcher(Protocol):
     ) -> PatchResult: ...
 
     def reachable(self, host: RemoteHost) -> bool: ...
+
+    def command(self, host: RemoteHost, line: str, timeout: float) -> tuple[int, str, str]:
+        """Run one shell command on the host: (exit code, stdout, stderr); raises
+        RemoteError when the host cannot be reached or the command outlives `timeout`."""
+        ...

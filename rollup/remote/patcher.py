@@ -59,3 +59,7 @@ class AnsiblePatcher:
 
     def reachable(self, host: RemoteHost) -> bool:
         return ssh.reachable(host)
+
+    def command(self, host: RemoteHost, line: str, timeout: float) -> tuple[int, str, str]:
+        done = ssh.run(host, line, timeout)
+        return done.rc, done.stdout, done.stderr

@@ -18,6 +18,7 @@ from transitions import Machine
 from rollup.drivers import HaState, registry
 from rollup.errors import OUTCOME_EXIT, DriverError
 from rollup.model import Plan
+from rollup.run import prestage
 from rollup.run.context import RunContext
 from rollup.run.events import Message, RunFinished, RunStateChanged
 from rollup.run.failures import over_budget, say_what_is_left, within_budget
@@ -147,6 +148,8 @@ class Rollout:
                 )
                 return self._finish(outcome, message)
             ha = await self.guard.pause_ha()
+            waiting = {host for host, upgrade in self.hosts.items() if upgrade.state == "pending"}
+            await prestage.download_everywhere(self.ctx, self.plan, waiting)
             outcome, message = await self._run_batches()
         except DriverError as error:
             outcome, message = "paused", f"pool error: {error.message}"

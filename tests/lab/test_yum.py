@@ -77,7 +77,8 @@ def test_yum_installs_from_the_labs_repository_and_rpm_tells_a_reboot_is_due(hos
     ]
     assert run("needs-restarting -r")[0] == 0
     code, out = run("yum -y update")
-    assert code == 0 and out.splitlines()[0] == "Updated:" and "Complete!" in out
+    assert code == 0 and out.splitlines()[0] == "Downloading packages:" and "Complete!" in out
+    assert f"{pending[0].nvr}.x86_64.rpm" in out
     assert run("yum check-update") == (0, "")
     assert repository.pending("8.3", machine.packages() or {}) == []
     code, out = run("needs-restarting -r")
@@ -105,6 +106,28 @@ def test_yum_waits_for_a_held_lock_and_fails_on_the_fail_patch_fault(host):
     code, out = run("yum -y update")
     assert code == 1 and "lab fault fail-patch is set on h1" in out
     assert [b.name for b in repository.pending("8.3", machine.packages() or {})] == ["curl"]
+
+
+def test_yum_downloadonly_fills_the_cache_an_install_then_takes_from(host):
+    machine, repository = host
+    run = shell(machine)
+    pending = repository.pending("8.3", machine.packages() or {})
+    before = machine.packages()
+    code, out = run("yum -y update --downloadonly")
+    megabytes = sum(b.size for b in pending) / 2**20
+    assert code == 0
+    assert out.strip() == (
+        f'exiting because "Download Only" specified: {len(pending)} packages downloaded'
+        f" ({megabytes:.1f} MiB), 0 in cache"
+    )
+    assert machine.packages() == before, "--downloadonly installs nothing"
+    assert machine.downloaded() == {b.nvr for b in pending}
+    code, out = run("yum -y update --downloadonly")
+    assert out.strip().endswith(f"0 packages downloaded (0.0 MiB), {len(pending)} in cache")
+    code, out = run("yum -y update")
+    assert code == 0 and out.splitlines()[0] == "Updated:", "nothing left to download"
+    assert repository.pending("8.3", machine.packages() or {}) == []
+    assert machine.downloaded() == set(), "what was installed leaves the cache"
 
 
 def test_the_real_xcp_ng_playbook_patches_a_lab_host_and_asks_for_the_reboot(host, tmp_path):

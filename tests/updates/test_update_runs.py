@@ -115,6 +115,12 @@ def test_an_xcp_ng_pool_is_patched_through_its_updater_and_ends_with_nothing_pen
     assert networks["Pool-wide network associated with eth0"] == 0
     patched = [e["host_name"] for e in events if e["kind"] == "action" and e["state"] == "patching"]
     assert patched == ["h1", "h2", "h3"]
+    # Downloads happened while every host still ran its VMs: before the first evacuation.
+    assert document["prestage"]["method"] == "ssh"
+    texts = [(i, e["text"]) for i, e in enumerate(events) if e["kind"] == "message"]
+    staged = [i for i, text in texts if ": pre-staged: " in text]
+    evacuating = [i for i, e in enumerate(events) if e.get("state") == "evacuating"]
+    assert len(staged) == 3 and max(staged) < min(evacuating)
     after, _ = read(lab)
     assert_nothing_left(after)
     boots = {h.name: (h.boot_mark, h.patched_at) for h in before.hosts}
@@ -178,6 +184,14 @@ def test_the_ansible_playbook_path_installs_from_the_same_repository_over_ssh(ma
     result = lab.rollup("run", str(inventory), "--yes", "--no-tui")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("reboot required") == 3
+    # Every host downloaded all it installs before the first evacuation, so its yum then
+    # installed from its cache while the host was out of service (tests/lab/test_yum.py).
+    log = result.stderr
+    assert log.index("pre-staged 3 of 3 hosts") < log.index("evacuating")
+    for host in before.hosts:
+        count = len(host.pending.updates) if host.pending else 0
+        said = f'{host.name}: pre-staged: exiting because "Download Only" specified: {count}'
+        assert not count or f"{said} packages downloaded" in log
     after, _ = read(lab)
     assert_nothing_left(after)
     assert homes(after) == homes(before)

@@ -20,6 +20,9 @@ INFO = DriverInfo(
         rolling_upgrade="xapi's rolling upgrade mode",
     ),
     update_methods=("xapi", "playbook"),
+    # XCP-ng's and XenServer's dom0 run yum (3.4: --downloadonly built in); the updater
+    # plugin's yum and a playbook's then install from that cache.
+    prestage_command="yum -y update --downloadonly",
     variables=(
         # XCP-ng's updater plugin: extra yum repositories to enable (e.g. testing ones).
         Variable("rollup_update_repos", "pool", names),

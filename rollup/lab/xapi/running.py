@@ -221,7 +221,10 @@ class RunningLab:
         try:
             for host_spec in layout.hosts:
                 machines[host_spec.name] = LabMachine(
-                    host_spec.name, directory, address=host_spec.address if use_ssh else None
+                    host_spec.name,
+                    directory,
+                    address=host_spec.address if use_ssh else None,
+                    speed=speed,
                 )
             initial = load_faults(faults) if faults else Faults()
             pool = LabPool(

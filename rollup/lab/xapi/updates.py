@@ -97,7 +97,15 @@ def _update(pool: LabPool, host: SimHost, specs: list[str]) -> dict[str, Any]:
         if not host.machine.take_yum_lock():
             raise XapiFailure("-1", BUSY, "", "Traceback: yum lock held (lab fault yum_busy)")
         builds = _chosen(pool, host, specs)
+        cached = host.machine.downloaded()
+    # yum fetches what its cache lacks first (what `yum --downloadonly` pre-staged is
+    # there); the pool goes on meanwhile.
+    time.sleep(packages.download_seconds(builds, cached) / pool.speed)
+    with pool.lock:
+        if not host.live:
+            raise XapiFailure("HOST_OFFLINE", host.ref)
         _install(host, builds)
+        host.machine.set_downloaded(host.machine.downloaded() - {b.nvr for b in builds})
     lines = [f"Updated: {b.name}.x86_64 {b.version}-{b.release}" for b in builds]
     return {
         "stdout": "\n".join([*lines, "Complete!"] if builds else ["No packages marked for update"]),
