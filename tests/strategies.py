@@ -205,7 +205,14 @@ def policies(draw: st.DrawFn, pool: Pool | None = None) -> Policy:
         strategy=draw(st.sampled_from(["return", "upgraded-first"])),
         order=draw(st.sampled_from(["inventory", "least-loaded"])),
         host_order=draw(st.permutations(names)) if names else (),
-        max_parallel_hosts=draw(st.integers(1, 3)),
+        max_parallel_hosts=draw(st.sampled_from([1, 2, 3, "auto"])),
+        headroom=draw(st.sampled_from([0.0, 0.1, 0.25])),
+        # Racks for some hosts (or none): batches must never mix them.
+        zones=tuple(
+            (name, zone)
+            for name in names
+            if (zone := draw(st.sampled_from(["", "rack-a", "rack-b"])))
+        ),
         parallel_migrations=draw(st.integers(1, 4)),
         unmovable=draw(st.sampled_from(["fail", "skip-host", "shutdown-restart"])),
         canary=draw(st.integers(0, 2)),

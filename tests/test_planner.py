@@ -390,7 +390,7 @@ def test_auto_takes_the_largest_batch_that_leaves_every_vm_a_place_and_says_why(
     reason = result.concurrency.reason
     assert reason == (
         "auto: up to 5 hosts at once, the largest batch that leaves every VM a place with"
-        " 25% headroom; adding h6 to a batch of 5 hosts would leave h5-vm0 (2.0 GiB) no place"
+        " 25% headroom; adding h6 to a batch of 5 hosts would need 8.0 GiB more than is free"
     )
 
 

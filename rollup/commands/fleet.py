@@ -29,7 +29,7 @@ from typing import Any
 from rollup.codec import to_data
 from rollup.commands.plan import load_inventory, pool_session, state_dir
 from rollup.commands.run_setup import build_rollout, confirm, new_run_id, terminal, tui_wanted
-from rollup.config.inventory import Inventory, PoolConfig
+from rollup.config.inventory import PoolConfig, select_pools
 from rollup.errors import (
     EXIT_ABORTED,
     EXIT_BAD_INPUT,
@@ -45,7 +45,7 @@ from rollup.plan import planner
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout
 from rollup.text.plurals import count
-from rollup.text.quoting import one_line, quoted
+from rollup.text.quoting import one_line
 
 log = logging.getLogger("rollup")
 
@@ -59,23 +59,6 @@ class PoolOutcome:
     exit_code: int
     summary: str  # "completed: ...", "refused: ...", the error's line
     run_id: str = ""
-
-
-def select_pools(inventory: Inventory, wanted: str) -> list[PoolConfig]:
-    """The pools `--pools a,b` or `--pools all` names, in inventory order."""
-    names = [pool.name for pool in inventory.pools]
-    if wanted.strip() == "all":
-        return list(inventory.pools)
-    asked = [name.strip() for name in wanted.split(",") if name.strip()]
-    if not asked:
-        raise BadInput(f"--pools is empty; name pools (--pools {','.join(names)}) or all")
-    unknown = [name for name in asked if name not in names]
-    if unknown:
-        raise BadInput(
-            f"{inventory.path}: no pool {quoted(unknown[0])} (pools: {', '.join(names)});"
-            " name pools of the inventory, or --pools all"
-        )
-    return [pool for pool in inventory.pools if pool.name in asked]
 
 
 def fleet_exit_code(outcomes: Sequence[PoolOutcome]) -> int:

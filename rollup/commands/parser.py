@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="table on a terminal (default), markdown for a change ticket, json for scripts",
     )
     plan.add_argument("--tui", action="store_true", help="show the plan in the TUI")
+    plan.add_argument(
+        "--pools",
+        metavar="A,B|all",
+        help="plan several pools of the inventory, one after the other (json: one a line)",
+    )
     _policy_flags(plan, run=False)
     _common(plan)
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from rollup.commands.session import PoolSession, open_session
 from rollup.config import inventory as inventories
-from rollup.errors import EXIT_OK, EXIT_REFUSED
+from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
+from rollup.model import Plan
 from rollup.plan import planner
 from rollup.run.journal import default_state_dir
 
@@ -69,15 +70,20 @@ def pool_session(
         session.close()
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    from rollup.output import report
-
-    config = load_pool(args)
+def make_plan(config: inventories.PoolConfig, args: argparse.Namespace) -> Plan:
     with pool_session(config, args) as session:
         pool = session.read_pool()
         if session.config.hosts:
             session.remotes(pool)  # an inventory host that matches nothing is bad input
-        plan = planner.plan(pool, session.config.policy, now=time.time())
+        return planner.plan(pool, session.config.policy, now=time.time())
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from rollup.output import report
+
+    if args.pools is not None:
+        return _plan_pools(args)
+    plan = make_plan(load_pool(args), args)
     if args.tui:
         from rollup.tui.app import show_plan
 
@@ -91,3 +97,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         report.print_plan(plan)
     return EXIT_OK if plan.feasible else EXIT_REFUSED
+
+
+def _plan_pools(args: argparse.Namespace) -> int:
+    """`--pools`: every named pool's plan, one after the other (JSON: one document a line);
+    3 when any is refused. Nothing is shown until every pool is planned."""
+    from rollup.output import report
+
+    if args.pool:
+        raise BadInput("--pool and --pools both name pools: use --pools a,b (or all) alone")
+    if args.tui:
+        raise BadInput("--tui shows one pool's plan: use --pool NAME with it")
+    plans = [
+        make_plan(config, args)
+        for config in inventories.select_pools(load_inventory(args), args.pools)
+    ]
+    fmt = args.format or ("table" if sys.stdout.isatty() else "markdown")
+    for plan in plans:
+        if fmt == "json":
+            sys.stdout.write(json.dumps(report.plan_json(plan), separators=(",", ":")) + "\n")
+        elif fmt == "markdown":
+            sys.stdout.write(report.plan_markdown(plan) + "\n")
+        else:
+            report.print_plan(plan)
+    return EXIT_OK if all(plan.feasible for plan in plans) else EXIT_REFUSED

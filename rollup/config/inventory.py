@@ -113,6 +113,23 @@ def select_pool(inventory: Inventory, name: str | None) -> PoolConfig:
     raise BadInput(f"{inventory.path}: no pool {quoted(name)} (pools: {', '.join(names)}); {guess}")
 
 
+def select_pools(inventory: Inventory, wanted: str) -> list[PoolConfig]:
+    """The pools `--pools a,b` or `--pools all` names, in inventory order."""
+    names = [pool.name for pool in inventory.pools]
+    if wanted.strip() == "all":
+        return list(inventory.pools)
+    asked = [name.strip() for name in wanted.split(",") if name.strip()]
+    if not asked:
+        raise BadInput(f"--pools is empty; name pools (--pools {','.join(names)}) or all")
+    unknown = [name for name in asked if name not in names]
+    if unknown:
+        raise BadInput(
+            f"{inventory.path}: no pool {quoted(unknown[0])} (pools: {', '.join(names)});"
+            " name pools of the inventory, or --pools all"
+        )
+    return [pool for pool in inventory.pools if pool.name in asked]
+
+
 def build(
     source: str,
     listing: Listing,

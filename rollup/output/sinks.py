@@ -8,6 +8,7 @@ never rollup's own secrets (they are not playbook variables).
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TextIO
 
@@ -25,6 +26,10 @@ from rollup.run.events import (
     RunStateChanged,
     to_json,
 )
+
+# A fleet's pools write to the same stdout and stderr from their own threads: one line
+# at a time, never two interleaved.
+_WRITING = threading.Lock()
 
 LOG_EVIDENCE_LINES = 10  # a CI log shows the end of the output; the journal keeps more
 EVIDENCE_INDENT = " " * 9 + "| "  # under the host column, marked as quoted output
@@ -47,8 +52,9 @@ class JsonLinesSink:
             if event.progress - last < self._progress_step:
                 return
             self._last_progress[event.vm] = event.progress
-        self._stream.write(to_json(event) + "\n")
-        self._stream.flush()
+        with _WRITING:
+            self._stream.write(to_json(event) + "\n")
+            self._stream.flush()
 
 
 class LogSink:
@@ -67,8 +73,9 @@ class LogSink:
             if self._show_pool:
                 stamp += f" [{event.pool}]"
             lines = [line, *(EVIDENCE_INDENT + quoted for quoted in self.evidence(event))]
-            self._stream.write("".join(f"{stamp} {text}\n" for text in lines))
-            self._stream.flush()
+            with _WRITING:
+                self._stream.write("".join(f"{stamp} {text}\n" for text in lines))
+                self._stream.flush()
 
     @staticmethod
     def evidence(event: Event) -> tuple[str, ...]:

@@ -79,6 +79,7 @@ class Stop:
     reason: StopReason
     next_host: Host | None = None  # the host that did not join
     homeless: VM | None = None  # memory: the biggest VM with no place had it joined
+    short: int = 0  # memory: bytes the batch's VMs would lack in all, had it joined
 
 
 @dataclass
@@ -318,25 +319,49 @@ class Simulation:
             if unplaced:
                 stop = Stop(1, "memory", None, self._biggest(unplaced))
             elif reach > 1:
-                # The most hosts that still leave every VM a place: all it may take, else
-                # bisect between a size that fits and one that does not (a bigger batch
-                # only takes targets away, so fitting shrinks as the batch grows).
-                whole = self.attempt(turns[i : i + reach], give_up=True)
-                if not whole[1]:
-                    size, (moves, unplaced, free) = reach, whole
-                else:
-                    failed, too_many = whole, reach
-                    while too_many - size > 1:
-                        middle = (size + too_many) // 2
-                        trial = self.attempt(turns[i : i + middle], give_up=True)
-                        if trial[1]:
-                            failed, too_many = trial, middle
-                        else:
-                            size, (moves, unplaced, free) = middle, trial
+                # The most hosts that still leave every VM a place: bisect between a size
+                # that fits and one that does not (a bigger batch only takes targets
+                # away, so fitting shrinks as the batch grows). Memory in total bounds it
+                # first: a batch whose VMs outweigh all the room outside cannot fit.
+                bound, short = self._room_for(turns, i, reach)
+                too_many, failed = (bound + 1, None) if bound < reach else (reach + 1, None)
+                if bound > 1:
+                    first = self.attempt(turns[i : i + bound], give_up=True)
+                    if not first[1]:
+                        size, (moves, unplaced, free) = bound, first
+                    else:
+                        failed, too_many = first, bound
+                while too_many - size > 1:
+                    middle = (size + too_many) // 2
+                    trial = self.attempt(turns[i : i + middle], give_up=True)
+                    if trial[1]:
+                        failed, too_many = trial, middle
+                    else:
+                        size, (moves, unplaced, free) = middle, trial
+                if failed is not None:
                     stop = Stop(size, "memory", turns[i + size].host, self._biggest(failed[1]))
+                elif size < reach:
+                    stop = Stop(size, "memory", turns[i + size].host, None, short)
             self.stops.append(dataclasses.replace(stop, size=size))
             self.commit(turns[i : i + size], moves, unplaced, free)
             i += size
+
+    def _room_for(self, turns: Sequence[Turn], i: int, reach: int) -> tuple[int, int]:
+        """The most turns from `i` (1 to `reach`) whose movable VMs weigh no more than the
+        room left on every other eligible host; and, when that is fewer than `reach`, by
+        how many bytes the next one falls short. A bound only: where the VMs really fit
+        is for `pack` to say."""
+        capacity, used = self.layout.capacity, self.layout.used
+        room = sum(max(0, capacity[h] - used[h]) for h in self.eligible)
+        need = 0
+        for k in range(reach):
+            turn = turns[i + k]
+            need += sum(vm.memory for vm in self.movable([turn]))
+            if turn.host.id in self.eligible:
+                room -= max(0, capacity[turn.host.id] - used[turn.host.id])
+            if need > room:
+                return max(1, k), need - room
+        return reach, 0
 
     def _reach(
         self,

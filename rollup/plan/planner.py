@@ -233,11 +233,13 @@ def concurrency(stops: list[Stop], policy: Policy, turns: int) -> Concurrency:
     at_once = f"up to {count(largest, 'host')} at once"
     memory = next((s for s in stops if s.reason == "memory" and s.next_host), None)
     why_not_more = ""
-    if memory is not None and memory.homeless is not None and memory.next_host is not None:
+    if memory is not None and memory.next_host is not None:
+        adding = f"; adding {memory.next_host.name} to a batch of {count(memory.size, 'host')}"
         vm = memory.homeless
         why_not_more = (
-            f"; adding {memory.next_host.name} to a batch of {count(memory.size, 'host')}"
-            f" would leave {vm.name} ({format_gib(vm.memory)}) no place"
+            f"{adding} would leave {vm.name} ({format_gib(vm.memory)}) no place"
+            if vm is not None
+            else f"{adding} would need {format_gib(memory.short)} more than is free"
         )
     # The master and the canaries always go alone: only zones are worth saying.
     also = "; no batch spans two zones" if any(s.reason == "zone" for s in stops) else ""

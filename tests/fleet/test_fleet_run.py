@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import yaml
 
+from rollup.output.report import plan_schema
 from tests.rollout.conftest import run_rollup
 from tests.rollout.reports import valid_events
 
@@ -56,6 +58,17 @@ def fleet_inventory(directory: Path) -> Path:
 def test_a_fleet_runs_each_pool_as_its_own_run_and_exits_with_the_worst(tmp_path: Path):
     inventory = fleet_inventory(tmp_path)
     state = tmp_path / "state"
+    # Planned first, as a change board sees it: one plan a line, north's refused.
+    planned = run_rollup(state, "plan", str(inventory), "--pools", "north,east", "--format", "json")
+    assert planned.returncode == 3, planned.stderr
+    documents = [json.loads(line) for line in planned.stdout.splitlines()]
+    validator = jsonschema.Draft202012Validator(plan_schema())
+    for document in documents:
+        validator.validate(document)
+    # In inventory order whatever the order asked; each pool's lab is its own pool.
+    assert [d["feasible"] for d in documents] == [True, False]
+    assert documents[0]["pool"]["id"] != documents[1]["pool"]["id"]
+    assert documents[0]["concurrency"]["reason"].startswith("auto: ")
     result = run_rollup(
         state,
         "run",

@@ -7,9 +7,10 @@ from pathlib import Path
 import yaml
 from textual.widgets import DataTable
 
-from rollup.commands.fleet import Fleet, select_pools
+from rollup.commands.fleet import Fleet
 from rollup.commands.parser import build_parser
 from rollup.commands.plan import load_inventory
+from rollup.config.inventory import select_pools
 from rollup.run.journal import Journal
 from rollup.tui.dashboard import Dashboard
 from rollup.tui.fleet import FleetApp, PoolsScreen
