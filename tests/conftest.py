@@ -54,7 +54,9 @@ LONGEST_FIRST = (
     "tests/reliability/test_fault_matrix.py",
     "tests/rollout/test_run_lab.py",
     "tests/security/",
+    "tests/awx/",
     "tests/rollout/test_policies.py",
+    "tests/fleet/",
 )
 
 

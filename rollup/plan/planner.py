@@ -27,15 +27,8 @@ from rollup.model import (
 )
 from rollup.plan import checks, prestage
 from rollup.plan.estimate import migration_seconds, step_seconds
-from rollup.plan.placement import (
-    UNKNOWN_UPGRADE,
-    BatchOutcome,
-    Layout,
-    Migration,
-    Simulation,
-    Stop,
-    Turn,
-)
+from rollup.plan.packing import Layout, Migration
+from rollup.plan.placement import UNKNOWN_UPGRADE, BatchOutcome, Simulation, Stop, Turn
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_gib
 

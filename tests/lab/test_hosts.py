@@ -205,7 +205,7 @@ def test_inventory_vars_for_a_local_host_carry_its_environment(make_machine):
             "ROLLUP_LAB_HOST": "h9",
             "ROLLUP_LAB_ROOT": str(machine.root),
             "ROLLUP_LAB_REPO": str(machine.repository),
-            "ROLLUP_LAB_SPEED": "1",  # its yum's downloads take lab time too
+            "ROLLUP_LAB_SPEED": "200",  # its yum's downloads take lab time too
             "PATH": f"{machine.bin}:{os.environ['PATH']}",
         },
     }
