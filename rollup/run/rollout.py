@@ -261,6 +261,10 @@ class Rollout:
         return self._paused_by(message)
 
     def _transition(self, trigger: Any, outcome: str, reason: str) -> tuple[str, str]:
+        if self.state == "paused" and outcome != "paused":
+            # Detached during the last batch: its hosts finished all the same.
+            self._reason = "the batch under way finished"
+            self.unpause()
         # The reason travels with the transition's event; `_record` clears it after.
         self._reason = reason
         trigger()

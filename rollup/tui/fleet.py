@@ -64,8 +64,13 @@ class PoolsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.border_title = "Pools"
-        table.add_columns("Pool", "State", "Hosts", "Now", "Run")
         app = self.fleet_app
+        # Sized for what comes later: the cells start empty and a column does not widen.
+        table.add_column("Pool", width=max(len(name) for name in app.entries))
+        table.add_column("State", width=48)
+        table.add_column("Hosts", width=6)
+        table.add_column("Now", width=18)
+        table.add_column("Run", width=22)
         for entry in app.entries.values():
             table.add_row(*pool_cells(entry, None), key=entry.name)
         table.focus()

@@ -14,7 +14,7 @@ from rollup.lab.packages import Installed, stream_of
 from rollup.plan import planner
 from rollup.remote.patcher import AnsiblePatcher
 from rollup.run.context import RunContext
-from rollup.run.events import EventBus
+from rollup.run.events import Event, EventBus, HostStateChanged
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout, RunOptions
 from tests.browser import render
@@ -206,6 +206,25 @@ def test_a_maintenance_window_that_closes_mid_run_pauses_and_resume_finishes(lab
     finished = asyncio.run(second.execute())
     second.ctx.driver.close()
     assert finished.outcome == "completed", finished.message
+    assert_upgraded_and_whole(before, lab.snapshot())
+
+
+def test_a_detach_during_the_last_batch_lets_it_finish_and_the_run_completes(lab: Lab):
+    """Ctrl-C, q in the TUI, or a fleet stopping every pool, while the last host is being
+    patched: its turn finishes (a batch always does) and nothing is left to resume."""
+    before = lab.snapshot()
+    rollout = _rollout(lab, "detach-run", lambda: datetime(2026, 11, 25, 1, 30))
+    last = rollout.plan.steps[-1].host
+
+    def detach_on_last(event: Event) -> None:
+        if isinstance(event, HostStateChanged) and (event.host, event.state) == (last, "patching"):
+            rollout.request("detach")
+
+    rollout.ctx.bus.subscribe(detach_on_last)
+    finished = asyncio.run(rollout.execute())
+    rollout.ctx.driver.close()
+    assert finished.outcome == "completed" and finished.exit_code == 0, finished.message
+    assert Journal(lab.state).run("detach-run").state == "completed"
     assert_upgraded_and_whole(before, lab.snapshot())
 
 
