@@ -41,7 +41,9 @@ from rollup.errors import (
     RollupError,
 )
 from rollup.model import Plan
+from rollup.output.sinks import JsonLinesSink
 from rollup.plan import planner
+from rollup.run.events import PoolFinished
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout
 from rollup.text.plurals import count
@@ -127,6 +129,15 @@ class Fleet:
                 )
         self.outcomes[config.name] = outcome
         self._say(config.name, outcome.summary)
+        if self.args.json:  # a pipeline learns of every pool, also those that never ran
+            JsonLinesSink(sys.stdout)(
+                PoolFinished(
+                    outcome.run_id,
+                    pool=config.name,
+                    exit_code=outcome.exit_code,
+                    summary=outcome.summary,
+                )
+            )
         return outcome
 
     def _run_pool(self, config: PoolConfig) -> PoolOutcome:

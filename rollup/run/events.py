@@ -164,6 +164,18 @@ class RunFinished(Event):
     seconds: float
 
 
+@dataclass(frozen=True)
+class PoolFinished(Event):
+    """A pool of a fleet (`rollup run --pools`) is over: how its run ended, or why none ran.
+
+    `run_id` is empty for a pool that never started a run (refused, unreachable, bad
+    input, or not started because the fleet was stopped)."""
+
+    kind: ClassVar[str] = "pool-finished"
+    exit_code: int
+    summary: str
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     RunStateChanged,
     HostStateChanged,
@@ -175,6 +187,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PlanDivergence,
     Message,
     RunFinished,
+    PoolFinished,
 )
 
 

@@ -94,6 +94,13 @@ def test_a_fleet_runs_each_pool_as_its_own_run_and_exits_with_the_worst(tmp_path
     assert any(line[9:].startswith("[east] ") for line in result.stderr.splitlines())
 
     events = valid_events(result.stdout)
+    # A pipeline learns of every pool, also the one that never ran.
+    ends = {
+        e["pool"]: (e["exit_code"], e["run_id"]) for e in events if e["kind"] == "pool-finished"
+    }
+    assert set(ends) == {"east", "west", "north"}
+    assert ends["north"] == (3, "") and ends["east"][0] == ends["west"][0] == 0
+    events = [e for e in events if e["kind"] != "pool-finished"]
     by_pool: dict[str, list[dict[str, object]]] = {}
     for event in events:
         by_pool.setdefault(str(event["pool"]), []).append(event)
