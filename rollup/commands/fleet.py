@@ -15,20 +15,24 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rollup.codec import to_data
 from rollup.commands.plan import load_inventory, pool_session, state_dir
-from rollup.commands.run_setup import build_rollout, confirm, new_run_id, terminal, tui_wanted
+from rollup.commands.run_setup import (
+    build_rollout,
+    confirm,
+    record_run,
+    refusal,
+    terminal,
+    tui_wanted,
+)
 from rollup.config.inventory import PoolConfig, select_pools
 from rollup.errors import (
     EXIT_ABORTED,
@@ -40,7 +44,6 @@ from rollup.errors import (
     BadInput,
     RollupError,
 )
-from rollup.model import Plan
 from rollup.output.sinks import JsonLinesSink
 from rollup.plan import planner
 from rollup.run.events import PoolFinished
@@ -147,20 +150,12 @@ class Fleet:
             remotes = session.remotes(pool)
             plan = planner.plan(pool, session.config.policy, now=time.time())
             if not plan.feasible:
-                return PoolOutcome(config.name, EXIT_REFUSED, "refused: " + _refusal(plan))
+                return PoolOutcome(config.name, EXIT_REFUSED, "refused: " + refusal(plan))
             if not args.yes and not terminal():
                 from rollup.output import report
 
                 report.print_plan(plan, file=sys.stderr)
-            run_id = new_run_id()
-            self.journal.create_run(
-                run_id,
-                pool=config.name,
-                pool_id=pool.id,
-                inventory=str(Path(args.inventory).resolve()),
-                controller=socket.gethostname(),
-                plan=to_data(plan),
-            )
+            run_id = record_run(self.journal, args, config.name, pool, plan)
             self._say(config.name, f"run {run_id} ({count(len(plan.steps), 'host')})")
             rollout, notifier = build_rollout(
                 args,
@@ -197,11 +192,6 @@ class Fleet:
     def _say(self, pool: str, text: str) -> None:
         if self.on_rollout is None:
             print(f"rollup: [{pool}] {text}", file=sys.stderr, flush=True)
-
-
-def _refusal(plan: Plan) -> str:
-    failed = [c for c in plan.checks if c.status == "fail"]
-    return f"{count(len(failed), 'failing check')}: " + "; ".join(c.reason for c in failed)
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:

@@ -44,11 +44,12 @@ def load_inventory(args: argparse.Namespace) -> inventories.Inventory:
         overrides=overrides,
         flag_names=flags,
     )
-    for config in loaded.pools:
-        if config.notify:
-            from rollup.output.notify import open_targets
+    notified = [config.notify for config in loaded.pools if config.notify]
+    if notified:
+        from rollup.output.notify import open_targets
 
-            open_targets(config.notify)  # a URL Apprise cannot use is bad input, before all
+        for urls in notified:
+            open_targets(urls)  # a URL Apprise cannot use is bad input, before all
     return loaded
 
 

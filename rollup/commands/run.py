@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rollup.codec import from_data, to_data
+from rollup.codec import from_data
 from rollup.commands.plan import load_pool, pool_session, state_dir
-from rollup.commands.run_setup import build_rollout, confirm, new_run_id, terminal, tui_wanted
+from rollup.commands.run_setup import (
+    build_rollout,
+    confirm,
+    record_run,
+    refusal,
+    terminal,
+    tui_wanted,
+)
 from rollup.commands.session import PoolSession
 from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
@@ -39,12 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = planner.plan(pool, session.config.policy, now=time.time())
         if not plan.feasible:
             report.print_plan(plan, file=sys.stderr)
-            failed = [c for c in plan.checks if c.status == "fail"]
-            print(
-                f"rollup: the plan is refused by {count(len(failed), 'failing check')}: "
-                + "; ".join(c.reason for c in failed),
-                file=sys.stderr,
-            )
+            print(f"rollup: the plan is refused by {refusal(plan)}", file=sys.stderr)
             return EXIT_REFUSED
         if not args.yes and terminal() and not tui_wanted(args):
             report.print_plan(plan)
@@ -55,15 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # Nobody to ask here: the plan goes to the log and the run waits for
             # `rollup approve RUN` from whoever reviews it (a change board, a person).
             report.print_plan(plan, file=sys.stderr)
-        run_id = new_run_id()
-        journal.create_run(
-            run_id,
-            pool=config.name,
-            pool_id=pool.id,
-            inventory=str(Path(args.inventory).resolve()),
-            controller=socket.gethostname(),
-            plan=to_data(plan),
-        )
+        run_id = record_run(journal, args, config.name, pool, plan)
         return _execute(args, session, journal, run_id, plan, remotes, resumed=None)
 
 

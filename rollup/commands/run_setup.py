@@ -5,22 +5,48 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
+from rollup.codec import to_data
 from rollup.commands.plan import state_dir
 from rollup.commands.session import PoolSession
-from rollup.model import Plan
+from rollup.model import Plan, Pool
 from rollup.output.sinks import JsonLinesSink, LogSink
 from rollup.run.context import RunContext
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal, JournalSink
 from rollup.run.rollout import Rollout, RunOptions
+from rollup.text.plurals import count
 
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def record_run(
+    journal: Journal, args: argparse.Namespace, pool_name: str, pool: Pool, plan: Plan
+) -> str:
+    """A new run of `plan` in the journal, before anything changes; its id."""
+    run_id = new_run_id()
+    journal.create_run(
+        run_id,
+        pool=pool_name,
+        pool_id=pool.id,
+        inventory=str(Path(args.inventory).resolve()),
+        controller=socket.gethostname(),
+        plan=to_data(plan),
+    )
+    return run_id
+
+
+def refusal(plan: Plan) -> str:
+    """Why a plan may not run: its failing checks, counted, with their reasons."""
+    failed = [c for c in plan.checks if c.status == "fail"]
+    return f"{count(len(failed), 'failing check')}: " + "; ".join(c.reason for c in failed)
 
 
 def terminal() -> bool:

@@ -363,7 +363,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "prestage": {
             "method": plan.prestage.method,
             "reason": plan.prestage.reason,
-            "seconds": prestage.phase_seconds(plan),
+            "seconds": prestage.phase_seconds(plan.prestage, plan.policy, len(plan.steps)),
         },
         "estimate": {
             "total_seconds": plan.estimate_seconds,

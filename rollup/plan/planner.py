@@ -189,7 +189,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     # A host that was not pre-staged downloads its updates while out of service.
     download = policy.download_seconds if staging.method == "none" else 0.0
     batches, downtime = _batches(simulation.outcomes, policy, host_rank, zone, download)
-    phase = policy.download_seconds if staging.method == "ssh" and turns else 0.0
+    phase = prestage.phase_seconds(staging, policy, len(turns))
     found: list[Check] = [
         *checks.host_checks(pool),
         checks.ha_check(pool, policy),

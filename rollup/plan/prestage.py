@@ -8,7 +8,7 @@ still run their VMs, a host is out for its install and reboot only.
 from __future__ import annotations
 
 from rollup.drivers import registry
-from rollup.model import Plan, Policy, Pool, Prestage
+from rollup.model import Policy, Pool, Prestage
 
 
 def command(driver: str) -> str | None:
@@ -37,6 +37,6 @@ def decide(pool: Pool, policy: Policy, upgrades: bool) -> Prestage:
     return Prestage("ssh", how)
 
 
-def phase_seconds(plan: Plan) -> float:
-    """The pre-staging phase's share of the estimate: one download, all hosts at once."""
-    return plan.policy.download_seconds if plan.prestage.method == "ssh" else 0.0
+def phase_seconds(prestage: Prestage, policy: Policy, hosts: int) -> float:
+    """The pre-staging phase's share of the estimate: one download, all `hosts` at once."""
+    return policy.download_seconds if prestage.method == "ssh" and hosts else 0.0

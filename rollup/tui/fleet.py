@@ -35,6 +35,7 @@ class PoolEntry:
     name: str
     view: RunView | None = None  # once the pool's run has a plan and a run id
     inbox: EventInbox = field(default_factory=EventInbox)
+    shown: tuple[str, ...] = ()  # the row as last drawn: redrawn only when it changes
 
 
 def pool_cells(entry: PoolEntry, outcome: Any) -> tuple[str, str, str, str, str]:
@@ -86,9 +87,14 @@ class PoolsScreen(Screen[None]):
         return app
 
     def show(self, entry: PoolEntry, outcome: Any) -> None:
+        cells = pool_cells(entry, outcome)
+        if cells == entry.shown:
+            return
         table = self.query_one(DataTable)
-        for column, value in enumerate(pool_cells(entry, outcome)):
-            table.update_cell_at((list(self.fleet_app.entries).index(entry.name), column), value)
+        for column, value in enumerate(cells):
+            if entry.shown[column : column + 1] != (value,):
+                table.update_cell(entry.name, table.ordered_columns[column].key, value)
+        entry.shown = cells
 
     def header(self, text: str) -> None:
         self.query_one("#fleet-header", Static).update(text)
