@@ -369,7 +369,7 @@ def test_headroom_keeps_a_destination_from_filling_up():
     assert reason.endswith("free memory there, lower rollup_headroom or add a host")
     auto = plan(pool, Policy(headroom=0.1, max_parallel_hosts="auto")).concurrency
     assert auto.reason == (
-        "auto: 1 host at once: even alone, a host's VMs find no place with 10% headroom"
+        "auto: up to 1 host at once; even alone, a host's VMs find no place with 10% headroom"
         " (see the capacity check)"
     )
     replay(plan(make_pool({"m": [8.5], "a": [0.5]}, capacity=10), Policy(headroom=0.1)))

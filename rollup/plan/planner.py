@@ -238,8 +238,8 @@ def concurrency(stops: list[Stop], policy: Policy, turns: int) -> Concurrency:
     also = "; no batch spans two zones" if any(s.reason == "zone" for s in stops) else ""
     if policy.max_parallel_hosts == "auto":
         if any(s.homeless is not None and s.next_host is None for s in stops):
-            reason = f"auto: 1 host at once: even alone, a host's VMs find no place{room}"
-            return Concurrency(1, reason + " (see the capacity check)")
+            reason = f"auto: {at_once}; even alone, a host's VMs find no place{room}"
+            return Concurrency(largest, reason + " (see the capacity check)")
         if memory is None:
             reason = f"auto: {at_once}, every VM keeps a place{room} even then"
             if largest == turns:
