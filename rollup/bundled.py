@@ -19,6 +19,7 @@ SHIPPED = (
     "lab/faults.example.yml",
     "playbooks/xcp-ng-update.yml",
     "playbooks/lab-patch.yml",
+    "playbooks/proxmox-update.yml",
 )
 
 

@@ -126,7 +126,7 @@ CASES = {
     ),
     "driver_unknown": Case(
         {"inv.yml": pool().replace("rollup_driver: xenapi", "rollup_driver: vmware")},
-        ("rollup_driver must be one of xenapi, libvirt, got 'vmware'",),
+        ("rollup_driver must be one of xenapi, libvirt, proxmox, got 'vmware'",),
     ),
     "password_missing_everywhere": Case(
         {

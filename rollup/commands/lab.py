@@ -36,12 +36,14 @@ def lab_up(args: argparse.Namespace) -> int:
 
         network = "127.0.20.0" if args.network == "127.0.10.0" else args.network
         return _serve_lab(LibvirtLab.start(args.hosts, args.vms, Path(args.dir), network))
+    if args.flavor == "proxmox" and args.update != "xapi":
+        raise BadInput("--update: a Proxmox VE lab's hosts are patched by apt over SSH; drop it")
     lab = RunningLab.start(
         hosts=args.hosts,
         vms=args.vms,
         seed=args.seed,
         speed=args.speed,
-        ssh=args.ssh,
+        ssh=args.ssh or args.flavor == "proxmox",
         port=args.port,
         directory=Path(args.dir),
         faults=args.faults,

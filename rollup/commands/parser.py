@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser(
         "lab",
         help="the embedded lab pool",
-        description="A simulated XenServer/XCP-ng pool that speaks XenAPI, whose hosts can"
-        " be reached over real SSH.",
+        description="A simulated XenServer/XCP-ng pool that speaks XenAPI (or a Proxmox VE"
+        " cluster that speaks the PVE REST API), whose hosts can be reached over real SSH.",
     )
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="COMMAND")
     up = lab_sub.add_parser(
@@ -258,9 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--flavor",
-        choices=("xcp-ng", "xenserver"),
+        choices=("xcp-ng", "xenserver", "proxmox"),
         default="xcp-ng",
-        help="XCP-ng (updater.py plugin) or XenServer 8 (/updates, apply_updates, guidances)",
+        help="XCP-ng (updater.py plugin), XenServer 8 (/updates, apply_updates, guidances)"
+        " or Proxmox VE (its REST API over HTTPS, apt over SSH; implies --ssh)",
+    )
+    up.add_argument(
+        "--proxmox",
+        dest="flavor",
+        action="store_const",
+        const="proxmox",
+        help="a Proxmox VE cluster: the same as --flavor proxmox",
     )
     up.add_argument(
         "--release",

@@ -124,7 +124,9 @@ def _with_lab(config: PoolConfig, lab: Any) -> PoolConfig:
             InventoryHost(name=name, pool_host_name=name, address=remote.address, remote=remote)
             for name, remote in remotes.items()
         ]
-    connection = Connection(url=lab.url, user=lab.user, password=lab.password)
+    connection = Connection(
+        url=lab.url, user=lab.user, password=lab.password, ca_file=getattr(lab, "ca_file", None)
+    )
     policy = config.policy
     if lab.upgrades and policy.update == "xapi" and policy.installer_url is None:
         # A lab of the older release: its major upgrade is from the installer it serves.

@@ -160,7 +160,9 @@ class PoolBuilder:
             name=group,
             driver=str(driver),
             connection=connection,
-            policy=policy.build_policy(checked, tuple(hosts), info.update_methods, zones),
+            policy=policy.build_policy(
+                checked, tuple(hosts), info.update_methods, zones, info.playbook
+            ),
             settings={
                 v.name: checked[v.name]
                 for v in info.variables

@@ -75,7 +75,7 @@ _LAB_FIELDS: dict[str, Check] = {
     "speed": positive_number,
     "ssh": lambda value, context: _lab_ssh(value, context),
     "faults": existing_file,
-    "flavor": choice("xcp-ng", "xenserver"),
+    "flavor": choice("xcp-ng", "xenserver", "proxmox"),
     "release": version,
     "up_to_date": boolean,
     "fill": percent(95),
@@ -274,17 +274,26 @@ def build_policy(
     host_order: tuple[str, ...],
     update_methods: tuple[str, ...],
     zones: tuple[tuple[str, str], ...] = (),
+    playbook: str = "xcp-ng-update.yml",
 ) -> Policy:
     """A Policy from checked values; variables not given keep Policy's defaults.
 
     `update_methods`: how the pool's driver can patch hosts, its own way first. Without
     rollup_update, a pool given its own rollup_playbook is patched by it, any other by
-    the driver's own way.
+    the driver's own way; `playbook` is the driver's (a bundled one) for a pool that
+    names none.
     """
     fields = {field: checked[name] for name, field in _POLICY_FIELDS.items() if name in checked}
     if "rollup_update" not in checked:
         fields["update"] = "playbook" if "rollup_playbook" in checked else update_methods[0]
-    if "rollup_lab" in checked and "rollup_playbook" not in checked:
-        # A lab pool's hosts take the lab's own patch, shipped beside rollup's.
+    if "rollup_playbook" not in checked:
+        fields["playbook"] = bundled.playbook(playbook)
+    if (
+        "rollup_lab" in checked
+        and "rollup_playbook" not in checked
+        and playbook == "xcp-ng-update.yml"
+    ):
+        # A XenServer lab pool's hosts take the lab's own patch, shipped beside rollup's
+        # (a Proxmox lab's apt takes the real playbook).
         fields["playbook"] = bundled.playbook("lab-patch.yml")
     return Policy(host_order=host_order, zones=zones, **fields)  # type: ignore[arg-type]

@@ -55,6 +55,9 @@ class HaState:
 
     enabled: bool
     detail: tuple[tuple[str, str], ...] = ()
+    # What else the driver set for the run, named ("Ceph's noout flag"): the run says
+    # it, and says so again when it is restored.
+    paused: str = ""
 
 
 @dataclass(frozen=True)
@@ -211,3 +214,6 @@ class DriverInfo:
     # and installs nothing, run over SSH on every host before the first evacuation
     # (rollup_prestage); None: its hosts cannot be pre-staged.
     prestage_command: str | None = None
+    # The playbook rollup ships that patches its hosts when the inventory names none
+    # (rollup_playbook), one of rollup/bundled.py's.
+    playbook: str = "xcp-ng-update.yml"

@@ -12,7 +12,7 @@ import importlib
 from rollup.drivers import Connection, Driver, DriverInfo, InventoryHost, Terms, Variable
 from rollup.errors import BadInput
 
-BUILTIN = ("rollup.drivers.xenapi", "rollup.drivers.libvirt")
+BUILTIN = ("rollup.drivers.xenapi", "rollup.drivers.libvirt", "rollup.drivers.proxmox")
 
 # When a pool names no driver (a plan of an inventory that lost its rollup_driver).
 UNKNOWN_TERMS = Terms(

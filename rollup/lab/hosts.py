@@ -9,8 +9,10 @@ With ssh, every host runs its own OpenSSH daemon on its own loopback address, so
 reaches it exactly as it reaches a real host: paramiko and ansible-playbook over SSH. The
 daemon's `SetEnv` gives each session the host's identity (ROLLUP_LAB_HOST), its disk
 (ROLLUP_LAB_ROOT) and the lab's package repository (ROLLUP_LAB_REPO), with its own
-`yum`, `rpm` and `needs-restarting` (lab/yum.py) first on PATH. Without ssh, Ansible's
-local connection gets the same variables through the inventory (`rollup_lab_env`).
+package tools first on PATH: an XCP-ng host's `yum`, `rpm` and `needs-restarting`
+(lab/yum.py), or a Proxmox VE host's `apt-get`, `apt`, `dpkg-query` and `ha-manager`
+(lab/apt.py). Without ssh, Ansible's local connection gets the same variables through
+the inventory (`rollup_lab_env`).
 
 A simulated reboot must end every session, not only the listener (lab/sshd.py).
 """
@@ -41,12 +43,20 @@ LAB_NETWORK = "127.0.10"  # the lab's hosts listen on 127.0.10.1, 127.0.10.2, ..
 NO_HOST_KEY_CHECK = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# The package tools of a lab host (lab/yum.py), first on its sessions' PATH.
+# The package tools of a lab host, first on its sessions' PATH: by `tools`, the module
+# whose main() they run and the commands it answers.
 TOOLS = ("yum", "rpm", "needs-restarting")
+DEB_TOOLS = ("apt-get", "apt", "dpkg-query", "ha-manager")
+TOOL_SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "rpm": ("rollup.lab.yum", TOOLS),
+    "deb": ("rollup.lab.apt", DEB_TOOLS),
+}
+# What a boot empties: a real /run is a tmpfs.
+RUN_FILES = (Path("run/reboot-required"), Path("run/reboot-required.pkgs"))
 _TOOL_SCRIPT = """#!{python}
 import sys
 
-from rollup.lab.yum import main
+from {module} import main
 
 sys.exit(main())
 """
@@ -87,13 +97,18 @@ class LabMachine:
         address: str | None = None,
         port: int | None = None,
         speed: float = 1.0,
+        tools: str = "rpm",
+        shared_etc_pve: Path | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise BadInput(
                 f"lab host name {name!r} is not usable as a directory name: "
                 "use letters, digits, '.', '_' and '-'"
             )
+        if tools not in TOOL_SETS:
+            raise BadInput(f"lab host tools {tools!r}: use one of {', '.join(TOOL_SETS)}")
         self.name = name
+        self.tools = tools
         self.speed = speed  # the lab's clock: its yum downloads take lab seconds too
         self.dir = (lab_dir / "hosts" / name).resolve()
         self.root = self.dir / "root"
@@ -114,8 +129,9 @@ class LabMachine:
         write_atomically(
             self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755
         )
-        for tool in TOOLS:
-            write_atomically(self.bin / tool, _TOOL_SCRIPT.format(python=sys.executable), 0o755)
+        self._write_tools(tools)
+        if shared_etc_pve is not None:
+            self._link_etc_pve(shared_etc_pve)
         if address is not None:
             if not sshd.SSHD.exists():
                 raise BadInput(sshd.SSHD_MISSING)
@@ -145,6 +161,13 @@ class LabMachine:
 
     def inventory_vars(self) -> dict[str, Any]:
         """The Ansible inventory variables the lab writes for this host."""
+        found = self._connection_vars()
+        if self.tools == "deb":
+            # Where its apt writes what a real one writes to /run/reboot-required.
+            found["rollup_reboot_required_file"] = str(self.root / RUN_FILES[0])
+        return found
+
+    def _connection_vars(self) -> dict[str, Any]:
         if self.address is None:
             return {
                 "ansible_connection": "local",
@@ -227,6 +250,8 @@ class LabMachine:
         with self._lock:
             write_atomically(self.root / BOOT_ID, boot_id + "\n")
             write_atomically(self.root / RUNNING_VERSION, version + "\n")
+            for path in RUN_FILES:
+                (self.root / path).unlink(missing_ok=True)
             rpmdb.record_boot(self.root)
             self._powered = True
             if not self._refuse_ssh:
@@ -256,6 +281,31 @@ class LabMachine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _write_tools(self, tools: str) -> None:
+        module, commands = TOOL_SETS[tools]
+        for tool in commands:
+            script = _TOOL_SCRIPT.format(python=sys.executable, module=module)
+            write_atomically(self.bin / tool, script, 0o755)
+        # A lab dir reused for the other flavor must not keep its tools on PATH.
+        for other, (_, stale) in TOOL_SETS.items():
+            if other != tools:
+                for tool in stale:
+                    (self.bin / tool).unlink(missing_ok=True)
+
+    def _link_etc_pve(self, shared: Path) -> None:
+        """Proxmox's /etc/pve is pmxcfs, one file system for the whole cluster."""
+        shared = shared.resolve()
+        shared.mkdir(parents=True, exist_ok=True)
+        link = self.root / "etc/pve"
+        if link.is_symlink():
+            if link.resolve() == shared:
+                return
+            link.unlink()
+        elif link.exists():
+            raise BadInput(f"{link} is a directory of its own: it cannot become {shared}")
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(shared, target_is_directory=True)
 
     # -- sshd -------------------------------------------------------------------------
 

@@ -41,6 +41,16 @@ PACKAGES: dict[Kind, tuple[str, str]] = {
     "firmware": ("edk2", "20220801"),
     "userspace": ("curl", "8.4.0"),
 }
+# The same kinds on a Proxmox VE host (Debian packages): what reboots it, what restarts
+# its API daemons, its QEMU, its guests' firmware.
+DEB_PACKAGES: dict[Kind, tuple[str, str]] = {
+    "kernel": ("proxmox-kernel-6.8", "6.8.12"),
+    "xen": ("pve-firmware", "3.13"),
+    "xapi": ("pve-manager", "8.3.0"),
+    "qemu": ("pve-qemu-kvm", "9.0.2"),
+    "firmware": ("pve-edk2-firmware", "4.2023.08"),
+    "userspace": ("curl", "7.88.1"),
+}
 SUMMARIES: dict[Kind, str] = {
     "kernel": "dom0 kernel: security fixes",
     "xen": "Xen hypervisor: XSA fixes",
@@ -56,6 +66,14 @@ GUIDANCE: dict[Kind, str] = {
     "xapi": "restart_toolstack",
     "qemu": "restart_device_model",
     "firmware": "restart_vm",
+}
+DEB_SUMMARIES: dict[Kind, str] = {
+    "kernel": "Proxmox kernel: security fixes",
+    "xen": "firmware for the node's devices",
+    "xapi": "Proxmox VE API and tools: bug fixes",
+    "qemu": "QEMU: security fixes",
+    "firmware": "UEFI firmware for guests",
+    "userspace": "curl: security fixes",
 }
 LIVEPATCH_FAILURE = "reboot_host_on_livepatch_failure"
 REPOSITORY_FILE = "repository.json"
@@ -122,6 +140,7 @@ class Repository:
     serial: int = 0  # bumped by each publish
     path: Path | None = None
     home: str = ""  # the stream the lab's hosts ran when it started: where publish adds
+    distro: str = "rpm"  # "rpm" (XCP-ng, XenServer) or "deb" (Proxmox VE): package names
     _read_at: float = 0.0  # the file's mtime when last read or written
 
     # -- reading ------------------------------------------------------------------------
@@ -166,13 +185,14 @@ class Repository:
     def publish(self, kinds: Iterable[Kind], stream: str, livepatch: bool = False) -> list[Build]:
         """A new build of each kind's package on `stream`, one advisory for them all."""
         self.serial += 1
-        advisory = f"XSU-{stream.replace('.', '')}-{self.serial:04d}"
+        prefix = "PVE" if self.distro == "deb" else "XSU"
+        advisory = f"{prefix}-{stream.replace('.', '')}-{self.serial:04d}"
         added = []
         for kind in dict.fromkeys(kinds):
-            name, _ = PACKAGES[kind]
+            name, base = package_names(self.distro)[kind]
             current = self.latest(stream).get(name)
-            version = current.version if current else PACKAGES[kind][1]
-            release = _next_release(current.release if current else "1", stream)
+            version = current.version if current else base
+            release = _next_release(current.release if current else "1", stream, self.distro)
             build = Build(
                 name=name,
                 version=version,
@@ -180,7 +200,7 @@ class Repository:
                 kind=kind,
                 stream=stream,
                 advisory=advisory,
-                summary=SUMMARIES[kind],
+                summary=(DEB_SUMMARIES if self.distro == "deb" else SUMMARIES)[kind],
                 severity="High" if kind in ("kernel", "xen", "qemu", "userspace") else "None",
                 size=_size(kind),
                 livepatch=livepatch and kind in ("kernel", "xen"),
@@ -198,6 +218,7 @@ class Repository:
             "format": FORMAT,
             "serial": self.serial,
             "home": self.home,
+            "distro": self.distro,
             "builds": [asdict(b) for b in self.builds],
         }
         write_atomically(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o644)
@@ -214,6 +235,7 @@ class Repository:
             serial=int(data["serial"]),
             path=path,
             home=str(data.get("home", "")),
+            distro=str(data.get("distro", "rpm")),
             _read_at=path.stat().st_mtime,
         )
 
@@ -231,10 +253,15 @@ class Repository:
         self.builds, self.serial, self._read_at = fresh.builds, fresh.serial, fresh._read_at
 
 
-def _next_release(release: str, stream: str) -> str:
+def package_names(distro: str) -> dict[Kind, tuple[str, str]]:
+    """Each kind's package name and base version, as the distribution calls them."""
+    return DEB_PACKAGES if distro == "deb" else PACKAGES
+
+
+def _next_release(release: str, stream: str, distro: str = "rpm") -> str:
     head = release.split(".", 1)[0]
     number = int(head) + 1 if head.isdigit() else 2
-    return f"{number}.xcpng{stream}"
+    return str(number) if distro == "deb" else f"{number}.xcpng{stream}"
 
 
 # How fast a lab host fetches packages: a distant mirror, in bytes per lab second.
@@ -285,23 +312,27 @@ def guidance(builds: Iterable[Build], livepatch_allowed: bool = True) -> dict[st
 
 
 def seed(
-    streams: Iterable[str], seed_value: int, path: Path | None = None, updates: bool = True
+    streams: Iterable[str],
+    seed_value: int,
+    path: Path | None = None,
+    updates: bool = True,
+    distro: str = "rpm",
 ) -> Repository:
     """A repository with each stream's base and, with `updates`, a few updates published
     since; the first stream is the hosts' own (`home`)."""
     streams = list(dict.fromkeys(streams))
-    repository = Repository(path=path, home=streams[0] if streams else "")
+    repository = Repository(path=path, home=streams[0] if streams else "", distro=distro)
     for stream in dict.fromkeys(streams):
         for kind in KINDS:
-            name, version = PACKAGES[kind]
+            name, version = package_names(distro)[kind]
             repository.builds.append(
                 Build(
                     name=name,
                     version=version,
-                    release=f"1.xcpng{stream}",
+                    release="1" if distro == "deb" else f"1.xcpng{stream}",
                     kind=kind,
                     stream=stream,
-                    summary=SUMMARIES[kind],
+                    summary=(DEB_SUMMARIES if distro == "deb" else SUMMARIES)[kind],
                     size=_size(kind),
                 )
             )

@@ -3,7 +3,8 @@
 XCP-ng 8.2 and 8.3 both patch through the `updater.py` host plugin; XenServer 8 (product
 version 8.4.0) through the pool's `/updates` and `host.apply_updates`, while the Citrix
 Hypervisor 8.2 it upgrades from has neither. A major upgrade goes from the older release
-to the newer through the network installer (lab/xapi/installer.py).
+to the newer through the network installer (lab/xapi/installer.py). Proxmox VE 8.2 and
+8.3 hosts patch with apt over SSH (lab/apt.py); its lab runs one release.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from rollup.model import version_key
 RELEASES: dict[Flavor, tuple[str, str]] = {
     "xcp-ng": ("8.2.1", "8.3.0"),
     "xenserver": ("8.2.1", "8.4.0"),
+    "proxmox": ("8.3.0", "8.3.0"),  # one release: no major upgrade in its lab
 }
-FLAVORS: tuple[Flavor, ...] = ("xcp-ng", "xenserver")
+FLAVORS: tuple[Flavor, ...] = ("xcp-ng", "xenserver", "proxmox")
 
 
 def current(flavor: Flavor) -> str:
@@ -35,7 +37,8 @@ def check(flavor: Flavor, release: str | None) -> str:
         return current(flavor)
     if release not in RELEASES[flavor]:
         raise BadInput(
-            f"the {flavor} lab runs {' or '.join(RELEASES[flavor])}, not {release}: pick one"
+            f"the {flavor} lab runs {' or '.join(dict.fromkeys(RELEASES[flavor]))}, not {release}:"
+            " pick one"
         )
     return release
 
@@ -43,6 +46,8 @@ def check(flavor: Flavor, release: str | None) -> str:
 def brand(flavor: Flavor, version: str) -> str:
     if flavor == "xcp-ng":
         return "XCP-ng"
+    if flavor == "proxmox":
+        return "Proxmox VE"
     return "XenServer" if version_key(version) > version_key("8.3.0") else "Citrix Hypervisor"
 
 

@@ -60,15 +60,26 @@ class PoolGuard:
         if record is not None and record.ha is not None:
             # Resumed: what the pool looked like before the FIRST start is what we restore.
             detail = tuple((str(k), str(v)) for k, v in record.ha.get("detail", ()))
-            original = HaState(enabled=bool(record.ha.get("enabled")), detail=detail)
+            original = HaState(
+                enabled=bool(record.ha.get("enabled")),
+                detail=detail,
+                paused=str(record.ha.get("paused", "")),
+            )
             await self.ctx.call(self.ctx.driver.pause_ha)
             return original
         state: HaState = await self.ctx.call(self.ctx.driver.pause_ha)
         self.ctx.journal.set_ha(
-            self.ctx.run_id, {"enabled": state.enabled, "detail": [list(d) for d in state.detail]}
+            self.ctx.run_id,
+            {
+                "enabled": state.enabled,
+                "detail": [list(d) for d in state.detail],
+                "paused": state.paused,
+            },
         )
         if state.enabled:
             self._say("HA disabled for the run; it is restored at the end, also on failure")
+        if state.paused:
+            self._say(f"{state.paused}: set for the run, restored at its end, also on failure")
         return state
 
     async def restore_ha(self, state: HaState) -> None:
@@ -84,6 +95,8 @@ class PoolGuard:
             await self.ctx.call(self.ctx.driver.restore_ha, state)
             if state.enabled:
                 self._say("HA restored")
+            if state.paused:
+                self._say(f"{state.paused}: restored as it was before the run")
         except DriverError as error:
             self._say(f"could not restore HA: {error.message}: enable it by hand", "error")
 

@@ -165,4 +165,4 @@ def test_an_unregistered_driver_is_bad_input_listing_the_known_ones(tmp_path, ca
     )
     code, out, err = _plan(tmp_path, path, capsys)
     assert (code, out) == (2, "")
-    assert "rollup_driver must be one of" in err and "xenapi, libvirt" in err, err
+    assert "rollup_driver must be one of" in err and "xenapi, libvirt, proxmox" in err, err

@@ -42,8 +42,12 @@ RULES: dict[str, tuple[str, ...]] = {
         "rollup.drivers",
         "rollup.drivers.xenapi",
         "rollup.drivers.libvirt",
+        "rollup.drivers.proxmox",
     ),
     "rollup.drivers.run_lock": (*BASE, "rollup.remote.*", "rollup.drivers"),
+    # What drivers that reach hosts over SSH share: a command, a lock in a file.
+    "rollup.drivers.host_shell": (*BASE, "rollup.remote.*"),
+    "rollup.drivers.host_file_lock": (*BASE, "rollup.remote.*", "rollup.drivers.host_shell"),
     "rollup.drivers.xenapi.*": (
         *BASE,
         "rollup.remote.*",
@@ -55,11 +59,23 @@ RULES: dict[str, tuple[str, ...]] = {
         "rollup.remote.*",
         "rollup.drivers",
         "rollup.drivers.run_lock",
+        "rollup.drivers.host_shell",
+        "rollup.drivers.host_file_lock",
+    ),
+    "rollup.drivers.proxmox.*": (
+        *BASE,
+        "rollup.remote.*",
+        "rollup.drivers",
+        "rollup.drivers.run_lock",
+        "rollup.drivers.host_shell",
+        "rollup.drivers.host_file_lock",
     ),
     "rollup.lab": BASE,
     "rollup.lab.*": (*BASE, "rollup.remote.*", "rollup.lab"),
     "rollup.lab.xapi.*": (*BASE, "rollup.remote.*", "rollup.lab", "rollup.lab.*"),
     "rollup.lab.libvirt.*": (*BASE, "rollup.remote.*", "rollup.lab", "rollup.lab.*"),
+    # The Proxmox lab is the same simulated pool behind another API.
+    "rollup.lab.proxmox.*": (*BASE, "rollup.remote.*", "rollup.lab", "rollup.lab.*"),
     "rollup.config.*": (*BASE, "rollup.remote", *DRIVER_CONTRACT, "rollup.lab"),
     "rollup.plan.*": (*BASE, "rollup.config.*", *DRIVER_CONTRACT),
     "rollup.run.*": (*BASE, "rollup.remote", "rollup.config.*", "rollup.plan.*", *DRIVER_CONTRACT),
@@ -80,7 +96,10 @@ RULES: dict[str, tuple[str, ...]] = {
 # Siblings that must not know each other even where a rule's wildcard would allow it.
 STRANGERS = (
     ("rollup.drivers.xenapi", "rollup.drivers.libvirt"),
+    ("rollup.drivers.xenapi", "rollup.drivers.proxmox"),
+    ("rollup.drivers.libvirt", "rollup.drivers.proxmox"),
     ("rollup.lab.xapi", "rollup.lab.libvirt"),
+    ("rollup.lab.proxmox", "rollup.lab.libvirt"),
 )
 
 
@@ -246,8 +265,9 @@ def test_the_checks_catch_a_cycle_and_an_import_against_the_flow():
 
 
 def test_every_exception_class_is_in_errors():
-    # The lab's simulated xapi raises its own wire error: that is the server's, not ours.
-    allowed = {"rollup.errors", "rollup.lab.xapi.failure"}
+    # The lab's simulated xapi and PVE API raise their own wire errors: the servers', not
+    # ours.
+    allowed = {"rollup.errors", "rollup.lab.xapi.failure", "rollup.lab.proxmox.failure"}
     elsewhere = []
     for name, path in module_names().items():
         if name in allowed:

@@ -12,11 +12,11 @@ policy alone). What each call does:
 - migrate: live, peer-to-peer, persistent on the destination, undefined on the source,
   progress from jobStats on a second connection (migration.py);
 - reboot over SSH; wait_back: libvirt answers again, the boot id changed, not marked;
-- lock: a file on the first host (lock.py, taken by rollup/drivers/run_lock.py);
+- lock: a file on the first host (rollup/drivers/host_file_lock.py, run_lock.py);
   HA: libvirt has none.
 
 The pieces: link.py (connections, error translation), records.py (model),
-hostread.py (one host read), hostos.py (SSH), migration.py, lock.py.
+hostread.py (one host read), hostos.py (SSH), migration.py.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from typing import Any
 from xml.etree import ElementTree
 
 from rollup.drivers import Connection, HaState, InventoryHost, PoolUpdates, Progress
+from rollup.drivers.host_file_lock import HostFileStore
 from rollup.drivers.libvirt import hostos
+from rollup.drivers.libvirt.hostos import LOCK_PATH
 from rollup.drivers.libvirt.hostread import HostRead, domains_and_memory, read_host
 from rollup.drivers.libvirt.link import HostLink, binding
-from rollup.drivers.libvirt.lock import HostFileStore
 from rollup.drivers.libvirt.migration import migrate
 from rollup.drivers.libvirt.records import choose, version_text
 from rollup.drivers.run_lock import HoldsRunLock, RunLock, parse_lock
@@ -64,7 +65,8 @@ class LibvirtDriver(HoldsRunLock):
         )
         self._ids: dict[str, str] = {}  # host name → libvirt host UUID
         self._platform: dict[str, str] = {}
-        self._lock = RunLock(HostFileStore(self.links[0].remote, pool_name))
+        # On disk on the first host, so it survives that host's reboot.
+        self._lock = RunLock(HostFileStore([self.links[0].remote], pool_name, LOCK_PATH))
         # Every host must answer once: its UUID is its identity in plans and journals.
         unreachable = []
         errors = self._executor.map(self._identify, self.links)

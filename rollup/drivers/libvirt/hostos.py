@@ -6,7 +6,7 @@
   /run/rollup/disabled, which other controllers see; /run is a tmpfs, so a host comes
   back from a reboot enabled, as a xapi host does;
 - the file systems under VM disks (`stat -f`), to tell shared storage from local;
-- the run lock file (lock.py) on the pool's first host.
+- the run lock file (rollup/drivers/host_file_lock.py) on the pool's first host.
 
 One SSH command per host per snapshot reads them all. On a lab host ROLLUP_LAB_ROOT
 (set by its sshd) is the host's root directory; on a real host it is empty.
@@ -17,20 +17,17 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rollup.errors import RemoteError, TransientDriverError
-from rollup.remote import RemoteHost, ssh
+from rollup.drivers.host_shell import ROOT, run
+from rollup.errors import TransientDriverError
+from rollup.remote import RemoteHost
 
-ROOT = 'root="${ROLLUP_LAB_ROOT:-}"'
 DISABLED = '"$root/run/rollup/disabled"'
-LOCK = '"$root/var/lib/rollup/lock"'
-# Generous: a login shell's rc files can hold a session for seconds on a busy host.
-PROBE_TIMEOUT = 30.0
-GRACE = 5.0  # beyond a command's timeout, before we stop waiting for its thread
+LOCK_PATH = "var/lib/rollup/lock"  # the run lock (rollup/drivers/host_file_lock.py)
+LOCK = f'"$root/{LOCK_PATH}"'
 # Reboot in the background, a moment later, so the command's exit status gets back to us.
 REBOOT = "nohup sh -c 'sleep 1; reboot' >/dev/null 2>&1 &"
 
@@ -50,42 +47,6 @@ class HostFacts:
     disabled: str | None  # the marker's text: who disabled the host, when
     lock: str | None = None  # the run lock's text, read on the first host only
     file_systems: dict[str, str] = field(default_factory=dict)  # disk path → fs type
-
-
-def run(host: RemoteHost, command: str, what: str, timeout: float = PROBE_TIMEOUT) -> str:
-    """stdout of a command that must succeed; TransientDriverError when SSH fails.
-
-    The command runs in a thread we stop waiting for after `timeout` and a grace: a host
-    that vanishes mid-session (it is rebooting) can leave an SSH channel that never
-    answers, and no snapshot or wait for a reboot may hang on it.
-    """
-    outcome: list[ssh.CommandResult | BaseException] = []
-
-    def call() -> None:
-        try:
-            outcome.append(ssh.run(host, command, timeout=timeout))
-        except BaseException as error:  # handed to the caller's thread
-            outcome.append(error)
-
-    worker = threading.Thread(target=call, name=f"rollup-ssh-{host.name}", daemon=True)
-    worker.start()
-    worker.join(timeout + GRACE)
-    if not outcome:
-        raise TransientDriverError(
-            f"could not {what}: {host.name} did not answer within {timeout + GRACE:.0f}s",
-            "SSH_TIMEOUT",
-        )
-    result = outcome[0]
-    if isinstance(result, RemoteError):
-        raise TransientDriverError(f"could not {what}: {result.message}", "SSH_FAILED") from None
-    if isinstance(result, BaseException):
-        raise result
-    if not result.ok:
-        detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.rc}"]
-        raise TransientDriverError(
-            f"could not {what}: {detail[0]}", "SSH_COMMAND_FAILED", (str(result.rc),)
-        )
-    return result.stdout
 
 
 def probe(host: RemoteHost, disk_paths: Sequence[str] = (), lock: bool = False) -> HostFacts:

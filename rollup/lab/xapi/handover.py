@@ -18,6 +18,8 @@ def inventory(lab: RunningLab) -> dict[str, Any]:
     way or by the lab's playbook; where the hosts run the flavor's older release, a
     major upgrade to the current one: by the lab's network installer (then the new
     release's patches), or by the playbook (a yum release upgrade)."""
+    if lab.pool.layout.flavor == "proxmox":
+        return _proxmox_inventory(lab)
     upgrade = lab.upgrades
     settings: dict[str, Any] = {}
     if upgrade:
@@ -42,10 +44,28 @@ def inventory(lab: RunningLab) -> dict[str, Any]:
     return {"all": {"children": {_group_name(lab.pool.name): group}}}
 
 
+def _proxmox_inventory(lab: RunningLab) -> dict[str, Any]:
+    """A Proxmox VE lab: its API with the lab's token and CA; apt over SSH patches it
+    (the driver's own playbook, playbooks/proxmox-update.yml)."""
+    group = {
+        "vars": {
+            "rollup_driver": "proxmox",
+            "rollup_api_url": lab.url,
+            "rollup_api_user": lab.user,
+            "rollup_api_password": lab.password,
+            "rollup_ca_file": lab.ca_file,
+            "rollup_reboot": "if-required",
+            "rollup_unmovable": "shutdown-restart",
+        },
+        "hosts": {name: m.inventory_vars() for name, m in lab.machines.items()},
+    }
+    return {"all": {"children": {_group_name(lab.pool.name): group}}}
+
+
 def write_inventory(lab: RunningLab, path: Path) -> None:
     text = (
         "# Written by `rollup lab up`: the lab pool as an Ansible inventory.\n"
-        "# It holds the lab's API password: keep it to yourself.\n"
+        "# It holds the lab's API password or token: keep it to yourself.\n"
         + yaml.safe_dump(inventory(lab), sort_keys=False)
     )
     path.write_text(text)
@@ -59,10 +79,14 @@ def banner(lab: RunningLab) -> str:
     )
     path = lab.directory / "inventory.yml"
     installer = f"  installer {lab.installer_url}\n" if lab.installer_url else ""
+    if lab.ca_file:
+        api = f"  PVE API  {lab.url}  token {lab.user}={lab.password}\n  CA       {lab.ca_file}\n"
+    else:
+        api = f"  XenAPI   {lab.url}  user {lab.user}  password {lab.password}\n"
     return (
         f"lab pool {lab.pool.name}: {len(lab.machines)} hosts, {len(lab.pool.vms)} VMs,"
         f" time x{lab.pool.speed:g}\n"
-        f"  XenAPI   {lab.url}  user {lab.user}  password {lab.password}\n"
+        f"{api}"
         f"  hosts    {hosts}\n"
         f"{installer}"
         f"  inventory {path}\n"

@@ -15,7 +15,8 @@ def seed_repository(layout: Layout, path: Path | None = None) -> Repository:
     installer brings, each with a few updates published since its release."""
     streams = [stream_of(spec.version) for spec in layout.hosts]
     streams.append(stream_of(releases.current(layout.flavor)))
-    return seed(streams, int(layout.pool_uuid.replace("-", "")[:8], 16), path)
+    distro = "deb" if layout.flavor == "proxmox" else "rpm"
+    return seed(streams, int(layout.pool_uuid.replace("-", "")[:8], 16), path, distro=distro)
 
 
 def open_repository(layout: Layout, directory: Path, fresh: bool) -> Repository:

@@ -30,6 +30,7 @@ from rollup.lab.generator import generate
 from rollup.lab.hosts import LabMachine, stop_stale_daemons
 from rollup.lab.installer_repo import InstallerRepo
 from rollup.lab.layout import Layout
+from rollup.lab.proxmox.server import PveServer
 from rollup.lab.reaper import Reaper
 from rollup.lab.sshd import SSHD
 from rollup.lab.xapi import handover, persistence
@@ -47,7 +48,7 @@ class RunningLab:
     def __init__(
         self,
         pool: LabPool,
-        server: XapiServer,
+        server: XapiServer | PveServer,
         machines: dict[str, LabMachine],
         directory: Path,
         password: str,
@@ -59,6 +60,7 @@ class RunningLab:
         self.directory = directory
         self.user = "root"
         self.password = password
+        self.ca_file: str | None = None  # the CA its API's certificate is signed by (HTTPS)
         self.faults_path = Path(faults).resolve() if faults else None
         self._faults_mtime: float | None = None
         self._stop = threading.Event()
@@ -113,6 +115,9 @@ class RunningLab:
         `update` how the inventory it writes patches them ("xapi" or "playbook");
         `up_to_date`: no host starts with updates pending."""
         release = releases.check(flavor, release)
+        if flavor == "proxmox":
+            # Its hosts are patched by apt over SSH: the driver asks them on SSH too.
+            update, ssh = "playbook", True
         directory = directory.resolve()
         use_ssh = SSHD.exists() if ssh == "auto" else bool(ssh)
         reaper = Reaper.start(directory)  # from here on, nothing it starts outlives us
@@ -216,8 +221,11 @@ class RunningLab:
         directory.chmod(0o700)
         machines: dict[str, LabMachine] = {}
         pool: LabPool | None = None
-        server: XapiServer | None = None
+        server: XapiServer | PveServer | None = None
         installer: InstallerRepo | None = None
+        proxmox = layout.flavor == "proxmox"
+        # A Proxmox node's tools are Debian's, its /etc/pve the cluster's shared one.
+        debian = {"tools": "deb", "shared_etc_pve": directory / "pmxcfs"} if proxmox else {}
         try:
             for host_spec in layout.hosts:
                 machines[host_spec.name] = LabMachine(
@@ -225,6 +233,7 @@ class RunningLab:
                     directory,
                     address=host_spec.address if use_ssh else None,
                     speed=speed,
+                    **debian,  # type: ignore[arg-type]
                 )
             initial = load_faults(faults) if faults else Faults()
             pool = LabPool(
@@ -235,8 +244,10 @@ class RunningLab:
                 repository=open_repository(layout, directory, fresh=state is None),
                 up_to_date=up_to_date,
             )
-            # As many pools are set: VMs marked so start when their host boots.
-            pool.other_config["auto_poweron"] = "true"
+            if not proxmox:
+                # As many pools are set: VMs marked so start when their host boots (a
+                # Proxmox lab's guests have no onboot: they start when rollup says).
+                pool.other_config["auto_poweron"] = "true"
             if state is not None:
                 try:
                     persistence.apply(pool, state)
@@ -252,12 +263,17 @@ class RunningLab:
                     boot_id = (machine.boot_id() if state else None) or str(uuid.uuid4())
                     machine.power_on(boot_id, host.version)
             password = secrets.token_urlsafe(12)
-            server = XapiServer(pool, port=port, user="root", password=password)
-            server.start()
-            # The flavor's current release, served where its hosts can fetch it.
-            installer = InstallerRepo(directory / "installer", layout.hosts[0].address)
-            installer_url = installer.add(layout.flavor, releases.current(layout.flavor))
-            installer.start()
+            installer_url = ""
+            if proxmox:
+                server = PveServer.for_lab(pool, directory, port, password, fresh=state is None)
+                server.start()
+            else:
+                server = XapiServer(pool, port=port, user="root", password=password)
+                server.start()
+                # The flavor's current release, served where its hosts can fetch it.
+                installer = InstallerRepo(directory / "installer", layout.hosts[0].address)
+                installer_url = installer.add(layout.flavor, releases.current(layout.flavor))
+                installer.start()
         except BaseException:
             if installer is not None:
                 installer.stop()
@@ -269,6 +285,9 @@ class RunningLab:
                 machine.close()
             raise
         lab = cls(pool, server, machines, directory, password, faults)
+        if isinstance(server, PveServer):
+            # rollup logs in with an API token, as Proxmox admins give automation.
+            lab.user, lab.password, lab.ca_file = server.token_id, server.token, str(server.ca)
         lab.update = update
         lab.installer, lab.installer_url = installer, installer_url
         lab.restored = state is not None
