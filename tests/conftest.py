@@ -53,6 +53,7 @@ LONGEST_FIRST = (
     "tests/reliability/test_crash_matrix.py",
     "tests/reliability/test_fault_matrix.py",
     "tests/rollout/test_run_lab.py",
+    "tests/proxmox/",
     "tests/security/",
     "tests/awx/",
     "tests/rollout/test_policies.py",

@@ -423,6 +423,16 @@ def test_example_inventory_describes_a_three_host_xcpng_pool():
             },
         ),
         ("lab-upgrade.yml", {"update": "xapi", "target_version": None}),
+        (
+            "example-proxmox.yml",
+            {
+                "update": "playbook",
+                "reboot": "if-required",
+                "unmovable": "fail",
+                "playbook": bundled.playbook("proxmox-update.yml"),
+            },
+        ),
+        ("lab-proxmox.yml", {"update": "playbook", "unmovable": "shutdown-restart"}),
     ],
 )
 def test_every_shipped_inventory_loads_with_the_policy_its_comments_promise(name, expected):

@@ -9,8 +9,11 @@ maintenance, Ceph's noout as it was, every guest back on its node.
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 from tests.proxmox.conftest import PveLab
+from tests.rollout.conftest import read_events, start_rollup
 
 
 def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: PveLab) -> None:
@@ -44,6 +47,13 @@ def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: Pve
     assert report.returncode == 0, report.stderr
     assert all(node in report.stdout for node in to_patch)
 
+    # The API token is a secret: not in any output, nor anywhere in the state directory
+    # (journal, logs, Ansible's run files).
+    token = pve.running.password.encode()
+    assert all(token not in out.encode() for out in (run.stdout, run.stderr, status.stdout))
+    leaked = [p for p in pve.state.rglob("*") if p.is_file() and token in p.read_bytes()]
+    assert leaked == []
+
 
 def test_a_failed_patch_pauses_with_apts_words_and_resume_finishes(pve: PveLab) -> None:
     pve.api().cluster.ceph.flags("noout").put(value=1)  # set by its admin: it stays
@@ -64,3 +74,47 @@ def test_a_failed_patch_pauses_with_apts_words_and_resume_finishes(pve: PveLab) 
     assert all(updates == [] for updates in pve.pending().values())
     assert pve.in_maintenance() == set()
     assert pve.noout(), "noout was set before the run: it is left set"
+
+
+def test_wrong_credentials_an_untrusted_certificate_or_a_stranger_node_exit_2(
+    pve: PveLab,
+) -> None:
+    token = pve.running.password
+    cases = {
+        "refused the credentials of root@pam!rollup": {"rollup_api_password": "not-the-token"},
+        "its TLS certificate is not trusted": {"drop": ("rollup_ca_file",)},
+    }
+    for expected, change in cases.items():
+        inventory = pve.write_inventory(**change)  # type: ignore[arg-type]
+        shown = pve.rollup("plan", str(inventory))
+        assert shown.returncode == 2, shown.stderr
+        lines = shown.stderr.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0], shown.stderr
+        assert token not in shown.stderr and "Traceback" not in shown.stderr
+    data = pve.inventory.read_text().replace("    h3:\n", "    pve9:\n", 1)
+    stranger = pve.dir / "stranger.yml"
+    stranger.write_text(data)
+    shown = pve.rollup("plan", str(stranger))
+    assert shown.returncode == 2, shown.stderr
+    assert "pve9 is not among its nodes (h1, h2, h3)" in shown.stderr, shown.stderr
+
+
+def test_a_controller_killed_while_the_api_node_reboots_resumes_with_nothing_lost(
+    pve: PveLab,
+) -> None:
+    before = pve.placement()
+    child = start_rollup(pve.state, "run", str(pve.inventory), "--yes", "--no-tui", "--json")
+    assert child.stdout is not None
+    read_events(
+        child.stdout,
+        lambda e: e["kind"] == "host-state" and e["host_name"] == "h1"
+        and e["state"] == "rebooting",
+    )  # fmt: skip
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    # rollup_api_url is h1's, and h1 may still be down: the resume asks another node.
+    resumed = pve.rollup("resume", "--yes", "--no-tui")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert all(updates == [] for updates in pve.pending().values())
+    assert pve.in_maintenance() == set() and not pve.noout()
+    assert pve.placement() == before

@@ -58,6 +58,9 @@ class ProxmoxDriver(HoldsRunLock):
         if not hosts:
             raise BadInput(f"Proxmox pool {pool_name}: list its nodes in the inventory group")
         self.link = ApiLink(connection)
+        # Every node serves the API: the inventory's addresses are the ones to try
+        # while the URL's node is down (it may be rebooting under a resumed run).
+        self.link.learn([host.address for host in hosts if host.address])
         self.pool_name = pool_name
         self.noout = bool(settings.get("rollup_proxmox_noout", True))
         status = self.link.get("read the cluster's status", "cluster/status")

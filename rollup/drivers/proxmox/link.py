@@ -74,13 +74,11 @@ class ApiLink:
                 api = self._client(address)
                 answer = getattr(api(path), method)(**params)
             except ResourceException as error:
+                if error.status_code == 401:  # a wrong token, or a ticket that expired
+                    raise self._refused(address) from None
                 raise _failure(what, error) from None
             except AuthenticationError:
-                raise PoolUnreachable(
-                    f"Proxmox VE {self._where(address)} refused the credentials of"
-                    f" {self.connection.user}: check rollup_api_user / rollup_api_password"
-                    " (an API token: user@realm!tokenid and its secret)"
-                ) from None
+                raise self._refused(address) from None
             except requests.exceptions.SSLError as error:
                 raise PoolUnreachable(
                     f"Proxmox VE {self._where(address)}: its TLS certificate is not trusted"
@@ -119,6 +117,13 @@ class ApiLink:
         # A node that went away logs in afresh when it is back (its tickets are fine, but
         # its connection pool holds dead sockets).
         self._local.__dict__.setdefault("clients", {}).pop(address, None)
+
+    def _refused(self, address: str) -> PoolUnreachable:
+        return PoolUnreachable(
+            f"Proxmox VE {self._where(address)} refused the credentials of"
+            f" {self.connection.user}: check rollup_api_user / rollup_api_password"
+            " (an API token: user@realm!tokenid and its secret)"
+        )
 
     def _where(self, address: str) -> str:
         return f"https://{address}:{self.port}"
