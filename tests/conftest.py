@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,6 +60,13 @@ LONGEST_FIRST = (
     "tests/rollout/test_policies.py",
     "tests/fleet/",
 )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker more than the cores. Most tests wait more than they compute
+    (on ansible-playbook, sshd, a lab's simulated clock), so one more keeps every core
+    busy; the loopback networks are per worker (tests/loopback.py) whatever their count."""
+    return (os.cpu_count() or 1) + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -36,6 +36,7 @@ etc/pve/ha/crm_commands, which the lab's cluster resource manager reads and appl
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import sys
@@ -342,9 +343,11 @@ def ha_manager(args: Sequence[str]) -> int:
             return 255
         path = root / CRM_COMMANDS
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One write with O_APPEND: every node appends to the one shared file at once.
+        # One write with O_APPEND under the lock the lab's CRM empties the file under:
+        # every node appends to the one shared file, and no command is lost.
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, " ".join(words[1:]).encode() + b"\n")
         finally:
             os.close(fd)

@@ -12,8 +12,10 @@ nothing is placed on it, also after it boots again.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -86,16 +88,21 @@ class Crm:
                 self.round()
             except OSError as error:  # the lab dir went away under a stopping lab
                 log.debug("lab CRM: %s", error)
+            except Exception:  # a lab bug: said, and the CRM goes on with its rounds
+                log.exception("lab CRM round failed")
 
     def _take(self) -> list[list[str]]:
-        path = self.pmxcfs / COMMANDS
-        taking = path.with_name(path.name + ".taking")
+        """The queued commands, the file emptied under the lock `ha-manager` writes under,
+        so a command appended meanwhile is read by the next round, never lost."""
         try:
-            path.rename(taking)
+            fd = os.open(self.pmxcfs / COMMANDS, os.O_RDWR)
         except FileNotFoundError:
             return []
-        text = taking.read_text()
-        taking.unlink()
+        with os.fdopen(fd, "r+") as queue:
+            fcntl.flock(queue, fcntl.LOCK_EX)
+            text = queue.read()
+            queue.seek(0)
+            queue.truncate()
         return [line.split() for line in text.splitlines() if line.strip()]
 
     def _load(self) -> dict[str, str]:

@@ -101,15 +101,12 @@ class Tasks:
                 task.exitstatus = "OK"
 
     def find(self, node: str, upid: str) -> Task:
+        if not upid.startswith("UPID:"):
+            raise PveFailure(400, f"unable to parse worker upid '{upid}'")
         with self._lock:
             task = self._tasks.get(upid)
         if task is None or task.node != node:
-            raise PveFailure(
-                500,
-                f"unable to parse worker upid '{upid}'"
-                if not upid.startswith("UPID:")
-                else "no such task",
-            )
+            raise PveFailure(500, f"no such task '{upid}' on node {node}")
         return task
 
     def log_of(self, task: Task, start: int, limit: int) -> list[dict[str, Any]]:
