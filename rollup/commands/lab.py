@@ -36,8 +36,8 @@ def lab_up(args: argparse.Namespace) -> int:
 
         network = "127.0.20.0" if args.network == "127.0.10.0" else args.network
         return _serve_lab(LibvirtLab.start(args.hosts, args.vms, Path(args.dir), network))
-    if args.flavor == "proxmox" and args.update != "xapi":
-        raise BadInput("--update: a Proxmox VE lab's hosts are patched by apt over SSH; drop it")
+    if args.flavor == "proxmox" and args.update is not None:
+        raise BadInput("--update: a Proxmox VE lab's nodes are patched by apt over SSH; drop it")
     lab = RunningLab.start(
         hosts=args.hosts,
         vms=args.vms,
@@ -50,7 +50,7 @@ def lab_up(args: argparse.Namespace) -> int:
         network=args.network,
         flavor=args.flavor,
         release=args.release,
-        update=args.update,
+        update=args.update or "xapi",
         up_to_date=args.up_to_date,
     )
     return _serve_lab(lab)

@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--update",
         choices=("xapi", "playbook"),
-        default="xapi",
-        help="how the inventory it writes patches hosts (default xapi)",
+        help="how the inventory it writes patches hosts (default xapi; a Proxmox VE lab's"
+        " are patched by apt over SSH)",
     )
     up.add_argument(
         "--up-to-date", action="store_true", help="every host starts with nothing pending"

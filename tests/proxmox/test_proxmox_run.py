@@ -8,12 +8,22 @@ maintenance, Ceph's noout as it was, every guest back on its node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
+import yaml
+
+from rollup.lab import LabSpec
+from rollup.lab.hosts import stop_stale_daemons
+from rollup.lab.xapi.running import RunningLab
 from tests.proxmox.conftest import PveLab
-from tests.rollout.conftest import read_events, start_rollup
+from tests.rollout.conftest import read_events, run_rollup, start_rollup
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: PveLab) -> None:
@@ -55,25 +65,52 @@ def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: Pve
     assert leaked == []
 
 
-def test_a_failed_patch_pauses_with_apts_words_and_resume_finishes(pve: PveLab) -> None:
-    pve.api().cluster.ceph.flags("noout").put(value=1)  # set by its admin: it stays
-    pve.set_faults({"hosts": {"h2": {"fail_patch": True}}})
-    run = pve.rollup("run", str(pve.inventory), "--yes", "--no-tui")
-    assert run.returncode == 5, run.stderr + run.stdout
-    paused = json.loads(pve.rollup("status", "--json").stdout)
-    failed = {h["name"]: h for h in paused["hosts"]}["h2"]
-    assert failed["state"] == "failed"
-    assert "at task 'Upgrade the packages'" in failed["detail"], failed
-    assert "E: lab fault fail-patch" in failed["detail"], failed
-    # Paused at the failed host: it stays out of placement until someone looks.
-    assert pve.in_maintenance() == {"h2"}
+def test_a_failed_patch_on_the_inventorys_own_lab_pauses_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    """inventories/lab-proxmox.yml: the lab lives in each rollup process, so the resume
+    brings back the cluster the paused run left, nodes in maintenance included."""
+    faults = tmp_path / "faults.yml"
+    faults.write_text(yaml.safe_dump({"hosts": {"h2": {"fail_patch": True}}}))
+    data = yaml.safe_load((REPO / "inventories/lab-proxmox.yml").read_text())
+    data["all"]["children"]["lab"]["vars"]["rollup_lab"].update(speed=200, faults=str(faults))
+    inventory = tmp_path / "lab-proxmox.yml"
+    inventory.write_text(yaml.safe_dump(data))
+    state = tmp_path / "state"
+    spec = LabSpec(flavor="proxmox", hosts=3, vms=12, seed=1, speed=200, ssh=True)
+    try:
+        run = run_rollup(state, "run", str(inventory), "--yes", "--no-tui")
+        assert run.returncode == 5, run.stderr + run.stdout
+        paused = json.loads(run_rollup(state, "status", "--json").stdout)
+        failed = {h["name"]: h for h in paused["hosts"]}["h2"]
+        assert failed["state"] == "failed"
+        assert "at task 'Upgrade the packages'" in failed["detail"], failed
+        assert "E: lab fault fail-patch" in failed["detail"], failed
+        with restored(spec, state) as pve:
+            # Paused at the failed node: it stays out of placement until someone looks;
+            # noout is the run's only while it runs.
+            assert pve.in_maintenance() == {"h2"} and not pve.noout()
 
-    pve.set_faults({})
-    resumed = pve.rollup("resume", "--yes", "--no-tui")
-    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
-    assert all(updates == [] for updates in pve.pending().values())
-    assert pve.in_maintenance() == set()
-    assert pve.noout(), "noout was set before the run: it is left set"
+        faults.write_text("{}\n")
+        resumed = run_rollup(state, "resume", "--yes", "--no-tui")
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        with restored(spec, state) as pve:
+            assert all(updates == [] for updates in pve.pending().values())
+            assert pve.in_maintenance() == set() and not pve.noout()
+    finally:
+        # A rollup killed by a timeout leaves its lab's sshd daemons: stop them.
+        stop_stale_daemons(state / "labs" / "lab")
+
+
+@contextlib.contextmanager
+def restored(spec: LabSpec, state: Path) -> Iterator[PveLab]:
+    """The in-process lab the last rollup left, brought back to look at it."""
+    running = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
+    try:
+        assert running.restored
+        yield PveLab(running, running.directory, state, state / "unused-faults.yml")
+    finally:
+        running.stop()
 
 
 def test_wrong_credentials_an_untrusted_certificate_or_a_stranger_node_exit_2(
