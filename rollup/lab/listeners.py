@@ -155,10 +155,16 @@ class LabHandler(BaseHTTPRequestHandler):
     server: LabHTTPServer
 
     def setup(self) -> None:
+        self.shaken = True
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(HANDSHAKE_SECONDS)
-            self.request.do_handshake()
-            self.request.settimeout(None)
+            try:
+                self.request.settimeout(HANDSHAKE_SECONDS)
+                self.request.do_handshake()
+                self.request.settimeout(None)
+            except (OSError, ssl.SSLError) as error:
+                # A client that does not trust the lab's CA hangs up here: its business.
+                log.debug("TLS handshake with %s failed: %s", self.client_address, error)
+                self.shaken = False
         super().setup()
         self.server.listener.track(self.connection, True)
 
@@ -167,6 +173,8 @@ class LabHandler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         # A client that gives up mid-handshake or mid-request is its own business.
+        if not self.shaken:
+            return
         with contextlib.suppress(OSError, ssl.SSLError):
             super().handle()
 

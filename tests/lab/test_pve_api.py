@@ -178,7 +178,7 @@ def test_unknown_nodes_paths_and_parameters_answer_as_pveproxy_does(served: Serv
         api.nodes("h9").status.get()
     assert "hostname lookup 'h9' failed" in node.value.content
     with pytest.raises(ResourceException) as path:
-        api.nodes("h1").lxc.get()
+        api.nodes("h1").ceph.osd.get()
     assert path.value.status_code == 501
     with pytest.raises(ResourceException) as parameter:
         api.cluster.resources.get(type="volume")

@@ -131,3 +131,29 @@ def test_noout_is_set_for_the_run_and_restored_as_it_was(
     assert kept.paused == ""
     driver.restore_ha(kept)
     assert pve.noout(), "set by its admin before: left set"
+
+
+def test_a_user_and_password_work_and_an_unreachable_url_leaves_the_nodes_to_answer(
+    pve: PveLab,
+) -> None:
+    lab = pve.running
+    hosts = [
+        InventoryHost(name=name, pool_host_name=name, address=remote.address, remote=remote)
+        for name, remote in lab.remote_hosts().items()
+    ]
+    # A ticket login (root@pam and its password), through a URL no node answers on.
+    nowhere = f"https://{hosts[0].address.rsplit('.', 1)[0]}.250:{lab.server.port}"
+    connection = Connection(nowhere, "root@pam", lab.server.password, ca_file=lab.ca_file)
+    driver = ProxmoxDriver(connection, hosts, "lab", {"rollup_proxmox_noout": False})
+    try:
+        pool = driver.snapshot()
+        assert {h.name for h in pool.hosts} == {"h1", "h2", "h3"}
+        assert driver.pause_ha().detail == () and not pve.noout(), "noout left alone"
+        vm = next(vm for vm in pool.vms if vm.running and vm.movable and vm.host == "h2")
+        dest = next(h.id for h in pool.hosts if h.id != "h2" and h.memory_free > vm.memory)
+        seen: list[float] = []
+        driver.migrate(vm.id, dest, seen.append)
+        # Progress from the task log's "transferred X MiB of Y GiB VM-state" lines.
+        assert seen and all(0 < f <= 1 for f in seen) and seen == sorted(seen)
+    finally:
+        driver.close()

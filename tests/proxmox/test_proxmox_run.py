@@ -39,6 +39,7 @@ def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: Pve
 
     run = pve.rollup("run", str(pve.inventory), "--yes", "--no-tui")
     assert run.returncode == 0, run.stderr + run.stdout
+    assert "pre-staged 2 of 2 hosts" in run.stderr  # apt-get -d on every node first
     assert "noout flag (a rebooting node's OSDs stay in): set for the run" in run.stderr
     assert "noout flag (a rebooting node's OSDs stay in): restored" in run.stderr
     assert pve.pending() == {node: [] for node in pending}

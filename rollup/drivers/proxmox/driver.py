@@ -36,7 +36,8 @@ from rollup.drivers.proxmox.guests import Guests
 from rollup.drivers.proxmox.link import ApiLink
 from rollup.drivers.run_lock import HoldsRunLock, RunLock, parse_lock
 from rollup.errors import BadInput, DriverError, HostTimeout
-from rollup.model import Host, Pending, Pool
+from rollup.model import Blocker, Host, Pending, Pool
+from rollup.remote import RemoteHost
 from rollup.text.plurals import noun, verb
 
 log = logging.getLogger("rollup.drivers.proxmox")
@@ -130,15 +131,12 @@ class ProxmoxDriver(HoldsRunLock):
         )
 
     def _maintenance(self) -> set[str]:
-        found = self.link.get("read the HA status", "cluster/ha/status/current")
-        return {
-            str(e.get("node"))
-            for e in found
-            if e.get("type") == "lrm"
-            and (e.get("mode") == "maintenance" or "maintenance mode" in str(e.get("status")))
-        }
+        """Nodes the HA manager holds in maintenance mode (its node_status)."""
+        found = self.link.get("read the HA manager's status", "cluster/ha/status/manager_status")
+        nodes = (found or {}).get("manager_status", {}).get("node_status", {})
+        return {str(node) for node, mode in nodes.items() if mode == "maintenance"}
 
-    def _pins(self, entry: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _pins(self, entry: Mapping[str, Any]) -> tuple[Blocker, ...]:
         path = f"nodes/{entry['node']}/qemu/{entry['vmid']}/migrate"
         return records.blockers(self.link.get(f"ask whether VM {entry.get('name')} can move", path))
 
@@ -233,6 +231,14 @@ class ProxmoxDriver(HoldsRunLock):
                 (host,),
             )
         running = [vm.name for vm in pool.resident(host)]
+        # Containers do not live-migrate (rollup moves QEMU guests only): a node still
+        # running one is not rebooted under it.
+        containers = self.link.get(f"list node {host}'s containers", f"nodes/{host}/lxc")
+        running += [
+            f"container {c.get('name') or c.get('vmid')}"
+            for c in containers or ()
+            if c.get("status") == "running"
+        ]
         if running:
             raise DriverError(
                 f"could not reboot node {host}: {noun(len(running), 'VM')} still"
@@ -285,7 +291,14 @@ class ProxmoxDriver(HoldsRunLock):
         try:
             flags = self.link.get("read Ceph's flags", "cluster/ceph/flags")
         except DriverError as error:
-            log.debug("no Ceph flags (%s): nothing to set", error.message)
+            if not _no_ceph(error):
+                raise DriverError(
+                    f"{error.message}: give the token Sys.Audit and Sys.Modify on /, or set"
+                    " rollup_proxmox_noout: false to leave Ceph's flags alone",
+                    error.code,
+                    error.params,
+                ) from None
+            log.debug("no Ceph here (%s): no noout to set", error.message)
             return HaState(enabled=False)
         was = any(f.get("name") == "noout" and f.get("value") for f in flags)
         if was:
@@ -303,14 +316,24 @@ class ProxmoxDriver(HoldsRunLock):
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self.link.close()
 
-    def _remote(self, host: str) -> Any:
+    def _remote(self, host: str) -> RemoteHost:
         remote = self.remotes.get(host)
         if remote is None:
             raise DriverError(
                 f"no node {host} in Proxmox pool {self.pool_name}", "NO_HOST", (host,)
             )
         return remote
+
+
+def _no_ceph(error: DriverError) -> bool:
+    """Whether a failed read of Ceph's flags says there is no Ceph on this cluster."""
+    text = error.message.lower()
+    return error.code == "HTTP_500" and any(
+        words in text
+        for words in ("not installed", "not configured", "rados_connect", "no such file")
+    )
 
 
 def _check_nodes(cluster: str, inventory: set[str], known: set[str]) -> None:

@@ -9,6 +9,7 @@ call with the last lines of its log as the evidence.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from rollup.errors import DriverError, MigrationRefused
 log = logging.getLogger("rollup.drivers.proxmox")
 TASK_SECONDS = 3600.0  # the longest a migration or a guest's start may run
 SHUTDOWN_SECONDS = 60
+LANDING_SECONDS = 600.0  # an HA-managed guest's migration, after its request task
 
 
 class Guests:
@@ -42,16 +44,34 @@ class Guests:
         except DriverError as error:
             raise MigrationRefused(vm, dest, error.message, error.code, error.params) from None
         outcome = follow(self.link, str(upid), what, TASK_SECONDS, progress)
-        if not outcome.ok:
-            refused = MigrationRefused(
-                vm,
-                dest,
-                f"could not {what}: {outcome.exitstatus}",
-                "TASK_FAILED",
-                (str(upid), outcome.exitstatus),
-            )
-            refused.output = outcome.evidence
-            raise refused
+        if outcome.ok:
+            self._landed(vm, dest, what)
+            return
+        refused = MigrationRefused(
+            vm,
+            dest,
+            f"could not {what}: {outcome.exitstatus}",
+            "TASK_FAILED",
+            (str(upid), outcome.exitstatus),
+        )
+        refused.output = outcome.evidence
+        raise refused
+
+    def _landed(self, vm: str, dest: str, what: str) -> None:
+        """Until the cluster shows the guest on `dest`: for an HA-managed guest the task
+        that ends OK only handed the request to the HA manager, which moves it after."""
+        deadline = time.monotonic() + LANDING_SECONDS
+        while (node := str(self._guest(vm)["node"])) != dest:
+            if time.monotonic() > deadline:
+                raise MigrationRefused(
+                    vm,
+                    dest,
+                    f"could not {what}: its task ended OK, yet it runs on {node}"
+                    f" {LANDING_SECONDS:.0f}s later (does HA place it elsewhere?)",
+                    "NOT_LANDED",
+                    (node,),
+                )
+            time.sleep(0.2)
 
     def shutdown(self, vm: str) -> None:
         """A clean (ACPI) shutdown, then a stop if the guest has not gone in time."""

@@ -14,6 +14,7 @@ verifies every node; `rollup_verify_tls: false` trusts any certificate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ class ApiLink:
         self._local = threading.local()
         self._lock = threading.Lock()
         self.connected = False  # once a call got an answer: later failures are transient
+        self._all: list[Any] = []  # every client made, in any thread: closed at the end
 
     def learn(self, addresses: Sequence[str]) -> None:
         """Other nodes to ask when ours does not answer."""
@@ -68,7 +70,8 @@ class ApiLink:
     def call(self, what: str, method: str, path: str, params: dict[str, Any]) -> Any:
         with self._lock:
             addresses = list(self.addresses)
-        unreachable = []
+        unreachable: list[str] = []
+        untrusted: str = ""
         for address in addresses:
             try:
                 api = self._client(address)
@@ -80,21 +83,50 @@ class ApiLink:
             except AuthenticationError:
                 raise self._refused(address) from None
             except requests.exceptions.SSLError as error:
-                raise PoolUnreachable(
-                    f"Proxmox VE {self._where(address)}: its TLS certificate is not trusted"
-                    f" ({_reason(error)}): set rollup_ca_file to the cluster's CA"
-                    " (/etc/pve/pve-root-ca.pem on any node)"
-                ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+                # Another node's certificate may be the one the CA signed (an ACME
+                # certificate on the URL's name does not cover the nodes' addresses).
+                untrusted = untrusted or f"{self._where(address)} ({_reason(error)})"
+                continue
+            except requests.exceptions.RequestException as error:
                 self._forget(address)
+                if method != "get" and not _never_sent(error):
+                    # The node may have taken it (a migration started): sending it to
+                    # another node would do it twice. The caller decides.
+                    raise TransientDriverError(
+                        f"could not {what}: {address} stopped answering ({_reason(error)})",
+                        "CONNECTION_LOST",
+                    ) from None
                 unreachable.append(f"{address} ({_reason(error)})")
                 continue
             self.connected = True
+            self._prefer(address)
             return answer
+        if untrusted and not unreachable:
+            raise PoolUnreachable(
+                f"Proxmox VE {untrusted}: its TLS certificate is not trusted: set"
+                " rollup_ca_file to the CA that signed it (the cluster's"
+                " /etc/pve/pve-root-ca.pem for the nodes' own certificates)"
+            )
         message = f"could not {what}: no node of the cluster answers: {'; '.join(unreachable)}"
         if not self.connected:
             raise PoolUnreachable(message, transient=True)
         raise TransientDriverError(message, "NO_NODE_ANSWERS")
+
+    def _prefer(self, address: str) -> None:
+        """Ask the node that answered first next time: while the URL's node reboots,
+        every call would otherwise wait for it to refuse first."""
+        with self._lock:
+            if self.addresses[0] != address:
+                self.addresses.remove(address)
+                self.addresses.insert(0, address)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        for client in clients:
+            session = getattr(client, "_store", {}).get("session")  # its requests.Session
+            with contextlib.suppress(Exception):  # closing what may be broken already
+                session.close()
 
     def _client(self, address: str) -> Any:
         clients: dict[str, Any] = self._local.__dict__.setdefault("clients", {})
@@ -111,6 +143,8 @@ class ApiLink:
                 timeout=self.timeout,
             )
             clients[address] = client
+            with self._lock:
+                self._all.append(client)
         return client
 
     def _forget(self, address: str) -> None:
@@ -134,9 +168,20 @@ def _failure(what: str, error: ResourceException) -> DriverError:
     if error.errors:
         reason += f" ({'; '.join(f'{k}: {v}' for k, v in dict(error.errors).items())})"
     code = f"HTTP_{error.status_code}"
+    # 595 and 502-504: pveproxy could not reach the node it forwards to (rebooting,
+    # busy); a 500 is the node's own answer and says what is wrong.
     if error.status_code == 595 or error.status_code >= 502:
         return TransientDriverError(f"could not {what}: {reason}", code, (reason,))
     return DriverError(f"could not {what}: {reason}", code, (reason,))
+
+
+def _never_sent(error: Exception) -> bool:
+    """Whether the request cannot have reached the node: it refused or never answered
+    the connection."""
+    if isinstance(error, requests.exceptions.ConnectTimeout):
+        return True
+    text = str(error)
+    return "NewConnectionError" in text or "Connection refused" in text
 
 
 def _reason(error: Exception) -> str:

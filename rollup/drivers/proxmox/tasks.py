@@ -19,7 +19,16 @@ from rollup.errors import HostTimeout
 POLL_SECONDS = 0.1
 POLL_MAX_SECONDS = 1.0
 EVIDENCE_LINES = 5
-_TRANSFERRED = re.compile(r"transferred (?P<done>[\d.]+) \w+ of (?P<total>[\d.]+) \w+")
+# "migration active, transferred 351.9 MiB of 2.0 GiB VM-state, 112.4 MiB/s": the RAM's
+# progress (disk mirroring logs "drive-scsi0: transferred ..." lines of its own).
+_TRANSFERRED = re.compile(
+    r"transferred (?P<done>[\d.]+) (?P<done_unit>[KMGT]?i?B) of"
+    r" (?P<total>[\d.]+) (?P<total_unit>[KMGT]?i?B) VM-state"
+)
+_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+# What a task log holds before its first line.
+NO_CONTENT = "no content"
+LOG_PAGE = 500  # lines per read: a migration logs a line a second or so
 
 
 @dataclass(frozen=True)
@@ -50,15 +59,20 @@ def follow(
     wait = POLL_SECONDS
     while True:
         status = link.get(what, f"{path}/status")
-        for entry in link.get(what, f"{path}/log", start=len(lines), limit=500) or ():
+        for entry in link.get(what, f"{path}/log", start=len(lines), limit=LOG_PAGE) or ():
             text = str(entry.get("t", ""))
+            if entry.get("n") == 1 and text == NO_CONTENT:
+                continue
             lines.append(text)
-            moved = _TRANSFERRED.search(text)
-            if progress is not None and moved and float(moved["total"]) > 0:
-                progress(min(1.0, float(moved["done"]) / float(moved["total"])))
+            if progress is not None:
+                fraction = _fraction(text)
+                if fraction is not None:
+                    progress(fraction)
         if status.get("status") == "stopped":
             exitstatus = str(status.get("exitstatus", ""))
-            return Outcome(exitstatus == "OK", exitstatus, tuple(lines))
+            # "WARNINGS: 2" is how PVE ends a task that did its work with warnings.
+            ok = exitstatus == "OK" or exitstatus.startswith("WARNINGS")
+            return Outcome(ok, exitstatus, tuple(lines))
         if time.monotonic() > deadline:
             raise HostTimeout(
                 f"could not {what}: task {upid} still runs after {timeout:.0f}s",
@@ -67,3 +81,12 @@ def follow(
             )
         time.sleep(wait)
         wait = min(wait * 1.5, POLL_MAX_SECONDS)
+
+
+def _fraction(line: str) -> float | None:
+    moved = _TRANSFERRED.search(line)
+    if moved is None:
+        return None
+    done = float(moved["done"]) * _UNITS.get(moved["done_unit"], 1)
+    total = float(moved["total"]) * _UNITS.get(moved["total_unit"], 1)
+    return min(1.0, done / total) if total > 0 else None

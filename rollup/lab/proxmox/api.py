@@ -136,6 +136,30 @@ def _ha_status(cluster: Cluster, request: Request) -> Any:
     return found
 
 
+def _manager_status(cluster: Cluster, request: Request) -> Any:
+    """GET /cluster/ha/status/manager_status: the CRM's view, each node's mode in it."""
+    pool = cluster.pool
+    with pool.lock:
+        nodes = {
+            host.name: "maintenance"
+            if cluster.crm.in_maintenance(host.name)
+            else "online"
+            if host.live
+            else "unknown"
+            for host in pool.hosts.values()
+        }
+        master = pool.hosts[request.local].name
+    return {
+        "manager_status": {
+            "master_node": master,
+            "node_status": nodes,
+            "service_status": {},
+            "timestamp": int(time.time()),
+        },
+        "quorum": {"node": master, "quorate": "1"},
+    }
+
+
 def _ceph_flags(cluster: Cluster, request: Request) -> Any:
     flags = _flags_set(cluster.pool)
     return [{"name": f, "value": int(f in flags), "description": f"lab: {f}"} for f in CEPH_FLAGS]
@@ -258,6 +282,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Route], ...] = (
     ("GET", _route("/cluster/status"), _cluster_status),
     ("GET", _route("/cluster/resources"), _cluster_resources),
     ("GET", _route("/cluster/ha/status/current"), _ha_status),
+    ("GET", _route("/cluster/ha/status/manager_status"), _manager_status),
     ("GET", _route("/cluster/ha/resources"), lambda cluster, request: []),
     ("GET", _route("/cluster/ceph/flags"), _ceph_flags),
     ("GET", _route("/cluster/ceph/flags/{flag}"), _ceph_flag),
@@ -268,6 +293,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Route], ...] = (
     ("GET", _route("/nodes/{node}/apt/update"), _apt_updates),
     ("POST", _route("/nodes/{node}/apt/update"), _apt_updates),
     ("GET", _route("/nodes/{node}/qemu"), _qemu),
+    ("GET", _route("/nodes/{node}/lxc"), lambda cluster, request: []),  # no containers here
     ("GET", _route("/nodes/{node}/qemu/{vmid}/status/current"), _vm_status),
     (
         "POST",

@@ -95,9 +95,13 @@ def migrate(cluster: Cluster, request: Request) -> Any:
         def progress(fraction: float) -> None:
             if fraction - shown[0] >= 0.25:
                 shown[0] = fraction
-                size = vm.footprint // 2**20
-                moved = int(size * fraction)
-                add(f"migration active, transferred {moved} MiB of {size} MiB VM-state")
+                # As QEMU's migration says it: each figure in its own unit.
+                moved = vm.footprint * fraction / 2**20
+                total = vm.footprint / 2**30
+                add(
+                    f"migration active, transferred {moved:.1f} MiB of {total:.1f} GiB"
+                    " VM-state, 1.0 GiB/s"
+                )
 
         try:
             migration.pool_migrate(pool, vm.ref, target.ref, progress=progress)

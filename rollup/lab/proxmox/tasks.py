@@ -112,6 +112,8 @@ class Tasks:
     def log_of(self, task: Task, start: int, limit: int) -> list[dict[str, Any]]:
         with self._lock:
             lines = list(task.lines)
+        if not lines:
+            return [{"n": 1, "t": "no content"}]  # as pveproxy answers for an empty log
         return [
             {"n": n + 1, "t": text} for n, text in enumerate(lines) if start <= n < start + limit
         ]
