@@ -46,11 +46,11 @@ from pathlib import Path
 
 from rollup.lab import rpmdb
 from rollup.lab.host_files import write_atomically
-from rollup.lab.machine import FAIL_PATCH
 from rollup.lab.packages import GUIDANCE, Build, Installed
-from rollup.lab.yum import LOCK_ATTEMPTS, LOCK_WAIT, Host, _download
+from rollup.lab.yum import LOCK_ATTEMPTS, LOCK_WAIT, Host, _download, run_tool
 
-ARCHIVE = "http://download.proxmox.com/debian/pve bookworm/pve-no-subscription amd64"
+# Where the lab says its packages come from: its own mirror (lab/packages.py).
+ARCHIVE = "http://mirror.rollup-lab.invalid/debian/pve bookworm/pve-no-subscription amd64"
 LOCK = "/var/lib/dpkg/lock-frontend"
 REBOOT_REQUIRED = Path("run/reboot-required")
 REBOOT_REQUIRED_PKGS = Path("run/reboot-required.pkgs")
@@ -138,12 +138,8 @@ def apt_get(args: Sequence[str]) -> int:
 
 
 def _upgrade(host: Host, download_only: bool, quiet: int) -> int:
-    if (host.root / FAIL_PATCH).exists() and not download_only:
-        name = os.environ.get("ROLLUP_LAB_HOST", "this host")
-        print(
-            f"E: lab fault fail-patch is set on {name} ({host.root / FAIL_PATCH} exists)",
-            file=sys.stderr,
-        )
+    if not download_only and (fault := host.failing_patch()):
+        print(f"E: {fault}", file=sys.stderr)
         return 100
     say: Callable[[str], None] = (lambda _: None) if quiet >= 2 else print
     for attempt in range(LOCK_ATTEMPTS):
@@ -361,13 +357,8 @@ def ha_manager(args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    tool = Path(argv[0]).name
     handlers = {"apt-get": apt_get, "apt": apt, "dpkg-query": dpkg_query, "ha-manager": ha_manager}
-    if tool not in handlers:
-        print(f"rollup lab tools: {tool} is not one of {', '.join(handlers)}", file=sys.stderr)
-        return 2
-    return handlers[tool](argv[1:])
+    return run_tool(handlers, argv)
 
 
 if __name__ == "__main__":

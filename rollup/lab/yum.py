@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from rollup.lab import packages, rpmdb
@@ -71,6 +71,13 @@ class Host:
     def installed(self) -> dict[str, Installed]:
         return rpmdb.read(self.root) or {}
 
+    def failing_patch(self) -> str:
+        """Why an install fails here now (the lab's fail_patch fault); "" if it does not."""
+        if not (self.root / FAIL_PATCH).exists():
+            return ""
+        name = os.environ.get("ROLLUP_LAB_HOST", "this host")
+        return f"lab fault fail-patch is set on {name} ({self.root / FAIL_PATCH} exists)"
+
     def pending(self, specs: Sequence[str]) -> list[Build]:
         installed = self.installed()
         if not specs:
@@ -106,12 +113,8 @@ def yum(args: Sequence[str]) -> int:
 
 
 def _update(host: Host, specs: Sequence[str], download_only: bool = False) -> int:
-    if (host.root / FAIL_PATCH).exists() and not download_only:
-        name = os.environ.get("ROLLUP_LAB_HOST", "this host")
-        print(
-            f"Error: lab fault fail-patch is set on {name} ({host.root / FAIL_PATCH} exists)",
-            file=sys.stderr,
-        )
+    if not download_only and (fault := host.failing_patch()):
+        print(f"Error: {fault}", file=sys.stderr)
         return 1
     for attempt in range(LOCK_ATTEMPTS):
         with rpmdb.yum_lock(host.root) as taken:
@@ -238,9 +241,15 @@ def needs_restarting(args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_tool({"yum": yum, "rpm": rpm, "needs-restarting": needs_restarting}, argv)
+
+
+def run_tool(
+    handlers: Mapping[str, Callable[[Sequence[str]], int]], argv: Sequence[str] | None
+) -> int:
+    """The tool a lab host's script runs, by the name it was called as (lab/hosts.py)."""
     argv = list(sys.argv if argv is None else argv)
     tool = Path(argv[0]).name
-    handlers = {"yum": yum, "rpm": rpm, "needs-restarting": needs_restarting}
     if tool not in handlers:
         print(f"rollup lab tools: {tool} is not one of {', '.join(handlers)}", file=sys.stderr)
         return 2

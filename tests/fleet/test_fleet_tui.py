@@ -15,14 +15,7 @@ from rollup.run.journal import Journal
 from rollup.tui.dashboard import Dashboard
 from rollup.tui.fleet import FleetApp, PoolsScreen
 from tests.fleet.test_fleet_run import lab_pool
-
-
-async def wait_until(pilot, condition, timeout: float = 120.0) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if condition():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("the fleet view never showed it")
+from tests.pilot import wait_until
 
 
 def cells(app: FleetApp) -> dict[str, list[str]]:

@@ -12,10 +12,9 @@ import itertools
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from rollup import bundled
@@ -25,55 +24,24 @@ from rollup.lab.packages import Repository, seed, seeded_rpmdb
 from rollup.remote import ansible
 from rollup.remote.ansible import TaskEvent
 from tests import loopback
-from tests.lab_hosts import SPEED
+from tests.lab_hosts import lab_hosts, shell
 
 _addresses = (loopback.address(30, n) for n in itertools.cycle(range(200, 250)))
 UPGRADE = (
     "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confdef"
     " -o Dpkg::Options::=--force-confold dist-upgrade"
 )
-Run = Callable[[str], tuple[int, str, str]]
 
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[tuple[LabMachine, Repository]]:
     """A Proxmox host of stream 8.3 with every update of its stream pending."""
     repository = seed(["8.3"], 7, tmp_path / "lab" / "repo" / "repository.json")
-    machine = LabMachine(
-        "h1",
-        tmp_path / "lab",
-        address=next(_addresses),
-        speed=SPEED,
-        tools="deb",
-        shared_etc_pve=tmp_path / "pmxcfs",
-    )
-    try:
+    for maker in lab_hosts(tmp_path, _addresses):
+        machine = maker("h1", version="8.3.0", tools="deb", shared_etc_pve=tmp_path / "pmxcfs")
         machine.set_packages(seeded_rpmdb(repository, "8.3", 0, 2, time.time()))
         machine.power_on(str(uuid.uuid4()), "8.3.0")  # boots with those packages
         yield machine, repository
-    finally:
-        machine.close()
-
-
-def shell(machine: LabMachine) -> Run:
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # lab only: keys are new
-    client.connect(
-        machine.address,
-        port=machine.port,
-        username="root",
-        key_filename=str(machine.key),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=5,
-    )
-
-    def run(command: str) -> tuple[int, str, str]:
-        _, stdout, stderr = client.exec_command(command, timeout=30)
-        out, err = stdout.read().decode(), stderr.read().decode()
-        return stdout.channel.recv_exit_status(), out, err
-
-    return run
 
 
 def deb(version: str, release: str) -> str:

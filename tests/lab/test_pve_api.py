@@ -205,12 +205,12 @@ def test_a_node_in_maintenance_is_disabled_until_the_command_that_ends_it(
     time.sleep(0.2)
     assert _mode(api, "h2") == "maintenance" and not h2.enabled, "it survives a reboot"
     commands.write_text("node-maintenance disable h2\n")
-    _wait(lambda: _mode(api, "h2") == "active" and h2.enabled)
+    _wait(lambda: _mode(api, "h2") == "online" and h2.enabled)
 
 
 def _mode(api: Any, node: str) -> str:
-    found = api.cluster.ha.status.current.get()
-    return next(e["mode"] for e in found if e.get("id") == f"lrm:{node}")
+    """The node's mode as the HA manager keeps it: "online", "maintenance", ..."""
+    return str(api.cluster.ha.status.manager_status.get()["manager_status"]["node_status"][node])
 
 
 def _free(api: Any, node: str) -> int:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import paramiko
 import pytest
 
 from rollup import bundled
@@ -25,6 +24,7 @@ from rollup.remote import PatchResult
 from rollup.remote.patcher import AnsiblePatcher
 from tests import loopback
 from tests.lab_hosts import lab_hosts
+from tests.lab_hosts import shell as ssh_shell
 
 _addresses = (loopback.address(30, n) for n in itertools.cycle(range(150, 200)))
 
@@ -41,24 +41,14 @@ def host(tmp_path: Path) -> Iterator[tuple[LabMachine, Repository]]:
 
 
 def shell(machine: LabMachine) -> Callable[[str], tuple[int, str]]:
-    client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # lab only: keys are new
-    client.connect(
-        machine.address,
-        port=machine.port,
-        username="root",
-        key_filename=str(machine.key),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=5,
-    )
+    """What a session prints, stdout and stderr together, as a terminal shows them."""
+    run = ssh_shell(machine)
 
-    def run(command: str) -> tuple[int, str]:
-        _, stdout, stderr = client.exec_command(command, timeout=30)
-        out = stdout.read().decode() + stderr.read().decode()
-        return stdout.channel.recv_exit_status(), out
+    def both(command: str) -> tuple[int, str]:
+        code, out, err = run(command)
+        return code, out + err
 
-    return run
+    return both
 
 
 def boot_btime() -> int:

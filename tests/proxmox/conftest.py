@@ -14,27 +14,17 @@ from typing import Any
 
 import proxmoxer
 import pytest
-import yaml
 
-from rollup.lab.xapi.running import RunningLab
 from tests import loopback
-from tests.rollout.conftest import run_rollup
+from tests.rollout.conftest import LabDir, start_lab
 
 # 127.S.200 upward: other packages' labs keep other /24s (tests/loopback.py).
 _networks = itertools.count(200)
-SPEED = 200.0
 
 
 @dataclass
-class PveLab:
-    running: RunningLab
-    dir: Path
-    state: Path
-    faults: Path
-
-    @property
-    def inventory(self) -> Path:
-        return self.dir / "inventory.yml"
+class PveLab(LabDir):
+    """A Proxmox VE lab cluster, read through proxmoxer."""
 
     def api(self, node: int = 1) -> Any:
         """proxmoxer on the `node`-th node, with the lab's API token and CA."""
@@ -65,50 +55,23 @@ class PveLab:
         }
 
     def in_maintenance(self) -> set[str]:
-        return {
-            e["node"]
-            for e in self.api().cluster.ha.status.current.get()
-            if e.get("type") == "lrm" and e.get("mode") == "maintenance"
-        }
+        found = self.api().cluster.ha.status.manager_status.get()["manager_status"]
+        return {node for node, mode in found["node_status"].items() if mode == "maintenance"}
 
     def noout(self) -> bool:
         return bool(self.api().cluster.ceph.flags("noout").get())
 
-    def set_faults(self, faults: dict[str, Any]) -> None:
-        self.faults.write_text(yaml.safe_dump(faults))
-        self.running.poll_faults()
-
-    def write_inventory(self, drop: tuple[str, ...] = (), **group_vars: Any) -> Path:
-        data = yaml.safe_load(self.inventory.read_text())
-        group = next(iter(data["all"]["children"].values()))
-        group["vars"].update(group_vars)
-        for name in drop:
-            group["vars"].pop(name)
-        path = self.dir / "inventory-custom.yml"
-        path.write_text(yaml.safe_dump(data))
-        return path
-
-    def rollup(self, *args: str, timeout: float = 240) -> Any:
-        return run_rollup(self.state, *args, timeout=timeout)
-
 
 def start_pve_lab(directory: Path, hosts: int = 3, vms: int = 12) -> PveLab:
-    directory.mkdir(parents=True, exist_ok=True)
-    faults = directory / "faults.yml"
-    faults.write_text("{}\n")
-    running = RunningLab.start(
+    lab = start_lab(
+        directory,
         hosts=hosts,
         vms=vms,
-        seed=1,
-        speed=SPEED,
-        ssh=True,
-        port=0,
-        directory=directory / "lab",
-        faults=str(faults),
         network=loopback.network(next(_networks)),
         flavor="proxmox",
+        release=None,
     )
-    return PveLab(running, directory / "lab", directory / "state", faults)
+    return PveLab(lab.running, lab.dir, lab.state, lab.faults)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from rollup.lab import LabSpec
 from rollup.lab.hosts import stop_stale_daemons
 from rollup.lab.xapi.running import RunningLab
 from tests.proxmox.conftest import PveLab
-from tests.rollout.conftest import read_events, run_rollup, start_rollup
+from tests.rollout.conftest import read_events, run_rollup
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -141,7 +141,7 @@ def test_a_controller_killed_while_the_api_node_reboots_resumes_with_nothing_los
     pve: PveLab,
 ) -> None:
     before = pve.placement()
-    child = start_rollup(pve.state, "run", str(pve.inventory), "--yes", "--no-tui", "--json")
+    child = pve.start_rollup("run", str(pve.inventory), "--yes", "--no-tui", "--json")
     assert child.stdout is not None
     read_events(
         child.stdout,

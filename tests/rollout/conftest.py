@@ -33,7 +33,9 @@ SPEED = 200.0
 
 
 @dataclass
-class Lab:
+class LabDir:
+    """A running lab and its directory: its inventory, fault file and rollup state."""
+
     running: RunningLab
     dir: Path
     state: Path
@@ -42,27 +44,6 @@ class Lab:
     @property
     def inventory(self) -> Path:
         return self.dir / "inventory.yml"
-
-    def snapshot(self) -> Pool:
-        driver = XenApiDriver(
-            Connection(self.running.url, self.running.user, self.running.password)
-        )
-        try:
-            return driver.snapshot()
-        finally:
-            driver.close()
-
-    def pending(self) -> dict[str, tuple[str, ...]]:
-        """What each host (by name) has pending, as its updater plugin says."""
-        driver = XenApiDriver(
-            Connection(self.running.url, self.running.user, self.running.password)
-        )
-        try:
-            names = {h.id: h.name for h in driver.snapshot().hosts}
-            found = driver.pending_updates().hosts
-            return {names[i]: tuple(u.label for u in p.updates) for i, p in found.items()}
-        finally:
-            driver.close()
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.faults.write_text(yaml.safe_dump(faults))
@@ -85,6 +66,32 @@ class Lab:
         path = self.dir / "inventory-custom.yml"
         path.write_text(yaml.safe_dump(data))
         return path
+
+
+@dataclass
+class Lab(LabDir):
+    """A XenAPI lab pool, read through rollup's XenAPI driver."""
+
+    def snapshot(self) -> Pool:
+        driver = XenApiDriver(
+            Connection(self.running.url, self.running.user, self.running.password)
+        )
+        try:
+            return driver.snapshot()
+        finally:
+            driver.close()
+
+    def pending(self) -> dict[str, tuple[str, ...]]:
+        """What each host (by name) has pending, as its updater plugin says."""
+        driver = XenApiDriver(
+            Connection(self.running.url, self.running.user, self.running.password)
+        )
+        try:
+            names = {h.id: h.name for h in driver.snapshot().hosts}
+            found = driver.pending_updates().hosts
+            return {names[i]: tuple(u.label for u in p.updates) for i, p in found.items()}
+        finally:
+            driver.close()
 
 
 def run_rollup(state: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

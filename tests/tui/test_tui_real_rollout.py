@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rollup.commands.session import open_session
-from rollup.config import inventory
-from rollup.plan import planner
-from rollup.remote.patcher import AnsiblePatcher
-from rollup.run.context import RunContext
 from rollup.run.events import EventBus
-from rollup.run.journal import Journal
-from rollup.run.rollout import Rollout, RunOptions
+from rollup.run.rollout import Rollout
 from rollup.tui.app import build_app
+from tests.pilot import real_rollout, wait_until
 from tests.rollout.conftest import Lab, start_lab
 
 
@@ -30,30 +25,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 
 
 def make_rollout(lab: Lab, bus: EventBus) -> Rollout:
-    config = inventory.select_pool(inventory.load(str(lab.write_inventory(rollup_canary=1))), None)
-    session = open_session(config, lab.state)
-    pool = session.driver.snapshot()
-    plan = planner.plan(pool, config.policy)
-    journal = Journal(lab.state)
-    journal.create_run("tui-run", config.name, pool.id, "inv", "test", {})
-    ctx = RunContext(
-        run_id="tui-run",
-        driver=session.driver,
-        patcher=AnsiblePatcher(lab.state / "runs"),
-        journal=journal,
-        bus=bus,
-        policy=plan.policy,
-        remotes=session.remotes(pool),
-    )
-    return Rollout(ctx, plan, RunOptions(wait_when_paused=True))
-
-
-async def wait_until(pilot, condition, timeout: float = 120.0) -> None:
-    for _ in range(int(timeout / 0.1)):
-        if condition():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("the dashboard never showed it")
+    return real_rollout(lab.write_inventory(rollup_canary=1), lab.state, bus, "tui-run")
 
 
 async def test_keys_pause_resume_and_approve_a_real_run(lab: Lab):

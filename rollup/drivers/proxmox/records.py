@@ -12,13 +12,13 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from rollup.model import VM, Blocker, Host, Pending, Update
+from rollup.model import VM, Blocker, BlockerKind, Host, Pending, Update
 
 # What only a boot brings in: the kernel, firmware, CPU microcode.
 REBOOT_PACKAGES = re.compile(r"^(proxmox-kernel-|pve-kernel-|pve-firmware|.*-microcode)")
 # A running guest keeps the QEMU it started with until it moves or restarts.
 QEMU_PACKAGES = ("pve-qemu-kvm",)
-PIN_KINDS = {"hostpci": "pci", "usb": "other"}
+PIN_KINDS: dict[str, BlockerKind] = {"hostpci": "pci", "usb": "other"}
 
 
 def version_of(pveversion: str) -> str:
@@ -83,8 +83,10 @@ def blockers(check: Mapping[str, Any]) -> tuple[Blocker, ...]:
         )
     for resource in check.get("local_resources") or ():
         name = str(resource)
-        kind = next((k for prefix, k in PIN_KINDS.items() if name.startswith(prefix)), "other")
-        found.append(Blocker(kind, "LOCAL_RESOURCE", (name,), f"local device {name}"))  # type: ignore[arg-type]
+        kind: BlockerKind = next(
+            (k for prefix, k in PIN_KINDS.items() if name.startswith(prefix)), "other"
+        )
+        found.append(Blocker(kind, "LOCAL_RESOURCE", (name,), f"local device {name}"))
     return tuple(found)
 
 

@@ -120,14 +120,12 @@ def _ha_status(cluster: Cluster, request: Request) -> Any:
             },
         ]
         for host in pool.hosts.values():
-            mode = "maintenance" if cluster.crm.in_maintenance(host.name) else "active"
-            state = "maintenance mode" if mode == "maintenance" else "idle"
+            state = "maintenance mode" if cluster.crm.in_maintenance(host.name) else "idle"
             found.append(
                 {
                     "id": f"lrm:{host.name}",
                     "type": "lrm",
                     "node": host.name,
-                    "mode": mode,
                     "status": f"{host.name} ({state}, {stamp})"
                     if host.live
                     else "old timestamp - dead?",

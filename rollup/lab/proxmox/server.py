@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api2/json"
 USER = "root@pam"
 TOKEN_NAME = "rollup"  # the API token the lab makes for rollup: root@pam!rollup
+PMXCFS = "pmxcfs"  # the lab dir's /etc/pve, which every node's root links to
 
 
 class PveServer(Listeners):
@@ -58,7 +59,7 @@ class PveServer(Listeners):
     ) -> PveServer:
         """The server of a lab in `directory`: its /etc/pve there (kept when the lab is
         restored, so nodes stay in maintenance) and a certificate for its nodes."""
-        pmxcfs = directory / "pmxcfs"
+        pmxcfs = directory / PMXCFS
         if fresh:
             shutil.rmtree(pmxcfs, ignore_errors=True)
         pmxcfs.mkdir(parents=True, exist_ok=True)

@@ -17,43 +17,25 @@ def inventory(lab: RunningLab) -> dict[str, Any]:
     """The lab as an Ansible inventory: a patch of what is pending, the hypervisor's
     way or by the lab's playbook; where the hosts run the flavor's older release, a
     major upgrade to the current one: by the lab's network installer (then the new
-    release's patches), or by the playbook (a yum release upgrade)."""
+    release's patches), or by the playbook (a yum release upgrade). A Proxmox VE lab:
+    its API with the lab's token and CA, apt over SSH (the driver's own playbook)."""
+    driver, settings = "xenapi", dict[str, Any]()
     if lab.pool.layout.flavor == "proxmox":
-        return _proxmox_inventory(lab)
-    upgrade = lab.upgrades
-    settings: dict[str, Any] = {}
-    if upgrade:
-        settings["rollup_target_version"] = lab.current_release
-    if lab.update == "playbook":
+        driver, settings["rollup_ca_file"] = "proxmox", lab.ca_file
+    elif lab.update == "playbook":
         settings["rollup_update"] = "playbook"
         settings["rollup_playbook"] = bundled.playbook("lab-patch.yml")
-    elif upgrade and lab.installer_url:
+    elif lab.upgrades and lab.installer_url:
         settings["rollup_installer_url"] = lab.installer_url
+    if lab.upgrades:
+        settings["rollup_target_version"] = lab.current_release
     group = {
         "vars": {
-            "rollup_driver": "xenapi",
+            "rollup_driver": driver,
             "rollup_api_url": lab.url,
             "rollup_api_user": lab.user,
             "rollup_api_password": lab.password,
             **settings,
-            "rollup_reboot": "if-required",
-            "rollup_unmovable": "shutdown-restart",
-        },
-        "hosts": {name: m.inventory_vars() for name, m in lab.machines.items()},
-    }
-    return {"all": {"children": {_group_name(lab.pool.name): group}}}
-
-
-def _proxmox_inventory(lab: RunningLab) -> dict[str, Any]:
-    """A Proxmox VE lab: its API with the lab's token and CA; apt over SSH patches it
-    (the driver's own playbook, playbooks/proxmox-update.yml)."""
-    group = {
-        "vars": {
-            "rollup_driver": "proxmox",
-            "rollup_api_url": lab.url,
-            "rollup_api_user": lab.user,
-            "rollup_api_password": lab.password,
-            "rollup_ca_file": lab.ca_file,
             "rollup_reboot": "if-required",
             "rollup_unmovable": "shutdown-restart",
         },

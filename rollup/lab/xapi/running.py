@@ -30,7 +30,7 @@ from rollup.lab.generator import generate
 from rollup.lab.hosts import LabMachine, stop_stale_daemons
 from rollup.lab.installer_repo import InstallerRepo
 from rollup.lab.layout import Layout
-from rollup.lab.proxmox.server import PveServer
+from rollup.lab.proxmox.server import PMXCFS, PveServer
 from rollup.lab.reaper import Reaper
 from rollup.lab.sshd import SSHD
 from rollup.lab.xapi import handover, persistence
@@ -224,8 +224,6 @@ class RunningLab:
         server: XapiServer | PveServer | None = None
         installer: InstallerRepo | None = None
         proxmox = layout.flavor == "proxmox"
-        # A Proxmox node's tools are Debian's, its /etc/pve the cluster's shared one.
-        debian = {"tools": "deb", "shared_etc_pve": directory / "pmxcfs"} if proxmox else {}
         try:
             for host_spec in layout.hosts:
                 machines[host_spec.name] = LabMachine(
@@ -233,7 +231,9 @@ class RunningLab:
                     directory,
                     address=host_spec.address if use_ssh else None,
                     speed=speed,
-                    **debian,  # type: ignore[arg-type]
+                    # A Proxmox node's tools are Debian's, its /etc/pve the cluster's.
+                    tools="deb" if proxmox else "rpm",
+                    shared_etc_pve=directory / PMXCFS if proxmox else None,
                 )
             initial = load_faults(faults) if faults else Faults()
             pool = LabPool(
