@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rollup import bundled
-from rollup.config import inventory
+from rollup.config import inventory, listing
 from rollup.errors import BadInput
 from rollup.lab import LabSpec
 from rollup.model import GiB, Host, MiB, Window
@@ -365,6 +365,41 @@ def test_bad_flag_values_name_the_flag(overrides, flag_names, expected):
         )
     assert str(raised.value) == expected
     assert "rollup_" not in str(raised.value)
+
+
+# --- reading while ansible-runner is still being imported -------------------------------------
+
+# ansible_runner/__init__.py replaces its `plugins` submodule with a dict only at its very
+# end, after a slow entry-point scan; a thread that imports ansible_runner.interface in
+# that window runs with the module and fails "'module' object is not iterable". Seen in
+# CI when one of the two listing threads imported ansible-runner while the other ran.
+CONCURRENT_IMPORT = """
+import importlib.metadata, sys, threading, time
+scanning = threading.Event()
+real_scan = importlib.metadata.entry_points
+def slow_scan(**selection):
+    scanning.set()
+    time.sleep(1.5)
+    return real_scan(**selection)
+importlib.metadata.entry_points = slow_scan
+threading.Thread(target=lambda: __import__("ansible_runner"), daemon=True).start()
+scanning.wait()
+from rollup.config.listing import list_inventory
+print(" ".join(list_inventory(sys.argv[1], None).all_hosts()))
+"""
+
+
+def test_an_inventory_is_read_while_ansible_runner_is_half_imported():
+    source = str(FIXTURES / "pool.yml")
+    shown = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_IMPORT, source],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": f"{ANSIBLE_BIN}:/usr/bin:/bin"},
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.split() == listing.list_inventory(source, None).all_hosts()
 
 
 # --- the shipped inventories ---------------------------------------------------------------------

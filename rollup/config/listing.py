@@ -86,7 +86,9 @@ class Listing:
 
 
 def _list(source: str, vault_password_file: str | None, *, export: bool) -> dict[str, Any]:
-    from ansible_runner.interface import get_inventory
+    # The package, not ansible_runner.interface: importing the submodule does not wait for a
+    # thread still running the package's __init__, whose `plugins` is a module until its end.
+    import ansible_runner
 
     bin_dir = str(Path(sys.executable).parent)
     envvars = {
@@ -96,7 +98,7 @@ def _list(source: str, vault_password_file: str | None, *, export: bool) -> dict
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
     }
     try:
-        response, error = get_inventory(
+        response, error = ansible_runner.get_inventory(
             action="list",
             inventories=[str(Path(source).absolute())],
             response_format="json",
