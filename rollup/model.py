@@ -167,7 +167,7 @@ class Pool:
     vms: tuple[VM, ...]  # guests only: control domains are never listed
     lock: Lock | None = None
     rolling_upgrade: bool = False  # the hypervisor's own mixed-version mode is on
-    flavor: str = ""  # "xcp-ng" or "xenserver": how its hosts list and install updates
+    flavor: str = ""  # "xcp-ng", "xenserver" or "proxmox": how its hosts list and install updates
     updates_hash: str = ""  # XenServer: the /updates hash the pending lists belong to
 
     def host(self, host_id: str) -> Host:

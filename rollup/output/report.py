@@ -22,7 +22,7 @@ from rollup.plan import prestage
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_duration, format_gib
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: pool.flavor "proxmox"
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 

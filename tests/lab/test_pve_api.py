@@ -156,6 +156,7 @@ def test_what_keeps_a_guest_on_its_node_is_refused_as_proxmox_refuses_it(served:
 def test_a_node_that_is_down_refuses_connections_and_the_others_say_so(served: Served) -> None:
     api = served.api()
     pool = served.pool
+    pool.reboot_seconds = 600.0  # 1/6 of it booting: long enough to look at
     api.nodes("h3").status.post(command="reboot")  # its guests stop with it
     _wait(lambda: not pool.host_named("h3").live)
     with pytest.raises(requests.exceptions.ConnectionError):
@@ -168,8 +169,17 @@ def test_a_node_that_is_down_refuses_connections_and_the_others_say_so(served: S
         "h2": 1,
         "h3": 0,
     }
-    _wait(lambda: pool.host_named("h3").live, timeout=30)
-    assert api.nodes("h3").status.get()["uptime"] < 90
+    # Booted but its services still starting: not online to the cluster yet, so nothing
+    # is sent to it (a driver waiting for "online" waits for this to end).
+    h3 = pool.host_named("h3")
+    _wait(lambda: h3.live, timeout=30)
+    assert h3.phase == "booting", "reboot_seconds / 6 of the lab's time: half a second"
+    assert _node_status(api) == {"h1": "online", "h2": "online", "h3": "offline"}
+    with pytest.raises(ResourceException) as starting:
+        api.nodes("h3").status.get()
+    assert starting.value.status_code == 595
+    _wait(lambda: _node_status(api)["h3"] == "online", timeout=30)
+    assert h3.phase == "up" and api.nodes("h3").status.get()["uptime"] < 600
 
 
 def test_unknown_nodes_paths_and_parameters_answer_as_pveproxy_does(served: Served) -> None:
@@ -211,6 +221,10 @@ def test_a_node_in_maintenance_is_disabled_until_the_command_that_ends_it(
 def _mode(api: Any, node: str) -> str:
     """The node's mode as the HA manager keeps it: "online", "maintenance", ..."""
     return str(api.cluster.ha.status.manager_status.get()["manager_status"]["node_status"][node])
+
+
+def _node_status(api: Any) -> dict[str, str]:
+    return {n["node"]: n["status"] for n in api.cluster.resources.get(type="node")}
 
 
 def _free(api: Any, node: str) -> int:

@@ -55,12 +55,22 @@ def test_a_node_in_maintenance_is_a_disabled_host_and_survives_its_reboot(
     driver.disable("h3")
     assert pve.in_maintenance() == {"h3"}
     assert not driver.snapshot().host("h3").enabled
+    # A boot whose services take a while to start after SSH answers (1/6 of 600 s, half
+    # a second at the lab's speed): rollup waits for the cluster to count it online.
+    pve.running.pool.reboot_seconds = 600.0
     driver.reboot("h3")
     back = driver.wait_back("h3", h3.boot_mark, timeout=60)
     assert back.boot_mark != h3.boot_mark and back.live
+    # Back means booted (the lab's pool has started it): not a node still starting its
+    # services, which the cluster does not count online and which takes no guest yet.
+    assert pve.running.pool.host_named("h3").phase == "up"
     assert not back.enabled, "a node stays in maintenance until rollup ends it"
     driver.enable("h3")
     assert pve.in_maintenance() == set() and driver.snapshot().host("h3").enabled
+    # Out of maintenance means ready: a guest moves there at once (a run's restore step).
+    guest = next(vm for vm in driver.snapshot().vms if vm.running and not vm.blockers)
+    driver.migrate(guest.id, "h3")
+    assert driver.snapshot().vm(guest.id).host == "h3"
 
 
 def test_the_api_node_rebooting_leaves_the_others_to_answer(

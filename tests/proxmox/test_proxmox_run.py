@@ -15,13 +15,16 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from rollup.lab import LabSpec
 from rollup.lab.hosts import stop_stale_daemons
 from rollup.lab.xapi.running import RunningLab
+from rollup.output.report import plan_schema
 from tests.proxmox.conftest import PveLab
 from tests.rollout.conftest import read_events, run_rollup
+from tests.rollout.reports import junit_cases, valid_events
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,12 +36,21 @@ def test_a_run_patches_every_node_and_leaves_the_cluster_as_it_found_it(pve: Pve
     plan = pve.rollup("plan", str(pve.inventory), "--format", "json")
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
-    assert planned["pool"]["driver"] == "proxmox"
+    jsonschema.Draft202012Validator(plan_schema()).validate(planned)  # what pipelines read
+    assert planned["pool"]["driver"] == planned["pool"]["flavor"] == "proxmox"
     to_patch = {s["host"]["name"] for batch in planned["batches"] for s in batch["steps"]}
     assert to_patch == {node for node, updates in pending.items() if updates}
 
-    run = pve.rollup("run", str(pve.inventory), "--yes", "--no-tui")
+    junit = pve.dir / "rollup.xml"
+    run = pve.rollup(
+        "run", str(pve.inventory), "--yes", "--no-tui", "--json", "--junit", str(junit)
+    )
     assert run.returncode == 0, run.stderr + run.stdout
+    events = valid_events(run.stdout)
+    moved = [e for e in events if e["kind"] == "migration" and e["status"] != "running"]
+    assert moved and all(e["status"] in ("started", "done") for e in moved), "none failed"
+    suite, cases = junit_cases(junit)
+    assert set(cases) == to_patch and suite.get("failures") == "0"
     assert "pre-staged 2 of 2 hosts" in run.stderr  # apt-get -d on every node first
     assert "noout flag (a rebooting node's OSDs stay in): set for the run" in run.stderr
     assert "noout flag (a rebooting node's OSDs stay in): restored" in run.stderr

@@ -70,7 +70,7 @@ class Cluster:
 
     def _reachable(self, name: str) -> None:
         with self.pool.lock:
-            if not node(self.pool, name).live:
+            if not resources.online(node(self.pool, name)):
                 raise PveFailure(595, f"Connection refused: node {name} is offline")
 
     def vm(self, request: Request) -> SimVM:
@@ -127,7 +127,7 @@ def _ha_status(cluster: Cluster, request: Request) -> Any:
                     "type": "lrm",
                     "node": host.name,
                     "status": f"{host.name} ({state}, {stamp})"
-                    if host.live
+                    if resources.online(host)
                     else "old timestamp - dead?",
                 }
             )
@@ -142,7 +142,7 @@ def _manager_status(cluster: Cluster, request: Request) -> Any:
             host.name: "maintenance"
             if cluster.crm.in_maintenance(host.name)
             else "online"
-            if host.live
+            if resources.online(host)
             else "unknown"
             for host in pool.hosts.values()
         }

@@ -57,21 +57,18 @@ class Crm:
             return self._modes.get(node) == "maintenance"
 
     def round(self) -> None:
-        """Take the queued commands, then hold every node to its mode."""
+        """Take the queued commands, hold every node to its mode, then show the modes."""
         commands = self._take()
         with self._lock:
-            changed = False
-            for words in commands:
-                if len(words) == 3 and words[0] == "node-maintenance":
-                    mode = "maintenance" if words[1] == "enable" else "active"
-                    if words[2] in {h.name for h in self.pool.hosts.values()}:
-                        changed |= self._modes.get(words[2], "active") != mode
-                        self._modes[words[2]] = mode
-                else:
-                    log.warning("lab CRM: unknown command %r", " ".join(words))
-            if changed:
-                self._save()
             modes = dict(self._modes)
+        names = {h.name for h in self.pool.hosts.values()}
+        for words in commands:
+            if len(words) == 3 and words[0] == "node-maintenance" and words[2] in names:
+                modes[words[2]] = "maintenance" if words[1] == "enable" else "active"
+            else:
+                log.warning("lab CRM: unknown command %r", " ".join(words))
+        # The pool first: once the API shows a node out of maintenance (what a driver
+        # waits for), guests may be sent to it, so it must already take them.
         with self.pool.lock:
             for host in self.pool.hosts.values():
                 wanted = modes.get(host.name, "active") != "maintenance"
@@ -79,6 +76,10 @@ class Crm:
                 if host.live and host.phase == "up" and host.enabled != wanted:
                     host.enabled = wanted
                     self.pool.emit(host)
+        with self._lock:
+            if modes != self._modes:
+                self._modes = modes
+                self._save()
 
     def _loop(self) -> None:
         while not self._stop.wait(INTERVAL):

@@ -63,6 +63,13 @@ def vm_on(pool: LabPool, ids: Ids, name: str, vmid: str) -> SimVM:
     return vm
 
 
+def online(host: SimHost) -> bool:
+    """What the cluster says of a node: online once it has booted and its services run
+    (the simulated pool's "booting" phase stands for pve-cluster and pvestatd starting;
+    a guest sent to a node before that would be refused)."""
+    return host.live and host.phase != "booting"
+
+
 def uptime(pool: LabPool, host: SimHost) -> int:
     return max(0, int(pool.now() - host.boot_time)) if host.live else 0
 
@@ -73,7 +80,7 @@ def node_entry(pool: LabPool, host: SimHost) -> dict[str, Any]:
         "id": f"node/{host.name}",
         "type": "node",
         "node": host.name,
-        "status": "online" if host.live else "offline",
+        "status": "online" if online(host) else "offline",
         "maxmem": host.memory_total,
         "mem": used,
         "maxcpu": 32,
@@ -113,7 +120,7 @@ def storage_entries(pool: LabPool) -> list[dict[str, Any]]:
                     "storage": name,
                     "node": host.name,
                     "shared": shared,
-                    "status": "available" if host.live else "unknown",
+                    "status": "available" if online(host) else "unknown",
                     "plugintype": "rbd" if shared else "lvmthin",
                 }
             )
@@ -128,7 +135,7 @@ def cluster_status(pool: LabPool, local: str) -> list[dict[str, Any]]:
             "id": "cluster",
             "name": pool.name,
             "nodes": len(hosts),
-            "quorate": int(sum(h.live for h in hosts) * 2 > len(hosts)),
+            "quorate": int(sum(online(h) for h in hosts) * 2 > len(hosts)),
             "version": len(hosts),
         }
     ]
@@ -140,7 +147,7 @@ def cluster_status(pool: LabPool, local: str) -> list[dict[str, Any]]:
                 "name": host.name,
                 "nodeid": n,
                 "ip": host.address,
-                "online": int(host.live),
+                "online": int(online(host)),
                 "local": int(host.ref == local),
                 "level": "",
             }
