@@ -356,6 +356,17 @@ class Plan:
     created_by: str = field(default="rollup")
     concurrency: Concurrency = field(default_factory=lambda: Concurrency(1, ""))
     prestage: Prestage = field(default_factory=lambda: Prestage("none", ""))
+    # The inventory group that describes the pool: what --pool, the run's log, status and
+    # history call it (the hypervisor's own name for it may differ); "" when not known.
+    inventory_name: str = ""
+
+    @property
+    def pool_title(self) -> str:
+        """The pool as rollup's other outputs name it, with the hypervisor's name if it
+        differs: "xcp_prod (Production)"."""
+        if self.inventory_name and self.inventory_name != self.pool.name:
+            return f"{self.inventory_name} ({self.pool.name})"
+        return self.pool.name
 
     @property
     def feasible(self) -> bool:

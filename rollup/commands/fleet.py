@@ -45,7 +45,6 @@ from rollup.errors import (
     RollupError,
 )
 from rollup.output.sinks import JsonLinesSink
-from rollup.plan import planner
 from rollup.run.events import PoolFinished
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout
@@ -148,7 +147,7 @@ class Fleet:
         with pool_session(config, args) as session:
             pool = session.read_pool()
             remotes = session.remotes(pool)
-            plan = planner.plan(pool, session.config.policy, now=time.time())
+            plan = session.plan(pool)
             if not plan.feasible:
                 return PoolOutcome(config.name, EXIT_REFUSED, "refused: " + refusal(plan))
             if not args.yes and not terminal():
@@ -229,7 +228,7 @@ def _confirm(args: argparse.Namespace, pools: Sequence[PoolConfig]) -> bool:
     for config in pools:
         with pool_session(config, args) as session:
             pool = session.read_pool()
-            report.print_plan(planner.plan(pool, session.config.policy, now=time.time()))
+            report.print_plan(session.plan(pool))
     return confirm(f"Upgrade these {count(len(pools), 'pool')} now?")
 
 

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from rollup.commands.session import PoolSession, open_session
 from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.model import Plan
-from rollup.plan import planner
 from rollup.run.journal import default_state_dir
 
 
@@ -76,7 +74,7 @@ def make_plan(config: inventories.PoolConfig, args: argparse.Namespace) -> Plan:
         pool = session.read_pool()
         if session.config.hosts:
             session.remotes(pool)  # an inventory host that matches nothing is bad input
-        return planner.plan(pool, session.config.policy, now=time.time())
+        return session.plan(pool)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from rollup.commands.session import PoolSession
 from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.model import Plan
-from rollup.plan import planner
 from rollup.run.journal import Journal
 from rollup.run.rollout import Rollout
 from rollup.text.plurals import count
@@ -42,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with pool_session(config, args) as session:
         pool = session.read_pool()
         remotes = session.remotes(pool)
-        plan = planner.plan(pool, session.config.policy, now=time.time())
+        plan = session.plan(pool)
         if not plan.feasible:
             report.print_plan(plan, file=sys.stderr)
             print(f"rollup: the plan is refused by {refusal(plan)}", file=sys.stderr)

@@ -17,7 +17,8 @@ from typing import Any
 from rollup.config.inventory import PoolConfig, match_hosts
 from rollup.drivers import Connection, Driver, InventoryHost, registry, with_updates
 from rollup.errors import BadInput, PoolUnreachable
-from rollup.model import Pool, version_key
+from rollup.model import Plan, Pool, version_key
+from rollup.plan import planner
 from rollup.remote import RemoteHost
 
 log = logging.getLogger("rollup")
@@ -46,6 +47,11 @@ class PoolSession:
             for host in pool.hosts
         )
         return dataclasses.replace(pool, hosts=hosts)
+
+    def plan(self, pool: Pool) -> Plan:
+        """The plan for `pool` now, under the inventory's policy and name."""
+        made = planner.plan(pool, self.config.policy, now=time.time())
+        return dataclasses.replace(made, inventory_name=self.config.name)
 
     def remotes(self, pool: Pool) -> dict[str, RemoteHost]:
         """Pool host id → how to reach that host's OS, from the inventory's hosts."""

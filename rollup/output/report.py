@@ -22,7 +22,7 @@ from rollup.plan import prestage
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_duration, format_gib
 
-SCHEMA_VERSION = "1.1"  # 1.1: pool.flavor "proxmox"
+SCHEMA_VERSION = "1.1"  # 1.1: pool.flavor "proxmox", pool.inventory_name
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -70,7 +70,7 @@ def _failures(plan: Plan) -> str:
 
 def _summary(plan: Plan) -> str:
     return (
-        f"Pool {plan.pool.name}: {len(plan.steps)} of {count(len(plan.pool.hosts), 'host')} to "
+        f"Pool {plan.pool_title}: {len(plan.steps)} of {count(len(plan.pool.hosts), 'host')} to "
         f"upgrade in {count(len(plan.batches), 'batch')}, strategy {plan.policy.strategy}; "
         f"{count(plan.migrations, 'migration')} ({format_gib(plan.bytes_moved)}); "
         f"about {format_duration(plan.estimate_seconds)}"
@@ -157,7 +157,7 @@ def plan_markdown(plan: Plan) -> str:
     """The plan for a change ticket: summary, checks with reasons, batches, estimate."""
     policy = plan.policy
     lines = [
-        f"# Rolling upgrade plan: pool {plan.pool.name}",
+        f"# Rolling upgrade plan: pool {plan.pool_title}",
         "",
         f"**{_verdict(plan)}.** {_summary(plan)}.",
         "",
@@ -308,6 +308,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "pool": {
             "id": pool.id,
             "name": pool.name,
+            "inventory_name": plan.inventory_name,
             "driver": pool.driver,
             "master": host(pool.master),
             "ha_enabled": pool.ha_enabled,

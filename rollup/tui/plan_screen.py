@@ -171,7 +171,7 @@ class PlanScreen(Screen[bool]):
         self.confirm = confirm
 
     def compose(self) -> ComposeResult:
-        title = f"rollup · plan for pool {self.plan.pool.name}"
+        title = f"rollup · plan for pool {self.plan.pool_title}"
         yield Static(Text(title, style="bold"), id="plan-title")
         with VerticalScroll(id="plan-body"):
             yield Static(plan_renderable(self.plan))

@@ -141,7 +141,7 @@ class RunView:
     def __init__(self, plan: Plan, run_id: str = "") -> None:
         self.plan = plan
         self.run_id = run_id
-        self.pool_name = plan.pool.name
+        self.pool_name = plan.inventory_name or plan.pool.name
         self.state = "planned"
         self.reason = ""
         self.started_at: float | None = None

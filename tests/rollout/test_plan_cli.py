@@ -26,6 +26,19 @@ def test_a_plan_of_the_inventory_written_by_the_lab_is_feasible_and_changes_noth
     assert plan["batches"][0]["steps"][0]["host"]["name"] == "h1", "the master goes first"
 
 
+def test_the_plan_names_the_pool_as_pool_and_the_run_do(lab: Lab):
+    """The inventory's group (what --pool takes, what the run's log, status and history
+    say), with the hypervisor's own name for the pool beside it when that differs."""
+    group = next(iter(yaml.safe_load(lab.inventory.read_text())["all"]["children"]))
+    api_name = lab.snapshot().name
+    assert group != api_name, "the lab's group (lab_1) and pool (lab-1) differ"
+    shown = lab.rollup("plan", str(lab.inventory), "--pool", group, "--format", "markdown")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"# Rolling upgrade plan: pool {group} ({api_name})\n")
+    document = json.loads(lab.rollup("plan", str(lab.inventory), "--format", "json").stdout)
+    assert (document["pool"]["inventory_name"], document["pool"]["name"]) == (group, api_name)
+
+
 def test_a_script_can_check_from_the_json_alone_that_no_host_is_ever_over_committed(lab: Lab):
     plan = json.loads(lab.rollup("plan", str(lab.inventory), "--format", "json").stdout)
     # Replay the moves with nothing but the JSON: where every running VM is, and how
