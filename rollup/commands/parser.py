@@ -12,7 +12,8 @@ from rollup.text.quoting import one_line
 DESCRIPTION = """\
 Upgrade a hypervisor pool one host at a time with no VM downtime: each host is
 disabled, evacuated by live migration, patched over SSH/Ansible, rebooted, verified,
-enabled, and its VMs brought back.
+enabled, and its VMs brought back. An Ansible inventory names the pools: each group's
+rollup_driver is xenapi (XCP-ng, XenServer), proxmox (Proxmox VE) or libvirt (KVM).
 
 Start with the embedded lab pool, which needs nothing else:
   rollup plan inventories/lab.yml      preview every move, change nothing

@@ -166,3 +166,9 @@ def test_an_unregistered_driver_is_bad_input_listing_the_known_ones(tmp_path, ca
     code, out, err = _plan(tmp_path, path, capsys)
     assert (code, out) == (2, "")
     assert "rollup_driver must be one of" in err and "xenapi, libvirt, proxmox" in err, err
+
+
+def test_rollup_help_names_every_driver_rollup_ships(capsys):
+    assert cli.main(["--help"]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert registry.names() and all(f" {name} (" in shown for name in registry.names())
