@@ -32,7 +32,7 @@ from rollup.run.events import (
 FINAL = ("done", "failed", "skipped")
 # How far along a host is when it enters each state (pending 0 … done 1).
 _WEIGHT = {state: i / (len(SEQUENCE) - 1) for i, state in enumerate(SEQUENCE)}
-_VERSION = re.compile(r"(?:running|back at) (\S+)")
+_VERSION = re.compile(r"(?:running|back at) ([^\s,;]+)")  # "running 8.3.0, nothing pending"
 LOG_LINES = 2000
 TASK_LINES = 200
 RUN_CHANGED = "*run*"  # pseudo host id in `apply`'s result: the header or log changed

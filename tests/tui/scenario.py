@@ -183,7 +183,7 @@ class Script:
             "evacuating": f"{count(len(step.evacuate), 'VM')} moved",
             "patching": "reboot required",
             "rebooting": "back at 8.3.0",
-            "verifying": "running 8.3.0",
+            "verifying": "running 8.3.0, nothing pending",  # as host_upgrade.py says it
             "restoring": f"{count(len(step.restore), 'VM')} back, 0 restarted",
         }
         for state in SEQUENCE[1:-1]:
