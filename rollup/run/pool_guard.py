@@ -66,6 +66,11 @@ class PoolGuard:
                 paused=str(record.ha.get("paused", "")),
             )
             await self.ctx.call(self.ctx.driver.pause_ha)
+            # A paused run gave them back: the resumed one takes them again, and says so.
+            if original.enabled:
+                self._say("HA disabled again for the resumed run; restored at its end")
+            if original.paused:
+                self._say(f"{original.paused}: set again for the resumed run, restored at its end")
             return original
         state: HaState = await self.ctx.call(self.ctx.driver.pause_ha)
         self.ctx.journal.set_ha(

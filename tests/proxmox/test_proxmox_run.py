@@ -107,6 +107,9 @@ def test_a_failed_patch_on_the_inventorys_own_lab_pauses_and_resume_finishes(
         faults.write_text("{}\n")
         resumed = run_rollup(state, "resume", "--yes", "--no-tui")
         assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        assert "noout flag (a rebooting node's OSDs stay in): set again for the resumed run" in (
+            resumed.stderr
+        )
         with restored(spec, state) as pve:
             assert all(updates == [] for updates in pve.pending().values())
             assert pve.in_maintenance() == set() and not pve.noout()
