@@ -75,17 +75,18 @@ def uptime(pool: LabPool, host: SimHost) -> int:
 
 
 def node_entry(pool: LabPool, host: SimHost) -> dict[str, Any]:
-    used = host.memory_total - pool.memory_free(host.ref) if host.live else 0
+    # An offline node reports nothing: pvestatd is not running there (yet).
+    up = online(host)
     return {
         "id": f"node/{host.name}",
         "type": "node",
         "node": host.name,
-        "status": "online" if online(host) else "offline",
+        "status": "online" if up else "offline",
         "maxmem": host.memory_total,
-        "mem": used,
+        "mem": host.memory_total - pool.memory_free(host.ref) if up else 0,
         "maxcpu": 32,
-        "cpu": 0.04 if host.live else 0,
-        "uptime": uptime(pool, host),
+        "cpu": 0.04 if up else 0,
+        "uptime": uptime(pool, host) if up else 0,
         "level": "",
     }
 
