@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,14 @@ def agent(tmp_path: Path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(200):
-            if socket.exists():
+        # The socket file exists from ssh-agent's bind(), before its listen(): wait until
+        # the agent answers (`ssh-add -l` exits 1 for "no identities", 2 for no agent).
+        listed = {"SSH_AUTH_SOCK": str(socket), "PATH": os.environ.get("PATH", "")}
+        for _ in range(500):
+            answer = subprocess.run(["ssh-add", "-l"], env=listed, capture_output=True)
+            if answer.returncode != 2:
                 break
-            subprocess.run(["sleep", "0.01"], check=True)
+            time.sleep(0.01)
         askpass = tmp_path / "keys" / "askpass"
         askpass.write_text(f"#!/bin/sh\necho '{PASSPHRASE}'\n")
         askpass.chmod(0o700)
