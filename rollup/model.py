@@ -260,6 +260,9 @@ class Policy:
     # host is out of service for its install and reboot only.
     prestage: bool = True
     download_seconds: float = 0.0  # estimate of one host's download (0: not counted)
+    # How long one host's install by the hypervisor's own service may take, waits for a
+    # busy service included (XCP-ng's yum runs minutes; Xen Orchestra: ">15 minutes").
+    install_timeout_seconds: float = 7200.0
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,26 @@ class HaState:
     paused: str = ""
 
 
+Say = Callable[[str], None]  # one line of what a long call is doing or waiting on now
+
+
+def _quiet(text: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Follow:
+    """How a driver follows a call that lasts minutes (an install): how long it may take
+    in all, waits for a busy service included, and where it says what it is doing or
+    waiting on ("yum update running for 2m 10s"), a line every so often."""
+
+    timeout: float = 7200.0
+    say: Say = _quiet
+
+
+UNFOLLOWED = Follow()  # the default: two hours, nothing said
+
+
 @dataclass(frozen=True)
 class PoolUpdates:
     """What a pool's hosts have pending, by host id, as their own tools say it. A host
@@ -95,13 +115,14 @@ class Driver(Protocol):
         ...
 
     def install_updates(
-        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+        self, host: str, packages: Sequence[str] = (), hash_: str = "", follow: Follow = UNFOLLOWED
     ) -> tuple[str, ...]:
         """Install what is pending on `host` the hypervisor's own way (rollup_update: xapi):
         only `packages` (name-version-release) when given, else everything; `hash_` is the
-        one the pending list was read with, where the pool has one. What must follow (a
-        reboot, a toolstack restart) shows in the host's pending_guidances. Returns the
-        install's output lines."""
+        one the pending list was read with, where the pool has one. It takes minutes:
+        `follow` bounds it and hears how it goes. What must follow (a reboot, a toolstack
+        restart) shows in the host's pending_guidances. Returns the install's output
+        lines."""
         ...
 
     def restart_toolstack(self, host: str, timeout: float) -> Host:

@@ -235,6 +235,9 @@ class LabMachine:
     def set_downloaded(self, nvrs: set[str]) -> None:
         rpmdb.set_downloaded(self.root, nvrs)
 
+    def patch_fault(self) -> bool:
+        return (self.root / FAIL_PATCH).exists()
+
     def running_version(self) -> str | None:
         return read_value(self.root / RUNNING_VERSION)
 

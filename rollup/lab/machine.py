@@ -69,6 +69,10 @@ class HostMachine(Protocol):
 
     def set_downloaded(self, nvrs: set[str]) -> None: ...
 
+    def patch_fault(self) -> bool:
+        """Whether an install fails here now (the lab's fail_patch fault)."""
+        ...
+
     def power_off(self) -> None:
         """Stop the host's daemons and every session they serve."""
         ...
@@ -129,6 +133,9 @@ class MemoryMachine:
             self.yum_busy -= 1
             return False
         return True
+
+    def patch_fault(self) -> bool:
+        return self.faults.fail_patch
 
     def power_off(self) -> None:
         self.running = False

@@ -22,7 +22,7 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -271,6 +271,17 @@ MIRROR_BANDWIDTH = 4 * 2**20
 def download_seconds(builds: Iterable[Build], cached: set[str]) -> float:
     """Lab seconds to fetch the builds yum's cache does not hold yet."""
     return sum(b.size for b in builds if b.nvr not in cached) / MIRROR_BANDWIDTH
+
+
+# yum resolving and running the RPM transaction, scriptlets included: what makes an
+# install last minutes (Xen Orchestra warns "this step can last >15 minutes").
+TRANSACTION_SECONDS = 45.0
+PACKAGE_SECONDS = 10.0
+
+
+def install_seconds(builds: Sequence[Build]) -> float:
+    """Lab seconds yum takes to install `builds` once they are downloaded."""
+    return TRANSACTION_SECONDS + PACKAGE_SECONDS * len(builds) if builds else 0.0
 
 
 def _size(kind: Kind) -> int:

@@ -22,7 +22,8 @@ from rollup.plan import prestage
 from rollup.text.plurals import count, noun
 from rollup.text.units import format_duration, format_gib
 
-SCHEMA_VERSION = "1.1"  # 1.1: pool.flavor "proxmox", pool.inventory_name
+# 1.1: pool.flavor "proxmox", pool.inventory_name; 1.2: policy.install_timeout_seconds
+SCHEMA_VERSION = "1.2"
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -43,7 +44,8 @@ def _method(plan: Plan) -> str:
     if policy.update == "playbook":
         how = f"the playbook {policy.playbook.rsplit('/', 1)[-1]} over SSH"
     else:
-        how = "the hypervisor's own update service (XAPI)"
+        limit = format_duration(policy.install_timeout_seconds)
+        how = f"the hypervisor's own update service (XAPI), up to {limit} a host"
     installer = f"; major upgrade from {policy.installer_url}" if policy.installer_url else ""
     later = f"updates published after planning: {policy.updates}"
     return f"{how}; reboot {policy.reboot}; {later}{installer}"
@@ -139,6 +141,7 @@ def plan_table(plan: Plan) -> RenderableType:
         for host in plan.skipped:
             skipped.add_row(host.host_name, host.reason)
         parts.append(skipped)
+    parts.append(Text(f"Updates: {_method(plan)}"))
     parts.append(Text(f"Pre-staging: {plan.prestage.reason}"))
     parts.append(Text(f"Estimated total: {format_duration(plan.estimate_seconds)}"))
     return Group(*parts)
@@ -355,6 +358,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "max_failed_hosts": plan.policy.max_failed_hosts,
             "prestage": plan.policy.prestage,
             "download_seconds": plan.policy.download_seconds,
+            "install_timeout_seconds": plan.policy.install_timeout_seconds,
         },
         "checks": [check(c) for c in plan.checks],
         "skipped": [{"host": host(s.host), "reason": s.reason} for s in plan.skipped],

@@ -24,6 +24,7 @@ from rollup.run.events import (
     PlanDivergence,
     RunFinished,
     RunStateChanged,
+    StepActivity,
     to_json,
 )
 
@@ -112,6 +113,8 @@ class LogSink:
                 return f"         migration of {vm} to {dest} FAILED: {error}"
             case MigrationProgress(status="done", vm_name=vm, dest_name=dest) if self._verbose:
                 return f"         {vm} -> {dest}"
+            case StepActivity(host_name=name, state=state, text=text):
+                return f"{name:<8} {state}: {text}"
             case AnsibleTask(status="failed" | "unreachable", host_name=name, task=task) as e:
                 return f"{name:<8} task {task!r} {e.status}: {e.message}"
             case AnsibleTask(host_name=name, task=task, status=status) if self._verbose:

@@ -100,6 +100,17 @@ class MigrationProgress(Event):
 
 
 @dataclass(frozen=True)
+class StepActivity(Event):
+    """What a long step of a host is doing or waiting on now (an install, a busy service)."""
+
+    kind: ClassVar[str] = "activity"
+    host: str
+    host_name: str
+    state: str
+    text: str
+
+
+@dataclass(frozen=True)
 class AnsibleTask(Event):
     kind: ClassVar[str] = "ansible-task"
     host: str
@@ -182,6 +193,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ActionResult,
     GateChecked,
     MigrationProgress,
+    StepActivity,
     AnsibleTask,
     CheckResult,
     PlanDivergence,

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rollup.drivers import Follow
 from rollup.errors import DriverError, HostFailed, HostSkipped
 from rollup.model import HostStep, Pending
 from rollup.run.context import RunContext
-from rollup.run.events import Message, PlanDivergence
+from rollup.run.events import Message, PlanDivergence, StepActivity
 from rollup.text.plurals import count, noun
 
 REBOOT = "reboot_host"
@@ -172,12 +173,13 @@ class HostUpdates:
             _, hash_ = await self.pending_now()  # the new release's, read now
         elif self.known:
             if self.ctx.policy.updates == "planned":
-                packages = self.planned if not self.ctx.updates_hash else ()
+                packages = await self._planned_packages() if not self.ctx.updates_hash else ()
             else:
                 _, hash_ = await self.pending_now()
+        follow = Follow(self.ctx.policy.install_timeout_seconds, self._say)
         try:
             output: tuple[str, ...] = await self.ctx.call(
-                self.ctx.driver.install_updates, self.step.host, packages, hash_
+                self.ctx.driver.install_updates, self.step.host, packages, hash_, follow
             )
         except DriverError as error:
             if error.code == "UPDATEINFO_HASH_MISMATCH":
@@ -191,6 +193,39 @@ class HostUpdates:
                 ) from None
             raise
         return output
+
+    async def _planned_packages(self) -> tuple[str, ...]:
+        """What `planned` names to the installer: nothing (install all) while what is
+        pending is exactly the plan, one install at a time otherwise. XCP-ng's updater
+        takes a single package pattern per call (xcp-ng-xapi-plugins updater.py), so
+        naming packages costs a yum run each: done only when something was published
+        since planning, and said."""
+        now, _ = await self.pending_now()
+        labels = {update.label for update in now.updates}
+        if labels == set(self.planned):
+            return ()
+        # A planned build superseded since is still installed as planned; one whose
+        # package is no longer pending at all was installed meanwhile.
+        names = {update.name for update in now.updates}
+        assert self.step.pending is not None
+        chosen = tuple(u.label for u in self.step.pending.updates if u.name in names)
+        self._say(
+            f"installing the {count(len(chosen), 'planned update')} one at a time, leaving"
+            f" {count(len(labels - set(chosen)), 'update')} published since planning"
+            " (rollup_updates: planned)"
+        )
+        return chosen
+
+    def _say(self, text: str) -> None:
+        self.ctx.bus.emit(
+            StepActivity(
+                self.ctx.run_id,
+                host=self.step.host,
+                host_name=self.step.host_name,
+                state="patching",
+                text=text,
+            )
+        )
 
     async def patch(self) -> tuple[str, str]:
         """Install, then do what the host asks short of a reboot: the step's detail, and

@@ -27,6 +27,7 @@ from rollup.run.events import (
     PlanDivergence,
     RunFinished,
     RunStateChanged,
+    StepActivity,
 )
 
 FINAL = ("done", "failed", "skipped")
@@ -92,6 +93,7 @@ class HostView:
     migrations: dict[str, MigrationView] = field(default_factory=dict)
     tasks: deque[TaskLine] = field(default_factory=lambda: deque(maxlen=TASK_LINES))
     divergence: str = ""
+    activity: str = ""  # what its current step is doing or waiting on, when it says
 
     @property
     def active(self) -> bool:
@@ -207,6 +209,11 @@ class RunView:
                         TaskLine(event.at, event.playbook, event.task, event.status, event.message)
                     )
                     changed.add(host.id)
+            case StepActivity():
+                host = self.hosts.get(event.host)
+                if host is not None and host.state == event.state:
+                    host.activity = event.text
+                    changed.add(host.id)
             case PlanDivergence():
                 host = self.hosts.get(event.host)
                 if host is not None:
@@ -229,6 +236,7 @@ class RunView:
             host.timeline[-1].ended = event.at
         host.state = event.state
         host.reason = event.reason
+        host.activity = ""
         if event.state == "failed":
             host.failed_in = event.previous
             host.finished = event.at

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rollup.drivers import Connection, with_updates
+from rollup.drivers import Connection, Follow, with_updates
 from rollup.drivers.xenapi.driver import XenApiDriver
 from rollup.drivers.xenapi.updates import parse_check_update, parse_updates
 from rollup.errors import DriverError
@@ -110,10 +112,14 @@ def test_xcp_ng_hosts_say_what_they_lack_and_install_it_through_the_updater(make
     assert pending["h1"] is not None and pending["h1"].guidance == ("reboot_host",)
     h1 = next(h for h in pool.hosts if h.name == "h1")
     assert h1.pending_guidances == ()
-    # The busy updater (yum's lock held twice) is waited out, as Xen Orchestra does.
+    # Another yum holds yum's own lock twice: yum waits for it (the plugin is not busy).
     assert lab.pool.hosts[lab.pool.host_named("h1").ref].machine.faults.yum_busy == 2
     output = lab.driver.install_updates(h1.id)
-    assert output[-1] == "Complete!"
+    assert "Complete!" in output
+    assert (
+        output.count("Another app is currently holding the yum lock; waiting for it to exit...")
+        == 2
+    )
     after = lab.driver.snapshot().host(h1.id)
     assert float(after.patched_at) > float(after.boot_mark)
     # XCP-ng keeps no guidances: rollup says what Xen Orchestra shows, a reboot due.
@@ -162,3 +168,41 @@ def test_a_pool_without_an_update_service_cannot_tell(make_lab):
     host = lab.driver.snapshot().hosts[0]
     with pytest.raises(DriverError, match="set rollup_update: playbook"):
         lab.driver.install_updates(host.id)
+
+
+def test_planned_packages_are_installed_one_updater_call_each_and_exactly_those(make_lab):
+    lab = make_lab()
+    h1 = next(h for h in lab.driver.snapshot().hosts if h.name == "h1")
+    before = lab.driver.pending_updates([h1.id]).hosts[h1.id].updates
+    assert len(before) >= 3
+    chosen = tuple(u.label for u in before[:2])
+    lab.driver.install_updates(h1.id, chosen)
+    after = lab.driver.pending_updates([h1.id]).hosts[h1.id].updates
+    assert [u.label for u in after] == [u.label for u in before[2:]]
+
+
+def test_a_check_and_a_second_install_during_an_install_wait_for_it_and_say_so():
+    # At speed 20 the install lasts seconds, long enough to ask while it runs.
+    pools = ServedPools(PREFIX, seed=5, speed=20.0)
+    try:
+        lab = Lab(pools.make())
+        h1 = next(h for h in lab.driver.snapshot().hosts if h.name == "h1")
+        ref = lab.pool.host_named("h1").ref
+        assert lab.driver.pending_updates([h1.id]).hosts[h1.id].updates
+        said: list[str] = []
+        first = threading.Thread(target=lab.driver.install_updates, args=(h1.id,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while lab.pool.plugin_operations.get(ref) != "update":
+            assert time.monotonic() < deadline, "the install never started"
+            time.sleep(0.01)
+        # A second install is told "Update already in progress" and waits it out; a
+        # check is told the plugin is busy and waits too: it then finds nothing pending.
+        output = lab.driver.install_updates(h1.id, follow=Follow(60.0, said.append))
+        assert "No packages marked for update" in output
+        assert said[0] == "host h1: Update already in progress"
+        assert lab.driver.pending_updates([h1.id]).hosts[h1.id].updates == ()
+        first.join(timeout=30)
+        lab.driver.close()
+    finally:
+        pools.close()

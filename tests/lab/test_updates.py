@@ -114,13 +114,74 @@ def test_updater_update_installs_them_all_or_the_builds_named(make_lab):
     assert "rpm_patch_installation_time" not in lab.x.host.get_other_config(lab.host("h1"))
 
 
-def test_a_held_yum_lock_makes_the_updater_answer_busy_as_xcp_ng_does(make_lab):
-    lab = make_lab(faults=Faults(hosts={"h1": HostFaults(yum_busy=1)}))
-    details = failure(lambda: lab.x.host.call_plugin(lab.host("h1"), "updater.py", "update", {}))
-    assert details[:2] == ["-1", "The updater plugin is busy (current operation: update)"]
-    assert check_update(lab, "h1"), "nothing was installed"
-    lab.x.host.call_plugin(lab.host("h1"), "updater.py", "update", {})
+def update(lab: Lab, name: str, **args: str) -> dict[str, Any]:
+    return json.loads(lab.x.host.call_plugin(lab.host(name), "updater.py", "update", args))
+
+
+def test_packages_reach_yum_as_one_argument_so_two_named_match_nothing(make_lab):
+    # updater.py appends `packages` to yum's command line whole (install_helper).
+    lab = make_lab()
+    pending = check_update(lab, "h1")
+    two = " ".join(f"{p['name']}-{p['version']}-{p['release']}" for p in pending[:2])
+    answer = update(lab, "h1", packages=two)
+    assert answer["command"][-1] == two and answer["returncode"] == 0
+    assert answer["stdout"].splitlines() == [
+        f"No Match for argument: {two}",
+        "No packages marked for update",
+    ]
+    assert check_update(lab, "h1") == pending
+
+
+def test_only_the_repositories_a_host_has_enabled_are_used(make_lab):
+    lab = make_lab()
+    answer = update(lab, "h1", repos="xcp-ng-testing, xcp-ng-updates")
+    assert answer["command"][:5] == [
+        "yum", "update", "--disablerepo=*", "--enablerepo=xcp-ng-base,xcp-ng-updates", "-y",
+    ]  # fmt: skip
     assert check_update(lab, "h1") == []
+
+
+def test_the_plugins_own_lock_refuses_a_check_and_a_second_update_while_one_runs():
+    # At speed 20 an install lasts seconds: long enough to be caught running.
+    pools = ServedPools(PREFIX, seed=3, speed=20.0)
+    try:
+        lab = Lab(pools.make())
+        h1 = lab.host("h1")
+        task = lab.x.Async.host.call_plugin(h1, "updater.py", "update", {})
+        lab.wait(lambda: lab.pool.plugin_operations.get(h1) == "update")
+        busy = failure(lambda: check_update(lab, "h1"))
+        assert busy[:3] == ["-1", "The updater plugin is busy (current operation: update)", ""]
+        again = failure(lambda: update(lab, "h1"))
+        assert again[:3] == ["-1", "Update already in progress", ""]
+        assert lab.x.task.get_status(task) == "pending"
+        assert lab.x.task.get_progress(task) == 0.0, "a plugin call's task shows no progress"
+        lab.wait(lambda: lab.x.task.get_status(task) != "pending", timeout=60)
+        assert lab.x.task.get_status(task) == "success"
+        assert check_update(lab, "h1") == []
+    finally:
+        pools.close()
+
+
+def test_another_yum_holding_yums_lock_is_waited_for_not_an_error(make_lab):
+    lab = make_lab(faults=Faults(hosts={"h1": HostFaults(yum_busy=2)}))
+    answer = update(lab, "h1")
+    assert answer["returncode"] == 0
+    assert (
+        answer["stderr"].splitlines()
+        == ["Another app is currently holding the yum lock; waiting for it to exit..."] * 2
+    )
+    assert check_update(lab, "h1") == []
+
+
+def test_a_failing_yum_comes_back_with_its_exit_code_and_output(make_lab):
+    lab = make_lab(faults=Faults(hosts={"h1": HostFaults(fail_patch=True)}))
+    details = failure(lambda: update(lab, "h1"))
+    assert details[0] == "1"
+    assert details[1].startswith("Command '['yum', 'update', ") and details[1].endswith(
+        "failed with code: 1"
+    )
+    assert details[2].startswith("stdout: '', stderr: 'Error: lab fault fail_patch")
+    assert check_update(lab, "h1"), "nothing was installed"
 
 
 def test_plugins_and_functions_a_host_lacks_are_refused_by_name(make_lab):

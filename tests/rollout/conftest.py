@@ -143,6 +143,7 @@ def start_lab(
     vms: int = 24,
     ssh: bool = True,
     network: str | None = None,
+    speed: float = SPEED,
     **scenario: Any,
 ) -> Lab:
     """A lab pool in `directory` (lab/, state/, faults.yml), on its own loopback /24.
@@ -157,7 +158,7 @@ def start_lab(
         hosts=hosts,
         vms=vms,
         seed=1,
-        speed=SPEED,
+        speed=speed,
         ssh=ssh,
         port=0,
         directory=directory / "lab",

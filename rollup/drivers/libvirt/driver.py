@@ -29,7 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from xml.etree import ElementTree
 
-from rollup.drivers import Connection, HaState, InventoryHost, PoolUpdates, Progress
+from rollup.drivers import (
+    UNFOLLOWED,
+    Connection,
+    Follow,
+    HaState,
+    InventoryHost,
+    PoolUpdates,
+    Progress,
+)
 from rollup.drivers.host_file_lock import HostFileStore
 from rollup.drivers.libvirt import hostos
 from rollup.drivers.libvirt.hostos import LOCK_PATH
@@ -129,7 +137,7 @@ class LibvirtDriver(HoldsRunLock):
         return PoolUpdates()
 
     def install_updates(
-        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+        self, host: str, packages: Sequence[str] = (), hash_: str = "", follow: Follow = UNFOLLOWED
     ) -> tuple[str, ...]:
         raise DriverError("libvirt hosts are patched by the playbook", "NO_UPDATE_SERVICE")
 

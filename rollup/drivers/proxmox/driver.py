@@ -29,7 +29,15 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rollup.drivers import Connection, HaState, InventoryHost, PoolUpdates, Progress
+from rollup.drivers import (
+    UNFOLLOWED,
+    Connection,
+    Follow,
+    HaState,
+    InventoryHost,
+    PoolUpdates,
+    Progress,
+)
 from rollup.drivers.host_file_lock import HostFileStore
 from rollup.drivers.proxmox import nodes, records
 from rollup.drivers.proxmox.guests import Guests
@@ -183,7 +191,7 @@ class ProxmoxDriver(HoldsRunLock):
     # -- hosts -----------------------------------------------------------------------
 
     def install_updates(
-        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+        self, host: str, packages: Sequence[str] = (), hash_: str = "", follow: Follow = UNFOLLOWED
     ) -> tuple[str, ...]:
         raise DriverError("Proxmox VE nodes are patched by the playbook (apt)", "NO_UPDATE_SERVICE")
 

@@ -20,11 +20,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rollup.drivers.xenapi import updates
+from rollup.drivers import Follow
+from rollup.drivers.xenapi import tasks, updates
+from rollup.drivers.xenapi.failures import describe
 from rollup.drivers.xenapi.session import Session
-from rollup.drivers.xenapi.tasks import destroy, failure_of, watch
-from rollup.errors import DriverError, TransientDriverError
+from rollup.errors import DriverError
 from rollup.text.plurals import count
+from rollup.text.units import format_duration
 
 PATCHED_AT_KEY = "rpm_patch_installation_time"
 OUTPUT_LINES = 40  # of yum's output kept as evidence
@@ -43,25 +45,35 @@ def xcp_ng_update(
     name: str,
     packages: Sequence[str],
     repos: Sequence[str],
-    busy_seconds: float,
+    follow: Follow,
     busy_delay: float,
 ) -> Installed:
-    """yum update through the updater plugin: `packages` (name-version-release) or all."""
-    arguments = {}
-    if packages:
-        arguments["packages"] = " ".join(packages)
-    if repos:
-        arguments["repos"] = ",".join(repos)
-    what = f"install the updates of host {name}"
-    deadline = time.monotonic() + busy_seconds
+    """yum update through the updater plugin, all that is pending or only `packages`
+    (name-version-release).
 
-    def update() -> object:
-        return api.call(
-            what, "host.call_plugin", ref, updates.UPDATER, "update", arguments, idempotent=False
-        )
+    Each call is `Async.host.call_plugin`, followed as a task: yum runs for minutes, far
+    longer than one call's socket timeout (Xen Orchestra calls it async too, patching.mjs
+    `_xcpUpdate`). The plugin appends `packages` to yum's command line as ONE argument,
+    which yum reads as one pattern (xcp-ng-xapi-plugins updater.py `install_helper`):
+    several packages are installed one call each. A busy plugin (another install or
+    check holds its lock) is waited out, all of it within `follow.timeout`.
+    """
+    deadline = time.monotonic() + follow.timeout
+    base = {"repos": ",".join(repos)} if repos else {}
+    calls = [{**base, "packages": package} for package in packages] or [base]
+    lines: list[str] = []
+    for index, arguments in enumerate(calls, start=1):
+        doing = "yum update"
+        if "packages" in arguments:
+            doing += f" {arguments['packages']}"
+            if len(calls) > 1:
+                doing += f" ({index} of {len(calls)})"
 
-    answer = updates.while_busy(update, deadline, busy_delay, name)
-    output = _output(str(answer))
+        def update(arguments: dict[str, str] = arguments, doing: str = doing) -> object:
+            return _plugin_task(api, ref, name, arguments, doing, follow, deadline)
+
+        answer = updates.while_busy(update, deadline, busy_delay, name, follow.say)
+        lines += _output(str(answer), doing)
     # Xen Orchestra's mark: a host booted before this time needs a reboot. In the host's
     # own time, not ours, so a controller's clock skew cannot hide a reboot; xapi gives it
     # to the second, so the next one is surely after the install.
@@ -69,7 +81,63 @@ def xcp_ng_update(
     what = f"record the install time on {name}"
     api.call(what, "host.remove_from_other_config", ref, PATCHED_AT_KEY)
     api.call(what, "host.add_to_other_config", ref, PATCHED_AT_KEY, f"{installed:.3f}")
-    return Installed(output=output)
+    return Installed(output=tuple(lines[-OUTPUT_LINES:]))
+
+
+def _plugin_task(
+    api: Session,
+    ref: str,
+    name: str,
+    arguments: dict[str, str],
+    doing: str,
+    follow: Follow,
+    deadline: float,
+) -> object:
+    what = f"install the updates of host {name}"
+    task = api.call(
+        what, "Async.host.call_plugin", ref, updates.UPDATER, "update", arguments,
+        idempotent=False,
+    )  # fmt: skip
+    try:
+        record = tasks.follow(
+            api, task, what, deadline, lambda spent: follow.say(f"{doing}: {_running(spent)}")
+        )
+        if record is None:
+            raise DriverError(
+                f"could not {what}: {doing} still runs after {format_duration(follow.timeout)}"
+                " (rollup_install_timeout); yum goes on on the host: let it finish, then"
+                " resume, or raise rollup_install_timeout",
+                "INSTALL_TIMEOUT",
+            )
+        if record["status"] != "success":
+            code, params = tasks.failure_of(record)
+            raise _plugin_failure(what, code, params)
+        return tasks.task_value(str(record.get("result", "")))
+    finally:
+        tasks.destroy(api, task)
+
+
+def _running(seconds: float) -> str:
+    return f"running for {format_duration(seconds)}"
+
+
+def _plugin_failure(what: str, code: str, params: tuple[str, ...]) -> DriverError:
+    """updater.py's failures (xcpngutils error_wrapped): "-1" [message, "", traceback]
+    for its own errors, yum's exit code ["Command ... failed with code: N",
+    "stdout: '...', stderr: '...'", traceback] when yum fails."""
+    if code.lstrip("-").isdigit() and params:
+        evidence = tuple(
+            line for line in "\n".join(params[1:2]).replace("\\n", "\n").splitlines() if line
+        )
+        if code == "-1":
+            return DriverError(f"could not {what}: {params[0]}", code, params, evidence)
+        return DriverError(
+            f"could not {what}: yum update failed with exit code {code}",
+            "UPDATE_FAILED",
+            (code, *params),
+            evidence[-OUTPUT_LINES:],
+        )
+    return DriverError(f"could not {what}: {describe(code, params)}", code, params)
 
 
 def server_time(api: Session, ref: str, name: str) -> float:
@@ -84,56 +152,69 @@ def server_time(api: Session, ref: str, name: str) -> float:
     raise DriverError(f"host {name} answered its time as {text!r}, not a date", "BAD_TIME")
 
 
-def _output(answer: str) -> tuple[str, ...]:
+def _output(answer: str, doing: str) -> list[str]:
     """The updater's answer: {stdout, stderr, command, returncode} (older: {exit, ...})."""
     try:
         result = json.loads(answer)
     except ValueError:
-        return tuple(answer.splitlines()[-OUTPUT_LINES:])
+        return answer.splitlines()[-OUTPUT_LINES:]
     if not isinstance(result, dict):
-        return ()
+        return []
     code = result.get("returncode", result.get("exit", 0))
     lines = f"{result.get('stdout', '')}\n{result.get('stderr', '')}".strip().splitlines()
     if code not in (0, "0", None):
         raise DriverError(
-            f"yum update failed with exit code {code}", "UPDATE_FAILED", (str(code),), tuple(lines)
+            f"{doing} failed with exit code {code}", "UPDATE_FAILED", (str(code),), tuple(lines)
         )
-    return tuple(lines[-OUTPUT_LINES:])
+    return lines
 
 
 def xenserver_apply(
-    api: Session, ref: str, name: str, hash_: str, busy_seconds: float, busy_delay: float
+    api: Session, ref: str, name: str, hash_: str, follow: Follow, busy_delay: float
 ) -> Installed:
-    """host.apply_updates with the plan's hash, waiting out another update of the pool
-    (APPLY_UPDATES_IN_PROGRESS); its livepatch failures as output."""
-    deadline = time.monotonic() + busy_seconds
+    """host.apply_updates with the plan's hash, followed as a task (minutes); another
+    host's apply holds the pool (APPLY_UPDATES_IN_PROGRESS, xen-api xapi_pool_helpers.ml:
+    apply_updates is a blocking pool operation), so it is waited out, said once, within
+    `follow.timeout`. Its livepatch failures come back as output."""
+    deadline = time.monotonic() + follow.timeout
+    said = False
     while True:
         try:
-            return _apply(api, ref, name, hash_)
+            return _apply(api, ref, name, hash_, follow, deadline)
         except DriverError as error:
             if (
                 error.code != "APPLY_UPDATES_IN_PROGRESS"
                 or time.monotonic() + busy_delay > deadline
             ):
                 raise
+            if not said:
+                follow.say(f"host {name}: waiting for another host's apply_updates to end")
+                said = True
         time.sleep(busy_delay)
 
 
-def _apply(api: Session, ref: str, name: str, hash_: str) -> Installed:
+def _apply(
+    api: Session, ref: str, name: str, hash_: str, follow: Follow, deadline: float
+) -> Installed:
     what = f"apply the updates to host {name}"
+    task = api.call(what, "Async.host.apply_updates", ref, hash_, idempotent=False)
     try:
-        task = api.call(what, "Async.host.apply_updates", ref, hash_, idempotent=False)
-    except TransientDriverError:
-        raise
-    record = watch(api, task, what)
-    try:
-        assert record is not None
+        record = tasks.follow(
+            api, task, what, deadline, lambda spent: follow.say(f"apply_updates: {_running(spent)}")
+        )
+        if record is None:
+            raise DriverError(
+                f"could not {what}: still running after {format_duration(follow.timeout)}"
+                " (rollup_install_timeout); it goes on in the pool: let it finish, then"
+                " resume, or raise rollup_install_timeout",
+                "INSTALL_TIMEOUT",
+            )
         if record["status"] != "success":
-            code, params = failure_of(record)
+            code, params = tasks.failure_of(record)
             raise DriverError(f"could not {what}: {_explain(code, params)}", code, params)
         failures = _livepatch_failures(str(record.get("result", "")))
     finally:
-        destroy(api, task)
+        tasks.destroy(api, task)
     if failures:
         note = f"{count(len(failures), 'livepatch')} failed: the host reboots instead"
         return Installed(output=(note, *failures))

@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rollup.drivers import PoolUpdates
+from rollup.drivers import UNFOLLOWED, Follow, PoolUpdates
 from rollup.drivers.xenapi import install, updates
 from rollup.drivers.xenapi.records import flavor
 from rollup.drivers.xenapi.session import Session, Timing
@@ -55,27 +55,25 @@ class Patching:
             ref, rec = item
             timing = self.timing
             pending = updates.check_update(
-                self.api, ref, rec["name_label"], timing.busy_seconds, timing.busy_delay
-            )
+                self.api, ref, rec["name_label"], self.update_repos, timing.busy_seconds,
+                timing.busy_delay,
+            )  # fmt: skip
             return rec["uuid"], pending
 
         return PoolUpdates(hosts=dict(self._readers().map(ask, asked.items())))
 
     def install_updates(
-        self, host: str, packages: Sequence[str] = (), hash_: str = ""
+        self, host: str, packages: Sequence[str] = (), hash_: str = "", follow: Follow = UNFOLLOWED
     ) -> tuple[str, ...]:
         ref, name = self._host(host)
         kind = flavor(self.api.call(f"read host {name}", "host.get_record", ref))
+        delay = self.timing.busy_delay
         if kind == "xcp-ng":
-            timing = self.timing
             done = install.xcp_ng_update(
-                self.api, ref, name, packages, self.update_repos, timing.busy_seconds,
-                timing.busy_delay,
-            )  # fmt: skip
-        elif kind == "xenserver":
-            done = install.xenserver_apply(
-                self.api, ref, name, hash_, self.timing.busy_seconds, self.timing.busy_delay
+                self.api, ref, name, packages, self.update_repos, follow, delay
             )
+        elif kind == "xenserver":
+            done = install.xenserver_apply(self.api, ref, name, hash_, follow, delay)
         else:
             raise DriverError(
                 f"host {name} has no update service rollup can drive (neither XCP-ng's"

@@ -61,7 +61,9 @@ class Timing:
     shutdown_timeout: float = 120.0  # clean shutdown before a hard one
     enable_retry_seconds: float = 300.0  # HOST_STILL_BOOTING after a reboot can last
     parallel_reads: int = 8  # hosts asked at once for the VMs preventing their evacuation
-    busy_seconds: float = 60.0  # how long to retry an updater plugin that is busy
+    # How long reading pending updates waits out a busy updater plugin: an install holds
+    # its lock for minutes (installs themselves wait within rollup_install_timeout).
+    busy_seconds: float = 1800.0
     busy_delay: float = 2.0  # between those retries (Xen Orchestra waits 2 s)
 
     def backoff(self) -> Iterator[float]:

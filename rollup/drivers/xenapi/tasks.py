@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+import xmlrpc.client
+from collections.abc import Callable, Mapping
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from rollup.drivers import Progress
 from rollup.drivers.xenapi.session import Session
@@ -19,6 +21,7 @@ from rollup.errors import DriverError
 log = logging.getLogger("rollup.drivers.xenapi")
 
 FINISHED = frozenset({"success", "failure", "cancelled"})
+TICK_SECONDS = 15.0  # how often `follow` says a long task is still running
 
 
 def watch(
@@ -74,6 +77,37 @@ def watch(
             if event.get("operation") == "del":
                 raise DriverError(f"could not {what}: its task {task} vanished")
             record = event.get("snapshot") or api.call(what, "task.get_record", task)
+
+
+def follow(
+    api: Session,
+    task: str,
+    what: str,
+    deadline: float,
+    tick: Callable[[float], None],
+    every: float = TICK_SECONDS,
+) -> Mapping[str, Any] | None:
+    """Like `watch`, for work that lasts minutes and whose task may show no progress (a
+    plugin call's does not): `tick(seconds since it started)` every `every` seconds."""
+    started = time.monotonic()
+    while True:
+        record = watch(api, task, what, deadline=min(deadline, time.monotonic() + every))
+        if record is not None:
+            return record
+        if time.monotonic() >= deadline:
+            return None
+        tick(time.monotonic() - started)
+
+
+def task_value(result: str) -> Any:
+    """A finished task's result: xapi gives it as an XML-RPC `<value>` fragment."""
+    if not result.strip():
+        return ""
+    body = f"<methodResponse><params><param>{result}</param></params></methodResponse>"
+    try:
+        return xmlrpc.client.loads(body)[0][0]
+    except (xmlrpc.client.ResponseError, ExpatError, IndexError):
+        return result.removeprefix("<value>").removesuffix("</value>")
 
 
 def destroy(api: Session, task: str) -> None:

@@ -17,6 +17,7 @@ Pure parsing lives here too, tested from recorded answers.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -26,10 +27,13 @@ from rollup.drivers import PoolUpdates
 from rollup.drivers.xenapi.session import Session
 from rollup.errors import DriverError
 from rollup.model import Pending, Update
+from rollup.text.units import format_duration
+
+log = logging.getLogger("rollup.drivers.xenapi")
 
 UPDATER = "updater.py"
 UPDATES_PATH = "/updates"
-BUSY = re.compile(r"\bbusy\b", re.IGNORECASE)
+BUSY = re.compile(r"\bbusy\b|already in progress", re.IGNORECASE)
 # /updates names guidances in CamelCase; the API's fields, and rollup, in snake_case.
 GUIDANCE_NAMES = {
     "RebootHost": "reboot_host",
@@ -109,28 +113,55 @@ def _int(value: Any) -> int:
         return 0
 
 
-def check_update(api: Session, ref: str, name: str, busy_seconds: float, delay: float) -> Pending:
-    """One XCP-ng host's pending packages, waiting out a busy updater plugin."""
+def check_update(
+    api: Session,
+    ref: str,
+    name: str,
+    repos: tuple[str, ...],
+    busy_seconds: float,
+    delay: float,
+) -> Pending:
+    """One XCP-ng host's pending packages from the repositories the install will use
+    (updater.py enables its defaults and those of `repos` the host has enabled), waiting
+    out a busy updater plugin: an install holds its lock for minutes."""
     deadline = time.monotonic() + busy_seconds
+    arguments = {"repos": ",".join(repos)} if repos else {}
 
     def ask() -> Any:
         what = f"ask host {name} for its pending updates"
-        return api.call(what, "host.call_plugin", ref, UPDATER, "check_update", {})
+        return api.call(what, "host.call_plugin", ref, UPDATER, "check_update", arguments)
 
-    return parse_check_update(str(while_busy(ask, deadline, delay, name)))
+    def say(text: str) -> None:
+        log.warning("%s; waiting for it (up to %s)", text, format_duration(busy_seconds))
+
+    return parse_check_update(str(while_busy(ask, deadline, delay, name, say)))
 
 
-def while_busy(call: Callable[[], Any], deadline: float, delay: float, name: str) -> Any:
-    """`call`, again after `delay` for as long as the updater plugin answers busy."""
+def while_busy(
+    call: Callable[[], Any],
+    deadline: float,
+    delay: float,
+    name: str,
+    say: Callable[[str], None] | None = None,
+) -> Any:
+    """`call`, again after `delay` for as long as the updater plugin answers busy; `say`
+    hears once per wait what the host is busy with."""
+    said = ""
     while True:
         try:
             return call()
         except DriverError as error:
             if not is_busy(error) or time.monotonic() + delay > deadline:
                 raise
+            why = f"host {name}: {error.params[0]}"
+            if say is not None and why != said:
+                say(why)
+                said = why
         time.sleep(delay)
 
 
 def is_busy(error: DriverError) -> bool:
-    """The updater plugin's "busy" (its own lock, or yum's): a generic "-1" failure."""
+    """The updater plugin's lock is held (xcp-ng-xapi-plugins updater.py OperationLocker):
+    "-1" with "The updater plugin is busy (current operation: ...)" or, to a second
+    update, "Update already in progress"."""
     return error.code == "-1" and any(BUSY.search(p) for p in error.params[:1])

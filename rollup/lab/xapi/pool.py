@@ -82,6 +82,8 @@ class LabPool:
         self.faults = Faults()
         self.vm_failures: dict[str, int | None] = {}  # VM ref → failures still to come
         self.apply_failures: dict[str, int | None] = {}  # host ref → refusals to come
+        # updater.py's operation lock per host: host ref → the operation holding it.
+        self.plugin_operations: dict[str, str] = {}
         self.api_down_until = 0.0  # master API drop (simulated time)
         self.api_drop_armed = False  # a `next-reboot` drop waits for the master's reboot
 

@@ -1,13 +1,6 @@
-"""What a lab host says about its updates, per flavor, and how it installs them.
+"""What a lab host has pending, and how a XenServer 8 pool installs it.
 
-XCP-ng, as its `updater.py` host plugin does (host.call_plugin):
-- `check_update` answers a JSON list of the pending packages, `[]` when up to date;
-- `update` (optional `packages`, space or comma separated: names or name-version-
-  release) installs them and answers `{stdout, stderr, command, returncode}`;
-- while yum's lock is held, both fail with the plugin's own error: code "-1",
-  params [message, details, backtrace], "The updater plugin is busy (...)".
-Nothing else changes on the host: the client records the install time
-(other_config["rpm_patch_installation_time"], as Xen Orchestra does) and reboots.
+XCP-ng's updater plugin, which reads the same pending list, is lab/xapi/updater.py.
 
 XenServer 8, as xapi does:
 - the master serves GET /updates (lab/xapi/server.py): per host its pending RPMs,
@@ -26,7 +19,6 @@ A guidance is cleared by its action: a reboot clears the host's, a toolstack res
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +31,6 @@ from rollup.lab.xapi.objects import GUIDANCE_LEVELS, SimHost
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
 
-UPDATER = "updater.py"
-BUSY = "The updater plugin is busy (current operation: update)"
 # /updates names guidances in CamelCase, the API's fields in snake_case.
 CAMEL = {
     "reboot_host": "RebootHost",
@@ -57,81 +47,8 @@ def pending(pool: LabPool, host: SimHost) -> list[Build]:
     return pool.repository.pending(stream, host.machine.packages() or {})
 
 
-# -- XCP-ng: updater.py ---------------------------------------------------------------
-
-
-def call_updater(pool: LabPool, host_ref: str, fn: str, args: dict[str, Any]) -> str:
-    host = pool.host(host_ref)
-    if not releases.has_updater_plugin(pool.layout.flavor):
-        raise XapiFailure("XENAPI_MISSING_PLUGIN", UPDATER)
-    if fn == "check_update":
-        return json.dumps([_package(build) for build in pending(pool, host)])
-    if fn == "update":
-        return json.dumps(_update(pool, host, _specs(args.get("packages", ""))))
-    raise XapiFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn)
-
-
-def _package(build: Build) -> dict[str, Any]:
-    return {
-        "name": build.name,
-        "version": build.version,
-        "release": build.release,
-        "description": build.summary,
-        "changelog": None,
-        "url": "",
-        "size": str(build.size),
-        "license": "GPLv2",
-    }
-
-
-def _specs(text: Any) -> list[str]:
-    return [word for word in str(text or "").replace(",", " ").split() if word]
-
-
-def _update(pool: LabPool, host: SimHost, specs: list[str]) -> dict[str, Any]:
-    command = ["yum", "update", "--disablerepo=*", "--enablerepo=xcp-ng-base,xcp-ng-updates"]
-    command += ["-y", *specs]
-    with pool.lock:
-        if not host.live:
-            raise XapiFailure("HOST_OFFLINE", host.ref)
-        if not host.machine.take_yum_lock():
-            raise XapiFailure("-1", BUSY, "", "Traceback: yum lock held (lab fault yum_busy)")
-        builds = _chosen(pool, host, specs)
-        cached = host.machine.downloaded()
-    # yum fetches what its cache lacks first (what `yum --downloadonly` pre-staged is
-    # there); the pool goes on meanwhile.
-    time.sleep(packages.download_seconds(builds, cached) / pool.speed)
-    with pool.lock:
-        if not host.live:
-            raise XapiFailure("HOST_OFFLINE", host.ref)
-        _install(host, builds)
-        host.machine.set_downloaded(host.machine.downloaded() - {b.nvr for b in builds})
-    lines = [f"Updated: {b.name}.x86_64 {b.version}-{b.release}" for b in builds]
-    return {
-        "stdout": "\n".join([*lines, "Complete!"] if builds else ["No packages marked for update"]),
-        "stderr": "",
-        "command": command,
-        "returncode": 0,
-    }
-
-
-def _chosen(pool: LabPool, host: SimHost, specs: list[str]) -> list[Build]:
-    """What `yum update SPECS` installs now (every pending update when none are named)."""
-    available = pending(pool, host)
-    if not specs:
-        return available
-    stream = packages.stream_of(host.version)
-    installed = host.machine.packages() or {}
-    chosen = []
-    for spec in specs:
-        build = pool.repository.find(stream, spec)
-        have = installed.get(build.name) if build else None
-        if build is not None and (have is None or build.newer_than(have.version, have.release)):
-            chosen.append(build)
-    return chosen
-
-
-def _install(host: SimHost, builds: list[Build]) -> None:
+def install(host: SimHost, builds: list[Build]) -> None:
+    """Record `builds` as installed on the host's disk (what runs changes at its boot)."""
     installed = host.machine.packages() or {}
     now = time.time()
     for build in builds:
@@ -225,7 +142,7 @@ def apply_updates(pool: LabPool, host_ref: str, hash_: str) -> list[list[str]]:
             raise XapiFailure("HOST_EVACUATION_IS_REQUIRED", host.ref)
         if not host.machine.take_yum_lock():
             raise XapiFailure("APPLY_UPDATES_FAILED", host.ref)
-        _install(host, builds)
+        install(host, builds)
         for level in GUIDANCE_LEVELS:
             host_level = [
                 g for g in guidance[level] if g not in ("restart_device_model", "restart_vm")

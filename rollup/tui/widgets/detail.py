@@ -32,6 +32,8 @@ def render_host(host: HostView, now: float) -> RenderableType:
         )
     elif host.reason:
         parts.append(Text(host.reason, style="italic"))
+    if host.activity:
+        parts.append(Text(f"{host.state}: {host.activity}", style="cyan"))
     if host.divergence:
         parts.append(Text(f"re-planned: {host.divergence}", style="yellow"))
     parts.append(_timeline(host, now))

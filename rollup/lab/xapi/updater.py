@@ -1,0 +1,201 @@
+"""XCP-ng's `updater.py` host plugin on a lab host, as the plugin's own code behaves.
+
+Source: xcp-ng/xcp-ng-xapi-plugins `SOURCES/etc/xapi.d/plugins/updater.py` (its
+`OperationLocker`, `install_helper`, `build_repo_list`, `check_update`, `update`) and
+`xcpngutils/__init__.py` (`error_wrapped`, `run_command`); xapi's
+`ocaml/xapi/xapi_plugins.ml` hands a plugin's failure to the caller as the plugin raised
+it (code, params).
+
+- `check_update {repos?}` answers a JSON list of the pending packages, `[]` when up to
+  date. It reads yum's metadata, which takes a few seconds.
+- `update {packages?, repos?}` runs `yum update --disablerepo=* --enablerepo=R -y [P]`:
+  R is xcp-ng-base, xcp-ng-updates, xcp-ng-linstor and the `repos` named, each kept only
+  if the host's yum config has it enabled (others are dropped without a word), and
+  `packages` is appended as ONE argument: yum reads it as one package pattern, so
+  "a-1-2 b-3-4" matches nothing ("No Match for argument"), installs nothing and exits 0.
+  It takes minutes (downloads, then the RPM transaction): a caller follows it as a task
+  (`Async.host.call_plugin`), or loses the answer to its socket timeout while yum runs.
+- The plugin's own operation lock (a file in /var/lib/xcp-ng-xapi-plugins/ holding the
+  current operation): `check_update` finds it held and fails at once, "The updater plugin
+  is busy (current operation: update)"; `update` fails at once "Update already in
+  progress" when an update holds it, else waits 10 s for it, then fails busy. The lab
+  keeps the lock in memory per host (LabPool.plugin_operations): it lives as long as the
+  lab process, as the running yum it guards does.
+- Failures come back as XenAPI failures with the plugin's code: "-1" and
+  [message, "", traceback] for its own errors; yum's exit code and
+  ["Command '[...]' failed with code: N", "stdout: '...', stderr: '...'", traceback] when
+  yum fails (the lab's fail_patch fault). yum's own lock, held by another yum (the lab's
+  yum_busy fault), is not the plugin's: yum waits for it and goes on.
+- Other functions (install, query_installed, get_proxies, set_proxies) are not served:
+  UNKNOWN_XENAPI_PLUGIN_FUNCTION, as for any function a plugin lacks.
+Nothing else changes on the host: the client records the install time
+(other_config["rpm_patch_installation_time"], as Xen Orchestra does) and reboots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from rollup.lab import packages, releases
+from rollup.lab.packages import Build
+from rollup.lab.xapi.failure import XapiFailure
+from rollup.lab.xapi.objects import SimHost
+from rollup.lab.xapi.updates import install, pending
+
+if TYPE_CHECKING:
+    from rollup.lab.xapi.pool import LabPool
+
+PLUGIN = "updater.py"
+# updater.py's DEFAULT_REPOS; the lab host's yum config enables the first two (as a
+# stock XCP-ng 8.3 host does) and holds testing and candidates disabled.
+DEFAULT_REPOS = ("xcp-ng-base", "xcp-ng-updates", "xcp-ng-linstor")
+ENABLED_REPOS = ("xcp-ng-base", "xcp-ng-updates")
+LOCK_WAIT = 10.0  # seconds `update` waits for the operation lock (@operationlock(timeout=10))
+CHECK_SECONDS = 4.0  # yum reading its metadata for check_update
+YUM_LOCK_POLL = 2.0  # yum tries its own lock again every 2 s while another yum holds it
+YUM_LOCK_WAITING = "Another app is currently holding the yum lock; waiting for it to exit..."
+TRACEBACK = 'Traceback (most recent call last):\n  File "/etc/xapi.d/plugins/updater.py"'
+
+
+def call(pool: LabPool, host_ref: str, fn: str, args: dict[str, str]) -> str:
+    host = pool.host(host_ref)
+    if not releases.has_updater_plugin(pool.layout.flavor):
+        raise XapiFailure("XENAPI_MISSING_PLUGIN", PLUGIN)
+    if fn == "check_update":
+        with _operation(pool, host, "check_update", wait=0.0):
+            _spend(pool, host, CHECK_SECONDS)
+            with pool.lock:
+                return json.dumps([_package(build) for build in pending(pool, host)])
+    if fn == "update":
+        with _operation(pool, host, "update", wait=LOCK_WAIT):
+            return json.dumps(_update(pool, host, args))
+    raise XapiFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn)
+
+
+@contextmanager
+def _operation(pool: LabPool, host: SimHost, operation: str, wait: float) -> Iterator[None]:
+    """Hold the host's plugin lock for `operation` (pool.plugin_operations: what each
+    host's lock file says), as OperationLocker does."""
+    deadline = time.monotonic() + pool.scheduler.real(wait)
+    with pool.lock:
+        while host.ref in pool.plugin_operations:
+            current = pool.plugin_operations[host.ref]
+            if operation == "update" and current == "update":
+                raise XapiFailure("-1", "Update already in progress", "", TRACEBACK)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise XapiFailure(
+                    "-1", f"The updater plugin is busy (current operation: {current})", "",
+                    TRACEBACK,
+                )  # fmt: skip
+            pool.changed.wait(min(left, 0.5))
+        pool.plugin_operations[host.ref] = operation
+    try:
+        yield
+    finally:
+        with pool.lock:
+            del pool.plugin_operations[host.ref]
+            pool.changed.notify_all()
+
+
+def _spend(pool: LabPool, host: SimHost, seconds: float) -> None:
+    """Let `seconds` of lab time pass on the host (the pool goes on meanwhile)."""
+    start = time.monotonic()
+    real = pool.scheduler.real(seconds)
+    with pool.lock:
+        while True:
+            if not host.live or pool.closed:
+                # The host went down under the running plugin: its caller gets what xapi
+                # says of a call whose host vanished.
+                raise XapiFailure("HOST_OFFLINE", host.ref)
+            done = time.monotonic() - start
+            if done >= real:
+                return
+            pool.changed.wait(min(real - done, 0.5))
+
+
+def _package(build: Build) -> dict[str, Any]:
+    return {
+        "name": build.name,
+        "version": build.version,
+        "release": build.release,
+        "description": build.summary,
+        "changelog": None,
+        "url": "",
+        "size": build.size,
+        "license": "GPLv2",
+    }
+
+
+def _update(pool: LabPool, host: SimHost, args: dict[str, str]) -> dict[str, Any]:
+    named = [r.strip() for r in args.get("repos", "").split(",") if r.strip()]
+    wanted = (*DEFAULT_REPOS, *named)
+    repos = [repo for repo in ENABLED_REPOS if repo in wanted]
+    command = ["yum", "update", "--disablerepo=*", "--enablerepo=" + ",".join(repos), "-y"]
+    spec = args.get("packages", "")
+    if spec:
+        command.append(spec)  # one argument, whatever it holds
+    waited = []
+    while True:
+        with pool.lock:
+            if host.machine.patch_fault():
+                _yum_failed(command, 1, "", "Error: lab fault fail_patch is set on this host")
+            # yum's own lock (another yum runs: the lab's yum_busy fault) is not the
+            # plugin's: yum waits for it, saying so, and goes on.
+            if host.machine.take_yum_lock():
+                builds = _chosen(pool, host, spec)
+                cached = host.machine.downloaded()
+                break
+        waited.append(YUM_LOCK_WAITING)
+        _spend(pool, host, YUM_LOCK_POLL)
+    download = packages.download_seconds(builds, cached)
+    transaction = packages.install_seconds(builds)
+    # yum fetches what its cache lacks (what `yum --downloadonly` pre-staged is there),
+    # then runs the transaction. xapi's task of the plugin call shows no progress.
+    _spend(pool, host, download + transaction)
+    with pool.lock:
+        if not host.live:
+            raise XapiFailure("HOST_OFFLINE", host.ref)
+        install(host, builds)
+        host.machine.set_downloaded(host.machine.downloaded() - {b.nvr for b in builds})
+    lines = [f"Updated: {b.name}.x86_64 {b.version}-{b.release}" for b in builds]
+    if spec and not builds:
+        lines = [f"No Match for argument: {spec}", "No packages marked for update"]
+    elif not builds:
+        lines = ["No packages marked for update"]
+    else:
+        lines.append("Complete!")
+    return {
+        "stdout": "\n".join(lines),
+        "stderr": "\n".join(waited),
+        "command": command,
+        "returncode": 0,
+    }
+
+
+def _yum_failed(command: list[str], code: int, stdout: str, stderr: str) -> None:
+    # error_wrapped turns run_command's ProcessException into Failure(str(code), ...).
+    raise XapiFailure(
+        str(code),
+        f"Command '{command}' failed with code: {code}",
+        f"stdout: '{stdout}', stderr: '{stderr}'",
+        TRACEBACK,
+    )
+
+
+def _chosen(pool: LabPool, host: SimHost, spec: str) -> list[Build]:
+    """What `yum update [SPEC]` installs now: every pending update when no pattern is
+    given, else the one build SPEC names (a name, or name-version-release) if newer."""
+    available = pending(pool, host)
+    if not spec:
+        return available
+    stream = packages.stream_of(host.version)
+    build = pool.repository.find(stream, spec)
+    have = (host.machine.packages() or {}).get(build.name) if build else None
+    if build is not None and (have is None or build.newer_than(have.version, have.release)):
+        return [build]
+    return []
