@@ -160,8 +160,15 @@ def lab_publish(args: argparse.Namespace) -> int:
     if not repository.stream(stream):
         known = ", ".join(sorted({b.stream for b in repository.builds}))
         raise BadInput(f"the lab's repository has no release {stream}: use one of {known}")
-    builds = repository.publish(args.kind or ["kernel", "userspace"], stream, args.livepatch)
+    builds = repository.publish(
+        args.kind or ["kernel", "userspace"], stream, args.livepatch, args.minor
+    )
     advisory = builds[0].advisory if builds else ""
     names = ", ".join(b.nvr + (" (livepatch)" if b.livepatch else "") for b in builds)
     print(f"published {advisory} on {stream}: {names}")
+    if repository.distro == "rpm":
+        print(
+            "XCP-ng hosts see it at once; a XenServer pool after its next sync"
+            " (pool.sync_updates, or rollup_sync: true in the inventory)"
+        )
     return EXIT_OK

@@ -308,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument(
         "--release", metavar="V", help="the release stream (default: what the lab's hosts run)"
     )
+    publish.add_argument(
+        "--minor",
+        action="store_true",
+        help="a new minor version, not only a new release (xapi 25.6 → 25.7: the pool is in"
+        " rolling-upgrade mode until every host runs it)",
+    )
     down = lab_sub.add_parser(
         "down",
         help="stop the lab running in a directory, or what a dead one left",

@@ -17,6 +17,8 @@ duration: they are divided by the pool's `speed` (at speed 20, `600` lasts 30 s)
         yum_busy: 2            # its next 2 yum runs find yum's lock held (true: all)
         alarm: true            # its /metrics raise rollup_lab_host_alarm (alert rules)
         apply_in_progress: 1   # its next host.apply_updates is refused as in progress
+        fail_livepatch: true   # XenServer: the livepatches apply_updates applies fail
+        unsafe_to_upgrade: not_enough_space  # testSafe2Upgrade's answer (or false)
     master_api_drop:
       seconds: 120             # the master's API is unreachable for 120 s...
       when: now                # ...from now, or `next-reboot`: beyond its normal reboot
@@ -46,6 +48,8 @@ HOST_KEYS = (
     "fail_patch",
     "yum_busy",
     "apply_in_progress",
+    "fail_livepatch",
+    "unsafe_to_upgrade",
     "alarm",
 )
 DROP_KEYS = ("seconds", "when")
@@ -69,6 +73,10 @@ class HostFaults:
     # None: every time.
     yum_busy: int | None = 0
     apply_in_progress: int | None = 0
+    fail_livepatch: bool = False  # XenServer: the livepatches host.apply_updates applies fail
+    # What prepare_host_upgrade.py's testSafe2Upgrade answers instead of "true":
+    # "not_enough_space" (local SR too small) or "false" (virtual disks on it).
+    unsafe_to_upgrade: str = ""
     alarm: bool = False  # its monitoring (the lab's /metrics) says something is wrong
 
 
@@ -162,8 +170,20 @@ def _host_faults(body: Any, source: str, key: str) -> HostFaults:
         fail_patch=_flag(body.get("fail_patch", False), source, f"{key}.fail_patch"),
         yum_busy=_times(body, "yum_busy", source, key),
         apply_in_progress=_times(body, "apply_in_progress", source, key),
+        fail_livepatch=_flag(body.get("fail_livepatch", False), source, f"{key}.fail_livepatch"),
+        unsafe_to_upgrade=_safety(body.get("unsafe_to_upgrade", ""), f"{source}: {key}"),
         alarm=_flag(body.get("alarm", False), source, f"{key}.alarm"),
     )
+
+
+def _safety(value: Any, where: str) -> str:
+    if value in ("", None, False):
+        return ""
+    if value not in ("not_enough_space", "false"):
+        raise BadInput(
+            f"{where}.unsafe_to_upgrade must be not_enough_space or false, not {value!r}"
+        )
+    return str(value)
 
 
 def _api_drop(body: Any, source: str) -> ApiDrop:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -175,6 +174,14 @@ class Repository:
         exact = [b for b in self.stream(stream) if spec in (b.nvr, b.rpm)]
         return exact[0] if exact else self.latest(stream).get(spec)
 
+    def as_of(self, serial: int) -> Repository:
+        """The repository as a mirror synced when it was at `serial` holds it."""
+        builds = [build for build in self.builds if build.serial <= serial]
+        return Repository(builds=builds, serial=serial, home=self.home, distro=self.distro)
+
+    def added_since(self, serial: int) -> list[Build]:
+        return [build for build in self.builds if build.serial > serial]
+
     def hash(self) -> str:
         """What XenServer's /updates calls the updateinfo hash: changes with every publish."""
         text = json.dumps([asdict(b) for b in self.builds], sort_keys=True)
@@ -182,8 +189,11 @@ class Repository:
 
     # -- writing ------------------------------------------------------------------------
 
-    def publish(self, kinds: Iterable[Kind], stream: str, livepatch: bool = False) -> list[Build]:
-        """A new build of each kind's package on `stream`, one advisory for them all."""
+    def publish(
+        self, kinds: Iterable[Kind], stream: str, livepatch: bool = False, minor: bool = False
+    ) -> list[Build]:
+        """A new build of each kind's package on `stream`, one advisory for them all;
+        `minor`: a new minor version (25.6.0 → 25.7.0), not only a new release."""
         self.serial += 1
         prefix = "PVE" if self.distro == "deb" else "XSU"
         advisory = f"{prefix}-{stream.replace('.', '')}-{self.serial:04d}"
@@ -193,6 +203,8 @@ class Repository:
             current = self.latest(stream).get(name)
             version = current.version if current else base
             release = _next_release(current.release if current else "1", stream, self.distro)
+            if minor:
+                version, release = _next_minor(version), _next_release("0", stream, self.distro)
             build = Build(
                 name=name,
                 version=version,
@@ -202,7 +214,7 @@ class Repository:
                 advisory=advisory,
                 summary=(DEB_SUMMARIES if self.distro == "deb" else SUMMARIES)[kind],
                 severity="High" if kind in ("kernel", "xen", "qemu", "userspace") else "None",
-                size=_size(kind),
+                size=size_of(kind),
                 livepatch=livepatch and kind in ("kernel", "xen"),
                 serial=self.serial,
             )
@@ -258,6 +270,13 @@ def package_names(distro: str) -> dict[Kind, tuple[str, str]]:
     return DEB_PACKAGES if distro == "deb" else PACKAGES
 
 
+def _next_minor(version: str) -> str:
+    parts = version.split(".")
+    if len(parts) < 2 or not parts[1].isdigit():
+        return f"{version}.1"
+    return ".".join([parts[0], str(int(parts[1]) + 1), *["0" for _ in parts[2:]]])
+
+
 def _next_release(release: str, stream: str, distro: str = "rpm") -> str:
     head = release.split(".", 1)[0]
     number = int(head) + 1 if head.isdigit() else 2
@@ -284,7 +303,7 @@ def install_seconds(builds: Sequence[Build]) -> float:
     return TRANSACTION_SECONDS + PACKAGE_SECONDS * len(builds) if builds else 0.0
 
 
-def _size(kind: Kind) -> int:
+def size_of(kind: Kind) -> int:
     return {"kernel": 31, "xen": 5, "xapi": 18, "qemu": 9, "firmware": 3, "userspace": 2}[
         kind
     ] * 2**20
@@ -317,75 +336,6 @@ def guidance(builds: Iterable[Build], livepatch_allowed: bool = True) -> dict[st
         "full": [*mandatory, *recommended],
         "livepatch": recommended,
     }
-
-
-# -- seeding a fresh lab ------------------------------------------------------------------
-
-
-def seed(
-    streams: Iterable[str],
-    seed_value: int,
-    path: Path | None = None,
-    updates: bool = True,
-    distro: str = "rpm",
-) -> Repository:
-    """A repository with each stream's base and, with `updates`, a few updates published
-    since; the first stream is the hosts' own (`home`)."""
-    streams = list(dict.fromkeys(streams))
-    repository = Repository(path=path, home=streams[0] if streams else "", distro=distro)
-    for stream in dict.fromkeys(streams):
-        for kind in KINDS:
-            name, version = package_names(distro)[kind]
-            repository.builds.append(
-                Build(
-                    name=name,
-                    version=version,
-                    release="1" if distro == "deb" else f"1.xcpng{stream}",
-                    kind=kind,
-                    stream=stream,
-                    summary=(DEB_SUMMARIES if distro == "deb" else SUMMARIES)[kind],
-                    size=_size(kind),
-                )
-            )
-    rng = random.Random(seed_value)
-    for stream in streams if updates else ():
-        # The monthly shape: a userspace fix, a toolstack and device-model update, then a
-        # kernel and hypervisor update (the one that needs the reboot).
-        repository.publish(["userspace"], stream)
-        repository.publish(["xapi", "qemu"], stream)
-        repository.publish(
-            ["kernel", "xen", *(["userspace"] if rng.random() < 0.5 else [])], stream
-        )
-    repository.save()
-    return repository
-
-
-def seeded_rpmdb(
-    repository: Repository,
-    stream: str,
-    position: int,
-    count: int,
-    now: float,
-    up_to_date: bool = False,
-) -> Rpmdb:
-    """The packages of the `position`-th of `count` hosts: the stream's base plus a share
-    of its updates. The first hosts lag most; the last one is up to date (a pool patched
-    host by host by hand looks like this); a pool of one host is all behind, unless
-    `up_to_date`."""
-    base = {b.name: Installed(b.version, b.release, now) for b in repository.base(stream)}
-    serials = sorted({b.serial for b in repository.stream(stream) if b.advisory})
-    if up_to_date or (count > 1 and position == count - 1):
-        applied = len(serials)
-    elif count <= 1 or not serials:
-        applied = 0
-    else:
-        applied = min(len(serials) - 1, position * len(serials) // (count - 1))
-    for build in repository.stream(stream):
-        if build.advisory and build.serial in serials[:applied]:
-            have = base.get(build.name)
-            if have is None or build.newer_than(have.version, have.release):
-                base[build.name] = Installed(build.version, build.release, now)
-    return base
 
 
 def rpmdb_to_json(rpmdb: Mapping[str, Installed]) -> str:

@@ -188,7 +188,12 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     staging = prestage.decide(pool, policy, any(upgrading(t.host, policy) for t in turns))
     # A host that was not pre-staged downloads its updates while out of service.
     download = policy.download_seconds if staging.method == "none" else 0.0
-    batches, downtime = _batches(simulation.outcomes, policy, host_rank, zone, download)
+    # XenServer's host.apply_updates is a blocking pool operation (xen-api
+    # xapi_pool_helpers.ml): a batch's hosts install one after another.
+    serial = policy.update == "xapi" and pool.flavor == "xenserver"
+    batches, downtime = _batches(
+        simulation.outcomes, policy, host_rank, zone, download, serial_installs=serial
+    )
     phase = prestage.phase_seconds(staging, policy, len(turns))
     found: list[Check] = [
         *checks.host_checks(pool),
@@ -214,13 +219,26 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
         migrations=len(moves),
         bytes_moved=sum(m.memory for m in moves),
         estimate_seconds=phase + sum(b.estimate_seconds for b in batches),
-        concurrency=concurrency(simulation.stops, policy, len(turns)),
+        concurrency=concurrency(simulation.stops, policy, len(turns), serial),
         prestage=staging,
     )
 
 
-def concurrency(stops: list[Stop], policy: Policy, turns: int) -> Concurrency:
+def concurrency(
+    stops: list[Stop], policy: Policy, turns: int, serial_installs: bool = False
+) -> Concurrency:
     """The largest batch, and the sentence that says why the plan took that many."""
+    found = _concurrency(stops, policy, turns)
+    if serial_installs and found.hosts > 1:
+        return Concurrency(
+            found.hosts,
+            found.reason + "; their installs go one at a time (XenServer's apply_updates"
+            " holds the pool), their reboots and migrations overlap",
+        )
+    return found
+
+
+def _concurrency(stops: list[Stop], policy: Policy, turns: int) -> Concurrency:
     largest = max((stop.size for stop in stops), default=1)
     room = f" with {policy.headroom:.0%} headroom" if policy.headroom else ""
     at_once = f"up to {count(largest, 'host')} at once"
@@ -260,6 +278,7 @@ def _batches(
     host_rank: dict[str, int],
     zone: dict[str, str | None],
     download: float = 0.0,
+    serial_installs: bool = False,
 ) -> tuple[list[Batch], dict[str, float]]:
     """Turn the simulation's outcomes into Batches, and each host's pinned-VM downtime."""
     batches: list[Batch] = []
@@ -310,7 +329,8 @@ def _batches(
                 memory_peak=tuple(
                     zip(ranked, map(outcome.memory_peak.__getitem__, ranked), strict=True)
                 ),
-                estimate_seconds=max((s.estimate_seconds for s in steps), default=0.0),
+                estimate_seconds=max((s.estimate_seconds for s in steps), default=0.0)
+                + (policy.patch_seconds * (len(steps) - 1) if serial_installs else 0.0),
             )
         )
     return batches, downtime

@@ -52,8 +52,10 @@ class HostUpdates:
         self.step = step
         moved_out = ctx.journal.recall(ctx.run_id, step.host, MOVED_OUT) is not None
         # Patched where it runs, its VMs left alone: as planned, unless what is pending
-        # now needs more (policy latest, updates published since).
+        # now needs more (policy latest, updates published since, a failed livepatch).
         self.in_place = step.in_place and not moved_out
+        # Set when an install made an in-place host need emptying: patching empties it.
+        self.must_empty = False
 
     @property
     def known(self) -> bool:
@@ -237,21 +239,33 @@ class HostUpdates:
             else "updates installed"
         )
         then = await self.next_action()
-        name = self.step.host_name
         if then.action == "reboot" or self.ctx.policy.reboot == "always":
+            why = ", ".join(then.why) or "always"
             if self.in_place:
-                raise HostFailed(
-                    f"{name} was to be patched in place, but its updates now ask for a reboot"
-                    f" ({', '.join(then.why) or 'rollup_reboot: always'}) while its VMs run on"
-                    " it: move its VMs and reboot it by hand, or plan again",
-                    "REBOOT_IN_PLACE",
-                )
-            return f"{installed}, reboot required ({', '.join(then.why) or 'always'})", ""
+                self._empty_after_all(why)
+            return f"{installed}, reboot required ({why})", ""
         if then.action == "toolstack":
             timeout = self.ctx.policy.host_timeout_seconds
             await self.ctx.call(self.ctx.driver.restart_toolstack, self.step.host, timeout)
             return f"{installed}, toolstack restarted", "its updates need a toolstack restart only"
         return f"{installed}, no reboot needed", "its updates need no reboot"
+
+    def _empty_after_all(self, why: str) -> None:
+        """An in-place host whose install now asks for a reboot (a livepatch failed, and
+        xapi recommends a reboot as XenCenter follows it): emptied, then rebooted. Noted,
+        so a resume in patching empties it again rather than reboot it under its VMs."""
+        self.in_place = False
+        self.must_empty = True
+        self.ctx.journal.note(self.ctx.run_id, self.step.host, MOVED_OUT, True)
+        self.ctx.bus.emit(
+            PlanDivergence(
+                self.ctx.run_id,
+                host=self.step.host,
+                host_name=self.step.host_name,
+                detail=f"its install asks for a reboot ({why}): it is emptied and rebooted,"
+                " not patched in place; its VMs move out and stay where they go",
+            )
+        )
 
     async def next_action(self) -> Next:
         """What the host's pending guidances ask for now that it is installed."""

@@ -310,6 +310,11 @@ class HostUpgrade:
             if no_reboot:
                 self.reason = no_reboot
                 self.skip_reboot()
+            elif self.updates.must_empty:
+                # It was to stay in service; now it reboots: out of service and emptied
+                # first, as its own disabling and evacuating steps would have done.
+                await self.ctx.call(self.ctx.driver.disable, self.host)
+                detail += f"; {await self._do_evacuating()}"
             return detail
         result = await self._play(self.ctx.policy.playbook, "patch")
         self.ctx.journal.note(self.ctx.run_id, self.host, "reboot_required", result.reboot_required)

@@ -88,14 +88,6 @@ class PoolGuard:
         return state
 
     async def restore_ha(self, state: HaState) -> None:
-        if state.enabled and (await self.ctx.snapshot()).rolling_upgrade:
-            # xapi refuses HA while versions differ: it comes back with the last host.
-            self._say(
-                "HA stays off while the pool's hosts run different versions: `rollup"
-                f" resume {self.ctx.run_id}` turns it on again after the last host",
-                "warning",
-            )
-            state = HaState(enabled=False, detail=state.detail)
         try:
             await self.ctx.call(self.ctx.driver.restore_ha, state)
             if state.enabled:
@@ -103,6 +95,14 @@ class PoolGuard:
             if state.paused:
                 self._say(f"{state.paused}: restored as it was before the run")
         except DriverError as error:
+            if error.code == "NOT_SUPPORTED_DURING_UPGRADE":
+                # xapi refuses HA while versions differ: it comes back with the last host.
+                self._say(
+                    f"HA stays off while {error.message}: `rollup resume {self.ctx.run_id}`"
+                    " turns it on again after the last host",
+                    "warning",
+                )
+                return
             self._say(f"could not restore HA: {error.message}: enable it by hand", "error")
 
     async def unlock(self) -> None:

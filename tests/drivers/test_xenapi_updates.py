@@ -65,6 +65,24 @@ def test_a_xenserver_updates_answer_becomes_advisories_guidances_and_the_hash():
     assert member.updates[0].livepatch
 
 
+def test_a_pool_from_before_december_2023_says_recommended_guidance_for_what_is_mandatory():
+    # xapi before the guidance split sent one list per host (repository_helpers.ml then).
+    data = {
+        "hosts": [
+            {
+                "ref": "OpaqueRef:old",
+                "recommended-guidance": ["RebootHost"],
+                "RPMS": ["kernel-4.19.19-8.0.30.xs8.x86_64"],
+                "updates": ["XS8-2023-0101"],
+            }
+        ],
+        "updates": [{"id": "XS8-2023-0101", "summary": "kernel", "severity": "High"}],
+        "hash": "0" * 64,
+    }
+    found = parse_updates(data, {"OpaqueRef:old": "h"}).hosts["h"]
+    assert found.guidance == ("reboot_host",) and found.reboot and found.evacuate
+
+
 class Lab:
     """A served pool and the XenAPI driver connected to it."""
 
@@ -151,7 +169,11 @@ def test_xenserver_hosts_are_read_in_one_request_and_patched_with_the_hash(make_
 def test_a_toolstack_restart_is_waited_for_like_a_reboot(make_lab):
     lab = make_lab("xenserver", "8.4.0", up_to_date=True)
     lab.pool.repository.publish(["xapi"], "8.4")
-    found = lab.driver.pending_updates()
+    assert lab.driver.pending_updates().hosts[lab.driver.snapshot().hosts[2].id].updates == ()
+    # rollup_sync: the pool syncs before the pending updates are first read.
+    synced = XenApiDriver(lab.driver.api.connection, FAST, {"rollup_sync": True})
+    found = synced.pending_updates()
+    synced.close()
     h3 = next(h for h in lab.driver.snapshot().hosts if h.name == "h3")
     assert found.hosts[h3.id].guidance == ("restart_toolstack",)
     assert not found.hosts[h3.id].evacuate  # the toolstack restarts under running VMs

@@ -20,7 +20,8 @@ import pytest
 from rollup import bundled
 from rollup.lab.faults import HostFaults
 from rollup.lab.hosts import LabMachine
-from rollup.lab.packages import Repository, seed, seeded_rpmdb
+from rollup.lab.package_seed import seed, seeded_rpmdb
+from rollup.lab.packages import Repository
 from rollup.remote import ansible
 from rollup.remote.ansible import TaskEvent
 from tests import loopback

@@ -49,6 +49,11 @@ class Lab:
             assert reply.headers["Content-Type"] == "application/json"
             return json.loads(reply.read())
 
+    def sync(self) -> str:
+        """pool.sync_updates, as an admin or a scheduled sync runs it."""
+        pool_ref = self.x.pool.get_all()[0]
+        return self.x.pool.sync_updates(pool_ref, False, "", "")
+
     def evacuate(self, name: str) -> None:
         """Empty the host as an admin would: the VMs that cannot move are shut down."""
         ref = self.host(name)
@@ -219,24 +224,90 @@ def test_the_master_serves_updates_to_a_session_or_basic_auth_and_nobody_else(ma
     assert refused.value.code == 401
 
 
-def test_apply_updates_refuses_with_xapis_errors(make_lab):
+def test_apply_updates_refuses_with_xapis_errors_after_disabling_the_host(make_lab):
     lab = make_lab("xenserver", "8.4.0")
     h1, hash_ = lab.host("h1"), lab.updates()["hash"]
+    lab.pool.set_ha(True)
+    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["HA_IS_ENABLED"]
+    assert lab.x.host.get_enabled(h1), "HA is checked before the host is disabled"
+    lab.pool.set_ha(False)
+    # xapi_host.ml disables the host first: every later refusal leaves it disabled.
     assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == [
         "HOST_EVACUATION_IS_REQUIRED",
         h1,
     ]
+    assert not lab.x.host.get_enabled(h1)
+    lab.x.host.enable(h1)
     lab.evacuate("h1")
     assert failure(lambda: lab.x.host.apply_updates(h1, "stale")) == ["UPDATEINFO_HASH_MISMATCH"]
-    lab.pool.set_ha(True)
-    assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["HA_IS_ENABLED"]
-    lab.pool.set_ha(False)
     lab.pool.set_faults(Faults(hosts={"h1": HostFaults(apply_in_progress=1)}))
     assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["APPLY_UPDATES_IN_PROGRESS"]
-    # A publish changes the hash: the one read before no longer applies.
+    # A publish changes nothing until the pool syncs: then the hash read before is stale.
     lab.pool.repository.publish(["userspace"], "8.4")
+    assert lab.updates()["hash"] == hash_
+    assert lab.sync() == lab.updates()["hash"] != hash_
     assert failure(lambda: lab.x.host.apply_updates(h1, hash_)) == ["UPDATEINFO_HASH_MISMATCH"]
     assert lab.x.host.apply_updates(h1, lab.updates()["hash"]) == []
+    record = lab.x.host.get_record(h1)
+    assert record["latest_synced_updates_applied"] == "yes"
+    assert record["last_update_hash"] == lab.updates()["hash"]
+    assert str(record["last_software_update"]) > "19700101T00:00:00Z"
+
+
+def test_one_apply_at_a_time_in_the_pool_and_updates_wait_for_it():
+    # At speed 20 an apply lasts seconds: long enough to ask while it runs.
+    pools = ServedPools(PREFIX, seed=3, speed=20.0)
+    try:
+        lab = Lab(pools.make("xenserver", "8.4.0"))
+        hash_ = lab.updates()["hash"]
+        for name in ("h2", "h3"):
+            lab.evacuate(name)
+        task = lab.x.Async.host.apply_updates(lab.host("h2"), hash_)
+        lab.wait(
+            lambda: (
+                "apply_updates"
+                in lab.x.pool.get_record(lab.pool.ref)["current_operations"].values()
+            )
+        )
+        assert failure(lambda: lab.x.host.apply_updates(lab.host("h3"), hash_)) == [
+            "APPLY_UPDATES_IN_PROGRESS"
+        ]
+        # GET /updates is a waiting pool operation: it answers once the apply is done.
+        entry = next(h for h in lab.updates()["hosts"] if h["ref"] == lab.host("h2"))
+        assert lab.x.task.get_status(task) == "success"
+        assert entry["updates"] == []
+    finally:
+        pools.close()
+
+
+def test_a_pool_without_a_repository_answers_404_and_refuses_syncs_and_applies(make_lab):
+    lab = make_lab("xenserver", "8.4.0")
+    hash_ = lab.updates()["hash"]
+    pool_ref = lab.x.pool.get_all()[0]
+    (repository,) = lab.x.pool.get_repositories(pool_ref)
+    assert lab.x.repository.get_hash(repository) == hash_
+    lab.x.pool.set_repositories(pool_ref, [])
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        lab.updates()
+    assert missing.value.code == 404
+    assert failure(lab.sync) == ["NO_REPOSITORY_ENABLED"]
+    lab.evacuate("h2")
+    assert failure(lambda: lab.x.host.apply_updates(lab.host("h2"), hash_)) == [
+        "NO_REPOSITORY_ENABLED"
+    ]
+    lab.x.pool.set_repositories(pool_ref, [repository])
+    assert lab.updates()["hash"] == hash_
+
+
+def test_updates_for_some_hosts_only_and_a_bad_ref_is_a_bad_request(make_lab):
+    lab = make_lab("xenserver", "8.4.0")
+    url = f"{lab.server.url}/updates?session_id={lab.session._session}&host_refs="
+    h1, h2 = lab.host("h1"), lab.host("h2")
+    with urllib.request.urlopen(url + f"{h1};{h2}") as reply:
+        assert {h["ref"] for h in json.loads(reply.read())["hosts"]} == {h1, h2}
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(url + f"{h1};OpaqueRef:nope")
+    assert bad.value.code == 400
 
 
 def test_a_reboot_guidance_blocks_enable_until_the_host_reboots(make_lab):
@@ -262,6 +333,7 @@ def test_a_toolstack_and_device_model_update_in_place_and_its_guidances(make_lab
     lab = make_lab("xenserver", "8.4.0", up_to_date=True)
     lab.pool.repository.publish(["xapi"], "8.4")
     lab.pool.repository.publish(["qemu"], "8.4")
+    lab.sync()
     entry = next(h for h in lab.updates()["hosts"] if h["ref"] == lab.host("h2"))
     assert entry["guidance"]["mandatory"] == ["RestartToolstack", "RestartDeviceModel"]
     h2 = lab.host("h2")
@@ -299,6 +371,7 @@ def test_a_toolstack_and_device_model_update_in_place_and_its_guidances(make_lab
 def test_a_livepatch_needs_no_guidance_and_firmware_asks_every_guest_to_restart(make_lab):
     lab = make_lab("xenserver", "8.4.0", up_to_date=True)
     lab.pool.repository.publish(["kernel"], "8.4", livepatch=True)
+    lab.sync()
     entry = next(h for h in lab.updates()["hosts"] if h["ref"] == lab.host("h3"))
     assert entry["guidance"]["mandatory"] == []
     assert entry["guidance"]["recommended"] == ["RebootHostOnLivePatchFailure"]
@@ -306,7 +379,9 @@ def test_a_livepatch_needs_no_guidance_and_firmware_asks_every_guest_to_restart(
     h3 = lab.host("h3")
     assert lab.x.host.apply_updates(h3, lab.updates()["hash"]) == []
     assert lab.x.host.get_pending_guidances(h3) == []
+    assert lab.x.host.get_pending_guidances_recommended(h3) == []
     lab.pool.repository.publish(["firmware"], "8.4")
+    lab.sync()
     lab.x.host.apply_updates(h3, lab.updates()["hash"])
     running = [
         ref
@@ -314,6 +389,20 @@ def test_a_livepatch_needs_no_guidance_and_firmware_asks_every_guest_to_restart(
         if vm["power_state"] == "Running" and not vm["is_control_domain"]
     ]
     assert all("restart_vm" in lab.x.VM.get_pending_guidances(ref) for ref in running)
+
+
+def test_a_failed_livepatch_answers_its_failure_and_recommends_a_reboot(make_lab):
+    lab = make_lab(
+        "xenserver", "8.4.0", up_to_date=True,
+        faults=Faults(hosts={"h3": HostFaults(fail_livepatch=True)}),
+    )  # fmt: skip
+    lab.pool.repository.publish(["kernel"], "8.4", livepatch=True)
+    lab.sync()
+    h3 = lab.host("h3")
+    failed = lab.x.host.apply_updates(h3, lab.updates()["hash"])
+    assert [code for code, _ in failed] == ["APPLY_LIVEPATCH_FAILED"]
+    assert lab.x.host.get_pending_guidances(h3) == []
+    assert lab.x.host.get_pending_guidances_recommended(h3) == ["reboot_host_on_livepatch_failure"]
 
 
 def test_with_auto_poweron_a_booting_host_starts_the_vms_that_live_on_it(make_lab):

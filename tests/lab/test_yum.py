@@ -19,7 +19,8 @@ from rollup import bundled
 from rollup.lab import rpmdb
 from rollup.lab.faults import HostFaults
 from rollup.lab.hosts import LabMachine
-from rollup.lab.packages import Installed, Repository, seed, seeded_rpmdb
+from rollup.lab.package_seed import seed, seeded_rpmdb
+from rollup.lab.packages import Installed, Repository
 from rollup.remote import PatchResult
 from rollup.remote.patcher import AnsiblePatcher
 from tests import loopback

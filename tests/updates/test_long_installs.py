@@ -74,3 +74,65 @@ def test_a_plan_made_while_a_host_installs_waits_for_the_install_and_says_so(tmp
         session.xenapi.session.logout()
     finally:
         lab.running.stop()
+
+
+def test_two_hosts_of_one_xenserver_batch_apply_one_after_another(tmp_path: Path):
+    # At speed 20 an apply lasts seconds, evacuations of small VMs a fraction of one: the
+    # batch's two hosts want to apply at the same time, and xapi lets one at a time.
+    lab = start_lab(
+        tmp_path, hosts=4, vms=6, speed=20.0, network=loopback.network(213),
+        release=None, update="xapi", flavor="xenserver", fill=(0.2, 0.3),
+    )  # fmt: skip
+    try:
+        inventory = lab.write_inventory(rollup_max_parallel_hosts=2)
+        planned = lab.rollup("plan", str(inventory), "--format", "json")
+        assert planned.returncode == 0, planned.stderr
+        document = json.loads(planned.stdout)
+        pair = next(b for b in document["batches"] if len(b["steps"]) == 2)
+        patch = document["policy"]["patch_seconds"]
+        assert pair["estimate_seconds"] == max(s["estimate_seconds"] for s in pair["steps"]) + patch
+        assert "their installs go one at a time" in document["concurrency"]["reason"]
+        result = lab.rollup("run", str(inventory), "--yes", "--no-tui", "--json")
+        assert result.returncode == 0, result.stderr
+        events = valid_events(result.stdout)
+        names = {s["host"]["name"] for s in pair["steps"]}
+        waited = [
+            e["host_name"]
+            for e in events
+            if e["kind"] == "activity" and "waiting for another host's apply_updates" in e["text"]
+        ]
+        assert len(waited) == 1 and set(waited) < names
+        after, _ = read(lab)
+        assert_nothing_left(after)
+    finally:
+        lab.running.stop()
+
+
+def test_a_xenserver_pool_without_an_update_repository_gets_one_line_naming_the_fix(
+    tmp_path: Path,
+):
+    lab = start_lab(
+        tmp_path, hosts=2, vms=2, network=loopback.network(214), release=None,
+        update="xapi", flavor="xenserver",
+    )  # fmt: skip
+    try:
+        session = XenAPI.Session(lab.running.url)
+        session.xenapi.login_with_password(lab.running.user, lab.running.password, "", "tests")
+        pool_ref = session.xenapi.pool.get_all()[0]
+        # As a pool looks right after an upgrade from 8.2: no repository configured.
+        session.xenapi.pool.set_repositories(pool_ref, [])
+        for command in ("plan", "run"):
+            args = (command, str(lab.inventory)) + (
+                ("--yes", "--no-tui") if command == "run" else ()
+            )
+            done = lab.rollup(*args)
+            assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+            assert "no update repository enabled" in done.stderr
+            assert "configure and sync the pool's repositories" in done.stderr
+        for sync in (False, True):
+            planned = lab.rollup("plan", str(lab.write_inventory(rollup_sync=sync)))
+            assert planned.returncode == 2 and "no update repository" in planned.stderr
+        assert all(h.enabled for h in lab.snapshot().hosts), "nothing was touched"
+        session.xenapi.session.logout()
+    finally:
+        lab.running.stop()

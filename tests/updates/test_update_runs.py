@@ -12,12 +12,15 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+import XenAPI
 
 from rollup import bundled
 from rollup.drivers import Connection, PoolUpdates, with_updates
@@ -84,6 +87,17 @@ def publish(lab: Lab, *args: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def sync(lab: Lab) -> str:
+    """pool.sync_updates by another client, as a XenServer pool's scheduled sync does."""
+    session = XenAPI.Session(lab.running.url)
+    session.xenapi.login_with_password(lab.running.user, lab.running.password, "", "tests")
+    try:
+        pool_ref = session.xenapi.pool.get_all()[0]
+        return str(session.xenapi.pool.sync_updates(pool_ref, False, "", ""))
+    finally:
+        session.xenapi.session.logout()
 
 
 def test_an_xcp_ng_pool_is_patched_through_its_updater_and_ends_with_nothing_pending(make_lab):
@@ -163,7 +177,12 @@ def test_livepatches_and_a_toolstack_update_are_installed_without_moving_a_vm(ma
     assert "(livepatch)" in publish(lab, "--kind", "kernel", "--livepatch")
     publish(lab, "--kind", "xapi")
     before, _ = read(lab)
-    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui", "--json")
+    # The pool has not synced since: without rollup_sync there is nothing to do.
+    assert {h.name: h.pending.updates for h in before.hosts if h.pending} == {
+        h.name: () for h in before.hosts
+    }
+    inventory = lab.write_inventory(rollup_sync=True)
+    result = lab.rollup("run", str(inventory), "--yes", "--no-tui", "--json")
     assert result.returncode == 0, result.stderr
     finished = valid_events(result.stdout)[-1]
     assert finished["kind"] == "run-finished" and finished["migrations"] == 0
@@ -197,15 +216,21 @@ def test_the_ansible_playbook_path_installs_from_the_same_repository_over_ssh(ma
     assert homes(after) == homes(before)
 
 
-def approve_after_publishing(lab: Lab, inventory: Path, *publish_args: str) -> Any:
-    """Start a run that waits for approval, publish updates meanwhile, then approve it."""
+def approve_after_publishing(
+    lab: Lab, inventory: Path, *publish_args: str, then_sync: bool = False
+) -> Any:
+    """Start a run that waits for approval, publish updates meanwhile (and sync the pool,
+    as a XenServer's scheduled sync would), then approve it."""
     child = lab.start_rollup("run", str(inventory), "--no-tui", "--json")
     assert child.stdout is not None
     gate = lambda e: e["kind"] == "run-state" and e["state"] == "awaiting_approval"  # noqa: E731
     seen = read_events(child.stdout, gate)
     assert seen, child.communicate(timeout=60)[1]
     run_id = seen[-1]["run_id"]
-    publish(lab, *publish_args)
+    if publish_args:
+        publish(lab, *publish_args)
+    if then_sync:
+        sync(lab)
     assert lab.rollup("approve", run_id).returncode == 0
     out, err = child.communicate(timeout=240)
     return child.returncode, valid_events(out), err
@@ -236,35 +261,109 @@ def test_updates_published_after_planning_are_a_divergence_and_left_for_the_next
     }
 
 
-def test_a_stale_xenserver_plan_fails_its_host_safely_unless_latest_is_asked(make_lab):
+def test_a_xenserver_publish_matters_after_a_sync_then_a_stale_plan_fails_safely(make_lab):
     lab = make_lab(flavor="xenserver")
+    # Published while the run waits, not synced: the pool knows nothing of it (xapi
+    # answers /updates and checks the hash from its last sync). The plan holds.
     code, events, err = approve_after_publishing(lab, lab.inventory, "--kind", "userspace")
+    assert code == 0, err
+    assert [e for e in events if e["kind"] == "divergence"] == []
+    after, _ = read(lab)
+    assert_nothing_left(after)
+    sync(lab)
+    assert {h.name: [u.summary for u in h.pending.updates] for h in read(lab)[0].hosts} == {
+        name: ["curl: security fixes"] for name in ("h1", "h2", "h3", "h4")
+    }
+    # Published and synced while the next run waits (a scheduled sync): the hash changed,
+    # so planned fails the host untouched, back in service (apply_updates disabled it).
+    code, events, err = approve_after_publishing(
+        lab, lab.inventory, "--kind", "xapi", then_sync=True
+    )
     assert code == 5, err
     failed = [e for e in events if e["kind"] == "action" and not e["ok"]]
     assert [(e["host_name"], e["state"], e["code"]) for e in failed] == [
         ("h1", "patching", "UPDATEINFO_HASH_MISMATCH")
     ]
     assert "set rollup_updates: latest" in failed[0]["error"]
+    assert next(h for h in read(lab)[0].hosts if h.name == "h1").enabled
     latest = lab.write_inventory(rollup_updates="latest")
     resumed = lab.rollup("resume", "--yes", "--no-tui")
     assert resumed.returncode == 5, "a resume keeps the plan's policy: planned"
-    code, events, err = approve_after_publishing(lab, latest, "--kind", "kernel")
+    code, events, err = approve_after_publishing(lab, latest, "--kind", "kernel", then_sync=True)
     assert code == 0, err
-    # h4 was planned in place (only a curl fix pending); the kernel published since needs
-    # it emptied and rebooted, which it was.
+    # Every host was planned in place (a curl fix and a toolstack update pending); the
+    # kernel published since needs them emptied and rebooted, which they were.
     moved = [
         e["host_name"]
         for e in events
         if e["kind"] == "divergence" and "not patched in place" in e["detail"]
     ]
-    assert moved == ["h4"]
+    assert moved == ["h1", "h2", "h3", "h4"]
     after, _ = read(lab)
     assert_nothing_left(after)
+
+
+def test_a_failed_livepatch_ends_with_the_host_rebooted(make_lab):
+    lab = make_lab(flavor="xenserver", up_to_date=True)
+    publish(lab, "--kind", "kernel", "--livepatch")
+    lab.set_faults({"hosts": {"h2": {"fail_livepatch": True}}})
+    before, _ = read(lab)
+    result = lab.rollup("run", str(lab.write_inventory(rollup_sync=True)), "--yes", "--no-tui")
+    assert result.returncode == 0, result.stderr
+    assert "reboot required (reboot_host_on_livepatch_failure)" in result.stderr
+    after, _ = read(lab)
+    assert_nothing_left(after)
+    rebooted = [
+        h.name
+        for h, old in zip(after.hosts, before.hosts, strict=True)
+        if h.boot_mark != old.boot_mark
+    ]
+    assert rebooted == ["h2"]
+    # Emptied first (it was to be patched in place), its VMs running elsewhere.
+    assert "it is emptied and rebooted, not patched in place" in result.stderr
+    assert set(homes(after)) == set(homes(before))
+    assert "h2" not in set(homes(after).values()) - set(homes(before).values())
+
+
+def test_a_patch_that_changes_xapis_minor_version_mid_run_completes_with_every_vm_running(
+    make_lab,
+):
+    lab = make_lab(up_to_date=True)
+    publish(lab, "--kind", "xapi", "--kind", "kernel", "--minor")
+    pool = lab.running.pool
+    pool.set_ha(True)  # restored at the end, once every host runs the new xapi
+    before, _ = read(lab)
+    modes: set[bool] = set()
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            modes.add("rolling_upgrade_in_progress" in dict(pool.other_config))
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    finally:
+        watching.set()
+        watcher.join()
+    assert result.returncode == 0, result.stderr
+    # The first patched host ran xapi 25.7 beside 25.6: xapi's rolling-upgrade mode, in
+    # which VMs never move to a host with a lower xapi or Xen, and HA cannot be enabled.
+    assert modes == {True, False}
+    assert "HA restored" in result.stderr
+    after, _ = read(lab)
+    assert_nothing_left(after)
+    assert homes(after) == homes(before)
+    assert pool.ha_enabled and "rolling_upgrade_in_progress" not in pool.other_config
+    assert {h.xapi_version for h in pool.hosts.values()} == {"25.7"}
 
 
 def test_vms_whose_updates_ask_for_a_restart_are_listed_then_restarted_when_asked(make_lab):
     lab = make_lab(flavor="xenserver", up_to_date=True)
     publish(lab, "--kind", "firmware")  # guest firmware: every running VM must restart
+    sync(lab)
     result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
     assert result.returncode == 0, result.stderr
     waiting, _ = read(lab)

@@ -90,6 +90,15 @@ def test_a_bad_installer_url_refuses_the_plan_before_anything_changes(lab: Lab):
     ) in result.stderr.replace("\n", " ")
     after = read(lab)
     assert (after.hosts, after.vms) == (before.hosts, before.vms)
+    # The right installer, but a host its testSafe2Upgrade says is not safe to upgrade.
+    lab.set_faults({"hosts": {"h2": {"unsafe_to_upgrade": "not_enough_space"}}})
+    result = lab.rollup("run", str(lab.inventory), "--yes", "--no-tui")
+    assert result.returncode == 3, result.stderr
+    assert (
+        "h2 cannot boot the installer: its local storage has not enough free space for the upgrade"
+    ) in result.stderr.replace("\n", " ")
+    after = read(lab)
+    assert (after.hosts, after.vms) == (before.hosts, before.vms)
 
 
 def test_a_host_that_boots_back_on_its_old_release_pauses_and_resume_upgrades_it(lab: Lab):

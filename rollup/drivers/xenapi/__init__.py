@@ -7,7 +7,7 @@ itself (rollup/drivers/xenapi/driver.py) imports XenAPI only then.
 from __future__ import annotations
 
 from rollup.drivers import DriverInfo, Terms, imported_factory
-from rollup.values import Variable, names, text
+from rollup.values import Variable, boolean, names, text
 
 INFO = DriverInfo(
     name="xenapi",
@@ -29,5 +29,8 @@ INFO = DriverInfo(
         # The network live migrations go over (its name or uuid); else Xen Orchestra's
         # choice for the pool (other_config xo:migrationNetwork), else xapi's.
         Variable("rollup_migration_network", "pool", text("Migration")),
+        # XenServer 8: pool.sync_updates before the pending updates are first read, so a
+        # plan sees what was published since the pool's last sync.
+        Variable("rollup_sync", "pool", boolean),
     ),
 )

@@ -15,10 +15,11 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from rollup.drivers import Connection, HaState, InventoryHost, Progress
+from rollup.drivers import Connection, InventoryHost, Progress
 from rollup.drivers.run_lock import HoldsRunLock, RunLock
 from rollup.drivers.xenapi.boot import wait_back
 from rollup.drivers.xenapi.failures import describe
+from rollup.drivers.xenapi.ha import HaControl
 from rollup.drivers.xenapi.lock import PoolConfigStore
 from rollup.drivers.xenapi.patching import Patching
 from rollup.drivers.xenapi.records import PoolRecords, parse_pool, sr_refs
@@ -30,12 +31,10 @@ from rollup.model import Host, Pool
 
 log = logging.getLogger("rollup.drivers.xenapi")
 
-AUTO_POWERON = "auto_poweron"  # pool.other_config: start VMs when their host boots
-
 __all__ = ["Timing", "XenApiDriver"]
 
 
-class XenApiDriver(HoldsRunLock, Patching):
+class XenApiDriver(HoldsRunLock, Patching, HaControl):
     """A pool reached through its master's XenAPI. Logs in when built."""
 
     name = "xenapi"
@@ -51,6 +50,7 @@ class XenApiDriver(HoldsRunLock, Patching):
         # Extra yum repositories for XCP-ng's updater plugin (rollup_update_repos).
         repos = settings.get("rollup_update_repos", ())
         self.update_repos = tuple(str(r) for r in repos) if isinstance(repos, tuple) else ()
+        self.sync_first = settings.get("rollup_sync") is True
         self.api = Session(connection, self.timing)
         self.api.connect()
         self._lock = RunLock(PoolConfigStore(self.api))
@@ -251,59 +251,6 @@ class XenApiDriver(HoldsRunLock, Patching):
             names = {vm_ref: vm_name, host_ref: host_name}
             message = describe(code, params, lambda ref: names.get(ref, ref))
             raise DriverError(f"could not {what}: {message}", code, params)
-
-    # -- HA ------------------------------------------------------------------------
-
-    def pause_ha(self) -> HaState:
-        """HA off, and VMs' automatic start after a host boots (pool.other_config
-        auto_poweron, as Xen Orchestra does: a VM started by a rebooting host breaks the
-        evacuations after it); what they were is in the HaState."""
-        pool = self.api.call("find the pool", "pool.get_all")[0]
-        record = self.api.call("read the pool", "pool.get_record", pool)
-        detail: list[tuple[str, str]] = []
-        if record.get("other_config", {}).get(AUTO_POWERON) == "true":
-            self._set_pool_config(pool, AUTO_POWERON, "false")
-            detail.append((AUTO_POWERON, "true"))
-            log.info("VMs' auto power-on is off for the run")
-        if not record["ha_enabled"]:
-            return HaState(enabled=False, detail=tuple(detail))
-        srs = [
-            self.api.call("read the HA statefile", "VDI.get_SR", vdi)
-            for vdi in record.get("ha_statefiles", ())
-        ]
-        detail.append(("heartbeat_srs", ",".join(srs)))
-        tolerate = str(record.get("ha_host_failures_to_tolerate", ""))
-        detail.append(("host_failures_to_tolerate", tolerate))
-        state = HaState(enabled=True, detail=tuple(detail))
-        self.api.call("disable HA", "pool.disable_ha")
-        log.info("HA disabled for the run (was on: %s)", dict(state.detail))
-        return state
-
-    def restore_ha(self, state: HaState) -> None:
-        pool = self.api.call("find the pool", "pool.get_all")[0]
-        detail = dict(state.detail)
-        if detail.get(AUTO_POWERON) == "true":
-            self._set_pool_config(pool, AUTO_POWERON, "true")
-            log.info("VMs' auto power-on is on again")
-        if not state.enabled or self.api.call("read the pool", "pool.get_ha_enabled", pool):
-            return
-        srs = [sr for sr in detail.get("heartbeat_srs", "").split(",") if sr]
-        self.api.call("enable HA again", "pool.enable_ha", srs, {})
-        tolerate = detail.get("host_failures_to_tolerate", "")
-        # 0 is where enable_ha leaves it; only a planned value needs setting back.
-        if tolerate not in ("", "0"):
-            self.api.call(
-                "restore HA's host failures to tolerate",
-                "pool.set_ha_host_failures_to_tolerate",
-                pool,
-                tolerate,
-            )
-        log.info("HA enabled again")
-
-    def _set_pool_config(self, pool: str, key: str, value: str) -> None:
-        what = f"set the pool's {key} to {value}"
-        self.api.call(what, "pool.remove_from_other_config", pool, key)
-        self.api.call(what, "pool.add_to_other_config", pool, key, value)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -24,7 +24,7 @@ from rollup.drivers import Follow
 from rollup.drivers.xenapi import tasks, updates
 from rollup.drivers.xenapi.failures import describe
 from rollup.drivers.xenapi.session import Session
-from rollup.errors import DriverError
+from rollup.errors import BadInput, DriverError
 from rollup.text.plurals import count
 from rollup.text.units import format_duration
 
@@ -167,6 +167,32 @@ def _output(answer: str, doing: str) -> list[str]:
             f"{doing} failed with exit code {code}", "UPDATE_FAILED", (str(code),), tuple(lines)
         )
     return lines
+
+
+def sync_updates(api: Session, pool_ref: str, timeout: float) -> str:
+    """pool.sync_updates, followed as a task (minutes: the pool's mirror fetches what was
+    published since its last sync); the new updateinfo hash."""
+    what = "sync the pool's update repositories"
+    deadline = time.monotonic() + timeout
+    task = api.call(what, "Async.pool.sync_updates", pool_ref, False, "", "", idempotent=False)
+    try:
+        record = tasks.follow(api, task, what, deadline, lambda spent: None)
+        if record is None:
+            raise DriverError(
+                f"could not {what}: still running after {format_duration(timeout)}", "TIMEOUT"
+            )
+        if record["status"] != "success":
+            code, params = tasks.failure_of(record)
+            if code == "NO_REPOSITORY_ENABLED":
+                raise BadInput(
+                    "the pool has no update repository enabled, so rollup_sync cannot sync"
+                    " it: configure the pool's repositories (XenCenter: Configure Updates),"
+                    " then plan again"
+                )
+            raise DriverError(f"could not {what}: {describe(code, params)}", code, params)
+        return str(tasks.task_value(str(record.get("result", ""))))
+    finally:
+        tasks.destroy(api, task)
 
 
 def xenserver_apply(

@@ -26,6 +26,7 @@ class Patching:
     api: Session
     timing: Timing
     update_repos: tuple[str, ...]
+    sync_first: bool
     _view: PoolView
 
     def _readers(self) -> ThreadPoolExecutor: ...
@@ -46,7 +47,10 @@ class Patching:
             and (hosts is None or rec.get("uuid") in hosts)
         }
         if kind == "xenserver":
-            data = self.api.get_json("read the pool's pending updates", updates.UPDATES_PATH)
+            if self.sync_first:
+                self.sync_first = False  # once: a sync mid-run would change the hash
+                install.sync_updates(self.api, master_ref, self.timing.busy_seconds)
+            data = updates.read_updates(self.api, self.timing.busy_seconds)
             return updates.parse_updates(data, {ref: rec["uuid"] for ref, rec in asked.items()})
         if kind != "xcp-ng":
             return PoolUpdates()

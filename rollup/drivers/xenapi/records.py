@@ -134,6 +134,14 @@ def pending_guidances(rec: Record, other_config: Mapping[str, Any]) -> tuple[str
     keeps no guidances: a host booted before its last install (Xen Orchestra's rule)
     needs `reboot_host`. Older xapi has neither: nothing, as far as it can say."""
     found = [str(g) for g in rec.get("pending_guidances", ())]
+    # A failed livepatch leaves reboot_host_on_*livepatch_failure in the recommended list
+    # (xen-api repository_helpers.ml update_livepatch_failure_guidance); XenCenter acts
+    # on recommended guidance too, and so does rollup: the host reboots.
+    found += [
+        str(g)
+        for g in rec.get("pending_guidances_recommended", ())
+        if str(g).startswith("reboot_host") and str(g) not in found
+    ]
     if flavor(rec) == "xcp-ng" and "reboot_host" not in found:
         try:
             installed = float(other_config.get(PATCHED_AT_KEY, ""))

@@ -65,6 +65,9 @@ class Timing:
     # its lock for minutes (installs themselves wait within rollup_install_timeout).
     busy_seconds: float = 1800.0
     busy_delay: float = 2.0  # between those retries (Xen Orchestra waits 2 s)
+    # How long the pool may stay in rolling-upgrade mode once its versions agree (xapi's
+    # db_gc looks every 30 s).
+    rolling_upgrade_settle_seconds: float = 90.0
 
     def backoff(self) -> Iterator[float]:
         delay = self.backoff_start
@@ -199,9 +202,16 @@ class Session:
             log.debug("%s: %s; retrying in %.1fs", what, error, delay)
             time.sleep(delay)
 
-    def get_json(self, what: str, path: str, retry_seconds: float | None = None) -> Any:
+    def get_json(
+        self,
+        what: str,
+        path: str,
+        retry_seconds: float | None = None,
+        socket_timeout: float | None = None,
+    ) -> Any:
         """GET `path` from the master over HTTP(S) with the pool's credentials (Basic auth,
-        as Xen Orchestra does), retrying a lost connection like a call."""
+        as Xen Orchestra does), retrying a lost connection like a call; `socket_timeout`
+        for an answer the pool may hold back for minutes."""
         budget = self.timing.retry_seconds if retry_seconds is None else retry_seconds
         deadline = time.monotonic() + budget
         delays = self.timing.backoff()
@@ -211,7 +221,7 @@ class Session:
             context = tls_context(self.connection) if url.startswith("https:") else None
             try:
                 with urllib.request.urlopen(
-                    request, timeout=self.timing.call_timeout, context=context
+                    request, timeout=socket_timeout or self.timing.call_timeout, context=context
                 ) as reply:
                     return json.loads(reply.read())
             except urllib.error.HTTPError as exc:

@@ -25,7 +25,7 @@ from typing import Any
 
 from rollup.drivers import PoolUpdates
 from rollup.drivers.xenapi.session import Session
-from rollup.errors import DriverError
+from rollup.errors import BadInput, DriverError
 from rollup.model import Pending, Update
 from rollup.text.units import format_duration
 
@@ -84,6 +84,9 @@ def parse_updates(data: Any, host_refs: Mapping[str, str]) -> PoolUpdates:
         if ref not in host_refs:
             continue
         guidance = entry.get("guidance") or {}
+        if not guidance and "recommended-guidance" in entry:
+            # xapi before December 2023: one list, what is now mandatory.
+            guidance = {"mandatory": entry["recommended-guidance"]}
         found[host_refs[ref]] = Pending(
             updates=tuple(_advisory(str(a), advisories.get(str(a), {})) for a in entry["updates"]),
             guidance=_guidances(guidance.get("mandatory", ())),
@@ -111,6 +114,23 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def read_updates(api: Session, wait: float) -> Any:
+    """The master's GET /updates. It waits while an apply or a sync of the pool runs
+    (xen-api xapi_pool.ml get_updates_handler: a waiting pool operation), so it may take
+    minutes; 404 means no update repository is enabled (NO_REPOSITORY_ENABLED)."""
+    try:
+        return api.get_json("read the pool's pending updates", UPDATES_PATH, socket_timeout=wait)
+    except DriverError as error:
+        if error.code != "HTTP_404":
+            raise
+        raise BadInput(
+            "the pool has no update repository enabled (its /updates answered 404,"
+            " NO_REPOSITORY_ENABLED): configure and sync the pool's repositories (XenCenter:"
+            " Configure Updates; xe repository-introduce, pool-set-repositories,"
+            " pool-sync-updates), then plan again"
+        ) from None
 
 
 def check_update(

@@ -28,8 +28,9 @@ from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimTask, ref_for
 from rollup.lab.xapi.pool import LabPool
 
-CLASSES = ("pool", "host", "host_metrics", "VM", "SR", "network", "task")
-NAMED = ("pool", "host", "VM", "SR", "network", "task")  # classes with a name_label
+CLASSES = ("pool", "host", "host_metrics", "VM", "SR", "network", "task", "repository")
+# classes with a name_label
+NAMED = ("pool", "host", "VM", "SR", "network", "task", "repository")
 MAX_EVENT_WAIT = 60.0  # real seconds one event.from may block
 
 Handler = Callable[..., Any]
@@ -165,6 +166,11 @@ class Api:
             "pool.enable_ha", 2, 2, lambda srs, config, task=None: pool.set_ha(True) or "", True
         )
         self._add("pool.disable_ha", 0, 0, lambda task=None: pool.set_ha(False) or "", True)
+        # self, force, token, token_id (+ username, password since xapi 25.7.0)
+        self._add(
+            "pool.sync_updates", 4, 6, lambda p, *_, task=None: updates.sync_updates(pool), True
+        )
+        self._add("pool.set_repositories", 2, 2, self._set_repositories)
 
     def _register_getters(self, cls: str) -> None:
         pool = self.pool
@@ -302,6 +308,17 @@ class Api:
             host = self.pool.host(host_ref)
             if host.other_config.pop(str(key), None) is not None:
                 self.pool.emit(host)
+        return ""
+
+    def _set_repositories(self, pool_ref: str, value: Any) -> str:
+        self.pool.record("pool", pool_ref)
+        refs = [str(ref) for ref in value or ()]
+        with self.pool.lock:
+            for ref in refs:
+                if ref != self.pool.repository_ref:
+                    raise XapiFailure("HANDLE_INVALID", "repository", ref)
+            self.pool.update_repositories = refs
+            self.pool.emit_pool()
         return ""
 
     def _remove_from_other_config(self, pool_ref: str, key: str) -> str:

@@ -3,8 +3,11 @@
 As XenCenter's Rolling Pool Upgrade wizard uses it (the plugin's arguments are `url`):
 - `testUrl`: is `url` an installer repository (its `.treeinfo` and boot files answer)
   of a release not older than the host's: "true", else the plugin's error;
-- `testSafe2Upgrade`: is the host safe to upgrade (enough room on its local SR):
-  "true" (the lab's hosts always are);
+- `testSafe2Upgrade`: is the host safe to upgrade: "true", "not_enough_space" (its local
+  SR is smaller than an upgrade needs) or "false" (virtual disks live on it), as
+  xenserver/host-upgrade-plugin's `safe2upgrade` answers (packaged by
+  xcp-ng-rpms/host-upgrade-plugin); the lab's hosts are safe unless the
+  `unsafe_to_upgrade` fault says otherwise;
 - `getVersion`: the repository's release, as JSON;
 - `main`: set the host to boot the installer: at its next reboot it comes back at that
   release, with the release's base packages (then its updates are pending), unless the
@@ -40,7 +43,7 @@ FETCH_TIMEOUT = 10.0
 def call(pool: LabPool, host_ref: str, fn: str, args: dict[str, str]) -> str:
     host = pool.host(host_ref)
     if fn == "testSafe2Upgrade":
-        return "true"
+        return pool.faults.for_host(host.name, host.uuid).unsafe_to_upgrade or "true"
     if fn not in ("testUrl", "main", "getVersion"):
         raise XapiFailure("UNKNOWN_XENAPI_PLUGIN_FUNCTION", fn)
     url = args.get("url", "").strip()

@@ -24,7 +24,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from rollup.lab.packages import Installed, stream_of
-from rollup.lab.xapi import guidances, power
+from rollup.lab.xapi import guidances, power, versions
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL, SimHost
 
@@ -128,6 +128,7 @@ def boot(pool: LabPool, host: SimHost) -> None:
     with pool.lock:
         now = pool.now()
         host.version = version
+        versions.read_running(pool, host, xen=True)
         host.live, host.enabled, host.phase = True, False, "booting"
         host.boot_time = host.agent_start_time = now
         pool.stamp_boot(host)
@@ -140,7 +141,6 @@ def boot(pool: LabPool, host: SimHost) -> None:
                 pool.api_down_until = now + drop.seconds
                 pool.scheduler.call_later(drop.seconds, pool.notify_watchers)
         pool.emit(host)
-        pool.update_rolling_upgrade()
     pool.scheduler.call_later(pool.reboot_seconds * (1 - BOOT_SHARE), lambda: started(pool, host))
     pool.notify_watchers()
 
@@ -201,6 +201,7 @@ def start_agent(pool: LabPool, host: SimHost) -> None:
         host.agent_down = host.agent_restarting = False
         if host.live and host.phase == "up":
             host.agent_start_time = pool.now()
+            versions.read_running(pool, host, xen=False)
             pool.stamp_boot(host)
             guidances.cleared(pool, host, "restart_toolstack")
             host.enabled = True

@@ -61,13 +61,45 @@ class SimHost:
     # xapi's update guidances still to act on (XenServer: set by host.apply_updates).
     guidances: dict[str, list[str]] = field(default_factory=_no_guidances)
     installer: str | None = None  # the release it boots the installer of (prepared)
+    # What host.apply_updates records (XenServer 8).
+    last_software_update: float = 0.0
+    latest_synced_updates_applied: str = "unknown"  # yes | no | unknown
+    last_update_hash: str = ""
+    # What runs (not what is installed): xapi since its last start, Xen since the boot.
+    xapi_build: str = "25.6.0"
+    xen_version: str = "4.17.5"
 
     @property
     def platform_version(self) -> str:
         return platform_version(self.version)
 
+    @property
+    def xapi_version(self) -> str:
+        """software_version's `xapi`: the toolstack's major.minor."""
+        return ".".join(self.xapi_build.split(".")[:2])
+
+    def rpu_versions(self) -> tuple[tuple[int | str, ...], ...]:
+        """What rolling-upgrade mode compares (xen-api helpers.ml Checks.RPU.version_keys:
+        platform_version and xapi)."""
+        return (version_key(self.platform_version), version_key(self.xapi_version))
+
+    def migration_versions(self) -> tuple[tuple[int | str, ...], ...]:
+        """What a migration may not decrease (helpers.ml Checks.Migration.version_keys:
+        platform_version, xapi_build and xen)."""
+        return (
+            version_key(self.platform_version),
+            version_key(self.xapi_build),
+            version_key(self.xen_version),
+        )
+
     def older_than(self, other: SimHost) -> bool:
-        return version_key(self.platform_version) < version_key(other.platform_version)
+        """Some version a migration compares is lower here than on `other`."""
+        return any(
+            mine < theirs
+            for mine, theirs in zip(
+                self.migration_versions(), other.migration_versions(), strict=True
+            )
+        )
 
 
 @dataclass

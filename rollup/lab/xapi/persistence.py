@@ -42,8 +42,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollup.lab.packages import Installed, stream_of
+from rollup.lab.packages import PACKAGES, Installed, stream_of
 from rollup.lab.releases import platform_version
+from rollup.lab.xapi import versions
 from rollup.lab.xapi.objects import NULL, SimHost, SimVM
 
 if TYPE_CHECKING:
@@ -90,7 +91,10 @@ def capture(pool: LabPool, spec: Mapping[str, Any]) -> dict[str, Any]:
             if not vm.is_control_domain
         }
         other_config = dict(pool.other_config)
-        versions = {state["platform_version"] for state in hosts.values()}
+        versions = {
+            (state["platform_version"], ".".join(state["xapi_build"].split(".")[:2]))
+            for state in hosts.values()
+        }
         # As the pool will say once settled (a reboot in flight may end the mixed state).
         if len(versions) > 1:
             other_config["rolling_upgrade_in_progress"] = "true"
@@ -105,6 +109,8 @@ def capture(pool: LabPool, spec: Mapping[str, Any]) -> dict[str, Any]:
                 "uuid": pool.uuid,
                 "other_config": other_config,
                 "ha_enabled": pool.ha_enabled,
+                "repositories": list(pool.update_repositories),
+                "synced_serial": pool.synced_serial,
             },
             "hosts": hosts,
             "vms": vms,
@@ -116,6 +122,7 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
     boot_time, agent_start_time = host.boot_time, host.agent_start_time
     faults = pool.faults.for_host(host.name, host.uuid)
     installer, fresh_install = host.installer, False
+    xapi_build, xen_version = host.xapi_build, host.xen_version
     guidances = {level: list(names) for level, names in host.guidances.items()}
     if host.phase in ("going-down", "down"):
         if host.held_down or faults.no_return:
@@ -129,6 +136,7 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
             installer = None
             guidances = {level: [] for level in guidances}  # the reboot acted on them
             live, enabled = True, True
+            xapi_build, xen_version = _installed_versions(host)
             boot_time = agent_start_time = now
     elif host.phase == "booting":
         enabled = True  # xapi enables it once its toolstack has started
@@ -149,7 +157,23 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
         "installer": installer,  # prepared to boot the installer of this release
         "fresh_install": fresh_install,  # settled: the installer ran, its base packages
         "guidances": guidances,
+        "last_software_update": host.last_software_update,
+        "latest_synced_updates_applied": host.latest_synced_updates_applied,
+        "last_update_hash": host.last_update_hash,
+        "xapi_build": xapi_build,
+        "xen_version": xen_version,
     }
+
+
+def _installed_versions(host: SimHost) -> tuple[str, str]:
+    """The xapi build and Xen version a settled reboot brings up: what is on the disk."""
+    installed = host.machine.packages() or {}
+    found = []
+    for kind in ("xapi", "xen"):
+        name, base = PACKAGES[kind]
+        have = installed.get(name)
+        found.append(have.version if have else base)
+    return found[0], found[1]
 
 
 def _vm_state(pool: LabPool, vm: SimVM, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -219,6 +243,13 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
             host.agent_start_time = float(saved["agent_start_time"])
             host.other_config = {str(k): str(v) for k, v in saved["other_config"].items()}
             host.installer = saved.get("installer")
+            host.last_software_update = float(saved.get("last_software_update", 0.0))
+            host.latest_synced_updates_applied = str(
+                saved.get("latest_synced_updates_applied", "unknown")
+            )
+            host.last_update_hash = str(saved.get("last_update_hash", ""))
+            host.xapi_build = str(saved.get("xapi_build", host.xapi_build))
+            host.xen_version = str(saved.get("xen_version", host.xen_version))
             host.guidances.update(saved.get("guidances", {}))
             if saved.get("fresh_install"):
                 stream = stream_of(host.version)
@@ -247,7 +278,12 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
         saved_pool = state["pool"]
         pool.other_config = {str(k): str(v) for k, v in saved_pool["other_config"].items()}
         pool.ha_enabled = bool(saved_pool["ha_enabled"])
-        pool.update_rolling_upgrade()
+        # Labs saved before repositories were kept: one, synced when it was saved.
+        pool.update_repositories = [
+            str(ref) for ref in saved_pool.get("repositories", [pool.repository_ref])
+        ]
+        pool.synced_serial = int(saved_pool.get("synced_serial", pool.repository.serial))
+        versions.update_rolling_upgrade(pool)
         for host in pool.hosts.values():
             pool.emit(host)
         pool.emit(pool)

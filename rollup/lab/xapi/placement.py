@@ -63,7 +63,9 @@ def check_migration(pool: LabPool, vm: SimVM, dest: SimHost, busy_ok: bool = Fal
         raise error
     check_host_accepts(pool, dest)
     source = pool.hosts[vm.resident_on]
-    if dest.older_than(source):
+    # message_forwarding.ml VM.pool_migrate: refused during a rolling upgrade when the
+    # target's platform, xapi build or Xen version is lower than the source's.
+    if "rolling_upgrade_in_progress" in pool.other_config and dest.older_than(source):
         raise XapiFailure("NOT_SUPPORTED_DURING_UPGRADE")
     check_memory(pool, vm, dest)
 
@@ -72,7 +74,10 @@ def check_boot(pool: LabPool, vm: SimVM, host: SimHost) -> None:
     """What VM.start_on and VM.assert_can_boot_here check for a halted VM. While the
     pool's versions differ, VMs start only on its newest hosts."""
     check_host_accepts(pool, host)
-    if any(host.older_than(other) for other in pool.hosts.values()):
+    # helpers.ml Checks.RPU.assert_host_has_highest_version_in_pool.
+    if "rolling_upgrade_in_progress" in pool.other_config and any(
+        host.rpu_versions() < other.rpu_versions() for other in pool.hosts.values()
+    ):
         raise XapiFailure("NOT_SUPPORTED_DURING_UPGRADE")
     if vm.pin and host.ref != vm.pin_host:
         error = pin_error(pool, vm)

@@ -40,8 +40,9 @@ from rollup.lab.faults import Faults
 from rollup.lab.generator import generate
 from rollup.lab.layout import Layout
 from rollup.lab.machine import HostMachine, MemoryMachine
-from rollup.lab.packages import Repository, seeded_rpmdb, stream_of
-from rollup.lab.xapi import fault_state, records
+from rollup.lab.package_seed import seeded_rpmdb
+from rollup.lab.packages import Repository, stream_of
+from rollup.lab.xapi import fault_state, records, versions
 from rollup.lab.xapi.events import EventLog
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL, SimHost, SimNetwork, SimSR, SimTask, SimVM, ref_for
@@ -146,7 +147,16 @@ class LabPool:
             )
         self.master = by_name[layout.master]
         self.repository = repository or seed_repository(layout)
+        # XenServer's update repository (lab/xapi/updates.py): enabled, and synced when
+        # the lab started; `rollup lab publish` adds what the next sync fetches.
+        repository_uuid = str(uuid.uuid5(uuid.UUID(layout.pool_uuid), "repository"))
+        self.repository_uuid, self.repository_ref = repository_uuid, ref_for(repository_uuid)
+        self.update_repositories = [self.repository_ref]
+        self.synced_serial = self.repository.serial
+        self.pool_operations: dict[str, str] = {}  # current blocking ops: key → name
         self._seed_packages(up_to_date)
+        for host in self.hosts.values():
+            versions.read_running(self, host, xen=True)
         for domid, spec in enumerate(layout.vms, start=1):
             pin_host = by_name[spec.pin_host] if spec.pin_host else NULL
             vm = SimVM(
@@ -170,7 +180,8 @@ class LabPool:
             )
             self.vms[vm.ref] = vm
         with self.lock:
-            self.update_rolling_upgrade()
+            versions.update_rolling_upgrade(self)
+        versions.start_db_gc(self)
         self.set_faults(faults or Faults())
 
     def _seed_packages(self, up_to_date: bool) -> None:
@@ -310,6 +321,13 @@ class LabPool:
             self.events.emit("pool", operation, self.ref, records.pool_record(self), at)
         self.changed.notify_all()
 
+    def emit_pool(self) -> None:
+        """The pool and its repository changed (operations, repositories, a sync)."""
+        self.emit(self)
+        at = self.now()
+        record = records.repository_record(self)
+        self.events.emit("repository", "mod", self.repository_ref, record, at)
+
     def emit_vm_move(self, vm: SimVM, *host_refs: str) -> None:
         self.emit(vm)
         for ref in dict.fromkeys(host_refs):
@@ -343,16 +361,6 @@ class LabPool:
             self.ha_enabled = enabled
             self.emit(self)
 
-    def update_rolling_upgrade(self) -> None:
-        versions = {host.platform_version for host in self.hosts.values()}
-        key = "rolling_upgrade_in_progress"
-        if len(versions) > 1 and key not in self.other_config:
-            self.other_config[key] = "true"
-            self.emit(self)
-        elif len(versions) == 1 and key in self.other_config:
-            del self.other_config[key]
-            self.emit(self)
-
     def stamp_boot(self, host: SimHost) -> None:
         host.other_config["boot_time"] = f"{host.boot_time:.3f}"
         host.other_config["agent_start_time"] = f"{host.agent_start_time:.3f}"
@@ -363,38 +371,8 @@ class LabPool:
 
     def refs(self, cls: str) -> Iterable[str]:
         with self.lock:
-            if cls == "pool":
-                return [self.ref]
-            if cls == "host":
-                return list(self.hosts)
-            if cls == "host_metrics":
-                return [h.metrics_ref for h in self.hosts.values()]
-            if cls == "VM":
-                return list(self.vms)
-            if cls == "SR":
-                return list(self.srs)
-            if cls == "network":
-                return list(self.networks)
-            if cls == "task":
-                return list(self.tasks)
-            raise KeyError(cls)
+            return records.refs_of(self, cls)
 
     def record(self, cls: str, ref: str) -> dict[str, Any]:
         with self.lock:
-            if cls == "pool" and ref == self.ref:
-                return records.pool_record(self)
-            if cls == "host" and ref in self.hosts:
-                return records.host_record(self, self.hosts[ref])
-            if cls == "host_metrics":
-                for host in self.hosts.values():
-                    if host.metrics_ref == ref:
-                        return records.host_metrics_record(self, host)
-            if cls == "VM" and ref in self.vms:
-                return records.vm_record(self, self.vms[ref])
-            if cls == "SR" and ref in self.srs:
-                return records.sr_record(self, self.srs[ref])
-            if cls == "network" and ref in self.networks:
-                return records.network_record(self, self.networks[ref])
-            if cls == "task" and ref in self.tasks:
-                return records.task_record(self, self.tasks[ref])
-            raise XapiFailure("HANDLE_INVALID", cls, ref)
+            return records.record_of(self, cls, ref)

@@ -8,11 +8,13 @@ XML-RPC dateTimes; a task's `result` is an XML-RPC `<value>` fragment.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from xmlrpc.client import DateTime
 
 from rollup.lab import releases
 from rollup.lab.xapi import wire
+from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import NULL, SimHost, SimNetwork, SimSR, SimTask, SimVM
 
 if TYPE_CHECKING:
@@ -40,7 +42,25 @@ def pool_record(pool: LabPool) -> dict[str, Any]:
         "other_config": dict(pool.other_config),
         "tags": [],
         "allowed_operations": [],
-        "current_operations": {},
+        "current_operations": dict(pool.pool_operations),
+        "repositories": list(pool.update_repositories),
+    }
+
+
+def repository_record(pool: LabPool) -> dict[str, Any]:
+    """XenServer's update repository (datamodel_repository.ml): `hash` is the last sync's."""
+    synced = pool.repository.as_of(pool.synced_serial)
+    return {
+        "uuid": pool.repository_uuid,
+        "name_label": "base",
+        "name_description": "the lab's update repository",
+        "binary_url": "https://repo.rollup.invalid/base/8/x86_64/",
+        "source_url": "https://repo.rollup.invalid/base/8/source/",
+        "update": True,
+        "hash": synced.hash() if pool.synced_serial else "",
+        "up_to_date": pool.synced_serial >= pool.repository.serial,
+        "gpgkey_path": "",
+        "origin": "remote",
     }
 
 
@@ -58,6 +78,9 @@ def host_record(pool: LabPool, host: SimHost) -> dict[str, Any]:
         "software_version": software_version(pool, host),
         "memory_overhead": str(host.memory_overhead),
         "other_config": dict(host.other_config),
+        "last_software_update": xapi_time(host.last_software_update),
+        "latest_synced_updates_applied": host.latest_synced_updates_applied,
+        "last_update_hash": host.last_update_hash,
         "API_version_major": str(API_VERSION[0]),
         "API_version_minor": str(API_VERSION[1]),
         "API_version_vendor": "XenSource",
@@ -90,8 +113,9 @@ def software_version(pool: LabPool, host: SimHost) -> dict[str, str]:
         "platform_name": "XCP",
         "platform_version": host.platform_version,
         "build_number": releases.build_number(host.version),
-        "xapi": "1.20",
-        "xen": "4.17.5",
+        "xapi": host.xapi_version,
+        "xapi_build": host.xapi_build,
+        "xen": host.xen_version,
         "linux": "4.19.0+1",
         "hostname": host.name,
         "date": "2024-01-01",
@@ -208,3 +232,43 @@ def task_result(task: SimTask) -> str:
     if task.status != "success" or task.result is None or task.result == "":
         return ""
     return wire.value(task.result)
+
+
+def refs_of(pool: LabPool, cls: str) -> list[str]:
+    """Every ref of a XenAPI class (the caller holds the pool's lock)."""
+    by_class: dict[str, Callable[[], list[str]]] = {
+        "pool": lambda: [pool.ref],
+        "host": lambda: list(pool.hosts),
+        "host_metrics": lambda: [h.metrics_ref for h in pool.hosts.values()],
+        "VM": lambda: list(pool.vms),
+        "SR": lambda: list(pool.srs),
+        "network": lambda: list(pool.networks),
+        "task": lambda: list(pool.tasks),
+        "repository": lambda: [pool.repository_ref],
+    }
+    if cls not in by_class:
+        raise KeyError(cls)
+    return by_class[cls]()
+
+
+def record_of(pool: LabPool, cls: str, ref: str) -> dict[str, Any]:
+    """One object's record, as xapi gives it (the caller holds the pool's lock)."""
+    if cls == "pool" and ref == pool.ref:
+        return pool_record(pool)
+    if cls == "host" and ref in pool.hosts:
+        return host_record(pool, pool.hosts[ref])
+    if cls == "host_metrics":
+        for host in pool.hosts.values():
+            if host.metrics_ref == ref:
+                return host_metrics_record(pool, host)
+    if cls == "VM" and ref in pool.vms:
+        return vm_record(pool, pool.vms[ref])
+    if cls == "SR" and ref in pool.srs:
+        return sr_record(pool, pool.srs[ref])
+    if cls == "network" and ref in pool.networks:
+        return network_record(pool, pool.networks[ref])
+    if cls == "task" and ref in pool.tasks:
+        return task_record(pool, pool.tasks[ref])
+    if cls == "repository" and ref == pool.repository_ref:
+        return repository_record(pool)
+    raise XapiFailure("HANDLE_INVALID", cls, ref)

@@ -7,7 +7,8 @@ from pathlib import Path
 from rollup.errors import LabStateUnusable
 from rollup.lab import releases
 from rollup.lab.layout import Layout
-from rollup.lab.packages import REPOSITORY_FILE, Repository, seed, stream_of
+from rollup.lab.package_seed import seed
+from rollup.lab.packages import REPOSITORY_FILE, Repository, stream_of
 
 
 def seed_repository(layout: Layout, path: Path | None = None) -> Repository:

@@ -28,6 +28,7 @@ from rollup.lab import releases
 from rollup.lab.listeners import LabHandler, Listeners
 from rollup.lab.xapi import updates, wire
 from rollup.lab.xapi.calls import Api
+from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.pool import LabPool
 
 XMLRPC_PATHS = ("/", "/xmlrpc", "/RPC2")
@@ -105,7 +106,21 @@ class XapiHandler(LabHandler):
         if not releases.has_update_api(pool.layout.flavor, pool.hosts[pool.master].version):
             self.send_error(404, "this pool has no update repository")
             return None
-        payload = json.dumps(updates.updates_json(pool)).encode()
+        query = parse_qs(url.query)
+        host_refs = None
+        if "host_refs" in query:
+            # xapi_pool.ml get_updates_handler: refs split on ';', any bad one is a 400.
+            host_refs = [ref for ref in query["host_refs"][0].split(";")]
+            if not host_refs or any(ref not in pool.hosts for ref in host_refs):
+                self.send_error(400, "Invalid 'host_refs' in query")
+                return None
+        try:
+            payload = json.dumps(updates.updates_json(pool, host_refs)).encode()
+        except XapiFailure as failure:
+            if failure.code != "NO_REPOSITORY_ENABLED":
+                raise
+            self.send_error(404, "NO_REPOSITORY_ENABLED")
+            return None
         return self._reply(payload, "application/json")
 
     def _authorised(self, session: str) -> bool:

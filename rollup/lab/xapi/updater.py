@@ -44,7 +44,7 @@ from rollup.lab import packages, releases
 from rollup.lab.packages import Build
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimHost
-from rollup.lab.xapi.updates import install, pending
+from rollup.lab.xapi.updates import install, pending, spend
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -67,7 +67,7 @@ def call(pool: LabPool, host_ref: str, fn: str, args: dict[str, str]) -> str:
         raise XapiFailure("XENAPI_MISSING_PLUGIN", PLUGIN)
     if fn == "check_update":
         with _operation(pool, host, "check_update", wait=0.0):
-            _spend(pool, host, CHECK_SECONDS)
+            spend(pool, host, CHECK_SECONDS)
             with pool.lock:
                 return json.dumps([_package(build) for build in pending(pool, host)])
     if fn == "update":
@@ -100,22 +100,6 @@ def _operation(pool: LabPool, host: SimHost, operation: str, wait: float) -> Ite
         with pool.lock:
             del pool.plugin_operations[host.ref]
             pool.changed.notify_all()
-
-
-def _spend(pool: LabPool, host: SimHost, seconds: float) -> None:
-    """Let `seconds` of lab time pass on the host (the pool goes on meanwhile)."""
-    start = time.monotonic()
-    real = pool.scheduler.real(seconds)
-    with pool.lock:
-        while True:
-            if not host.live or pool.closed:
-                # The host went down under the running plugin: its caller gets what xapi
-                # says of a call whose host vanished.
-                raise XapiFailure("HOST_OFFLINE", host.ref)
-            done = time.monotonic() - start
-            if done >= real:
-                return
-            pool.changed.wait(min(real - done, 0.5))
 
 
 def _package(build: Build) -> dict[str, Any]:
@@ -151,12 +135,12 @@ def _update(pool: LabPool, host: SimHost, args: dict[str, str]) -> dict[str, Any
                 cached = host.machine.downloaded()
                 break
         waited.append(YUM_LOCK_WAITING)
-        _spend(pool, host, YUM_LOCK_POLL)
+        spend(pool, host, YUM_LOCK_POLL)
     download = packages.download_seconds(builds, cached)
     transaction = packages.install_seconds(builds)
     # yum fetches what its cache lacks (what `yum --downloadonly` pre-staged is there),
     # then runs the transaction. xapi's task of the plugin call shows no progress.
-    _spend(pool, host, download + transaction)
+    spend(pool, host, download + transaction)
     with pool.lock:
         if not host.live:
             raise XapiFailure("HOST_OFFLINE", host.ref)
