@@ -79,12 +79,16 @@ class Host:
         return f"lab fault fail-patch is set on {name} ({self.root / FAIL_PATCH} exists)"
 
     def pending(self, specs: Sequence[str]) -> list[Build]:
+        """What `update SPECS` installs; a spec that names no package is said, as yum
+        says it ("No Match for argument", tests/lab/test_yum_vs_dnf.py)."""
         installed = self.installed()
         if not specs:
             return self.repository.pending(self.stream, installed)
         found = []
         for spec in specs:
             build = self.repository.find(self.stream, spec)
+            if build is None and spec not in installed:
+                print(f"No Match for argument: {spec}")
             have = installed.get(build.name) if build else None
             if build and (have is None or build.newer_than(have.version, have.release)):
                 found.append(build)
