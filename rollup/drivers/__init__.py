@@ -60,6 +60,10 @@ class HaState:
     paused: str = ""
 
 
+# The code of restore_ha's DriverError when HA cannot come back until the pool's hosts
+# run the same versions (xapi's rolling-upgrade mode): the run says it and resumes it later.
+HA_WAITS_FOR_VERSIONS = "HOSTS_RUN_DIFFERENT_VERSIONS"
+
 Say = Callable[[str], None]  # one line of what a long call is doing or waiting on now
 
 

@@ -32,6 +32,8 @@ REBOOT = "reboot_host"
 TOOLSTACK = "restart_toolstack"
 # Journal note: a host planned in place whose updates now need it emptied and rebooted.
 MOVED_OUT = "moved_out"
+# Journal note: a host planned in place whose install asked for a reboot after all.
+EMPTY_AFTER_INSTALL = "empty_after_install"
 # Journal notes of a major upgrade: the host runs the new release; its patches were
 # installed after it, in the same evacuation.
 UPGRADED = "upgraded"
@@ -54,8 +56,12 @@ class HostUpdates:
         # Patched where it runs, its VMs left alone: as planned, unless what is pending
         # now needs more (policy latest, updates published since, a failed livepatch).
         self.in_place = step.in_place and not moved_out
-        # Set when an install made an in-place host need emptying: patching empties it.
-        self.must_empty = False
+        # Set when an install made an in-place host need emptying: patching empties it
+        # (again, after a resume or a retry of patching).
+        self.must_empty = (
+            step.in_place
+            and ctx.journal.recall(ctx.run_id, step.host, EMPTY_AFTER_INSTALL) is not None
+        )
 
     @property
     def known(self) -> bool:
@@ -169,7 +175,7 @@ class HostUpdates:
 
     async def install(self) -> tuple[str, ...]:
         """Install the hypervisor's way; its output lines."""
-        packages: tuple[str, ...] = ()
+        packages: tuple[str, ...] | None = ()
         hash_ = self.ctx.updates_hash
         if self.step.upgrade:
             _, hash_ = await self.pending_now()  # the new release's, read now
@@ -178,6 +184,8 @@ class HostUpdates:
                 packages = await self._planned_packages() if not self.ctx.updates_hash else ()
             else:
                 _, hash_ = await self.pending_now()
+        if packages is None:
+            return ("nothing planned is pending any more: nothing installed",)
         follow = Follow(self.ctx.policy.install_timeout_seconds, self._say)
         try:
             output: tuple[str, ...] = await self.ctx.call(
@@ -196,21 +204,24 @@ class HostUpdates:
             raise
         return output
 
-    async def _planned_packages(self) -> tuple[str, ...]:
+    async def _planned_packages(self) -> tuple[str, ...] | None:
         """What `planned` names to the installer: nothing (install all) while what is
         pending is exactly the plan, one install at a time otherwise. XCP-ng's updater
         takes a single package pattern per call (xcp-ng-xapi-plugins updater.py), so
         naming packages costs a yum run each: done only when something was published
-        since planning, and said."""
+        since planning, and said. None: nothing planned is pending any more (a resume
+        after the install), so nothing is to be installed."""
         now, _ = await self.pending_now()
         labels = {update.label for update in now.updates}
-        if labels == set(self.planned):
-            return ()
+        if labels <= set(self.planned):
+            return ()  # everything pending was planned: one install of all is the plan
         # A planned build superseded since is still installed as planned; one whose
         # package is no longer pending at all was installed meanwhile.
         names = {update.name for update in now.updates}
         assert self.step.pending is not None
         chosen = tuple(u.label for u in self.step.pending.updates if u.name in names)
+        if not chosen:
+            return None
         self._say(
             f"installing the {count(len(chosen), 'planned update')} one at a time, leaving"
             f" {count(len(labels - set(chosen)), 'update')} published since planning"
@@ -257,6 +268,7 @@ class HostUpdates:
         self.in_place = False
         self.must_empty = True
         self.ctx.journal.note(self.ctx.run_id, self.step.host, MOVED_OUT, True)
+        self.ctx.journal.note(self.ctx.run_id, self.step.host, EMPTY_AFTER_INSTALL, True)
         self.ctx.bus.emit(
             PlanDivergence(
                 self.ctx.run_id,

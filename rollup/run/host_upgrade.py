@@ -312,7 +312,17 @@ class HostUpgrade:
                 self.skip_reboot()
             elif self.updates.must_empty:
                 # It was to stay in service; now it reboots: out of service and emptied
-                # first, as its own disabling and evacuating steps would have done.
+                # first, as its own checking, disabling and evacuating steps would have:
+                # the policy for VMs that cannot move and the room for the others first.
+                try:
+                    self.moves.check(await self.ctx.snapshot(self.host), ())
+                except HostSkipped as held:
+                    raise HostFailed(
+                        f"{self.name}'s updates are installed and now ask for a reboot, but"
+                        f" it cannot be emptied: {held}; empty and reboot it by hand, then"
+                        " resume",
+                        "REBOOT_IN_PLACE",
+                    ) from None
                 await self.ctx.call(self.ctx.driver.disable, self.host)
                 detail += f"; {await self._do_evacuating()}"
             return detail

@@ -12,7 +12,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from rollup.drivers import HaState
+from rollup.drivers import HA_WAITS_FOR_VERSIONS, HaState
 from rollup.errors import DriverError, LockHeld
 from rollup.model import Lock
 from rollup.run.context import RunContext
@@ -95,7 +95,7 @@ class PoolGuard:
             if state.paused:
                 self._say(f"{state.paused}: restored as it was before the run")
         except DriverError as error:
-            if error.code == "NOT_SUPPORTED_DURING_UPGRADE":
+            if error.code == HA_WAITS_FOR_VERSIONS:
                 # xapi refuses HA while versions differ: it comes back with the last host.
                 self._say(
                     f"HA stays off while {error.message}: `rollup resume {self.ctx.run_id}`"

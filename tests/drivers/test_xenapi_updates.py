@@ -18,6 +18,7 @@ import pytest
 
 from rollup.drivers import Connection, Follow, with_updates
 from rollup.drivers.xenapi.driver import XenApiDriver
+from rollup.drivers.xenapi.install import livepatch_failures
 from rollup.drivers.xenapi.updates import parse_check_update, parse_updates
 from rollup.errors import DriverError
 from rollup.lab.faults import Faults, HostFaults
@@ -81,6 +82,18 @@ def test_a_pool_from_before_december_2023_says_recommended_guidance_for_what_is_
     }
     found = parse_updates(data, {"OpaqueRef:old": "h"}).hosts["h"]
     assert found.guidance == ("reboot_host",) and found.reboot and found.evacuate
+
+
+def test_apply_updates_answers_name_each_failed_livepatch():
+    # A task's result is an XML-RPC <value> fragment: [[APPLY_LIVEPATCH_FAILED, lp], ...].
+    failed = (
+        "<value><array><data><value><array><data>"
+        "<value>APPLY_LIVEPATCH_FAILED</value><value>kernel livepatch 4.19.19-9</value>"
+        "</data></array></value></data></array></value>"
+    )
+    assert livepatch_failures(failed) == ("APPLY_LIVEPATCH_FAILED kernel livepatch 4.19.19-9",)
+    assert livepatch_failures("<value><array><data/></array></value>") == ()
+    assert livepatch_failures("") == ()
 
 
 class Lab:

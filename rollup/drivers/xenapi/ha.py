@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from rollup.drivers import HaState
+from rollup.drivers import HA_WAITS_FOR_VERSIONS, HaState
 from rollup.drivers.xenapi.records import ROLLING_UPGRADE_KEY
 from rollup.drivers.xenapi.session import Session, Timing
 from rollup.errors import DriverError
@@ -84,28 +84,26 @@ class HaControl:
             if ROLLING_UPGRADE_KEY not in config:
                 return
             hosts = self.api.call("read the hosts", "host.get_all_records")
-            versions = {
-                rec["name_label"]: (
-                    rec["software_version"].get("product_version", ""),
-                    rec["software_version"].get("xapi", ""),
-                )
-                for rec in hosts.values()
+            software = {rec["name_label"]: rec["software_version"] for rec in hosts.values()}
+            compared = {
+                (sw.get("platform_version", sw.get("product_version", "")), sw.get("xapi", ""))
+                for sw in software.values()
             }
-            if len(set(versions.values())) > 1:
+            if len(compared) > 1:
                 running = ", ".join(
-                    f"{name} {product} (xapi {xapi})"
-                    for name, (product, xapi) in sorted(versions.items())
+                    f"{name} {sw.get('product_version', '?')} (xapi {sw.get('xapi', '?')})"
+                    for name, sw in sorted(software.items())
                 )
                 raise DriverError(
                     f"the pool's hosts run different versions ({running}), and xapi's"
                     " rolling-upgrade mode refuses HA",
-                    "NOT_SUPPORTED_DURING_UPGRADE",
+                    HA_WAITS_FOR_VERSIONS,
                 )
             if time.monotonic() >= deadline:
                 raise DriverError(
                     "xapi's rolling-upgrade mode is still on although every host runs the same"
                     " versions: check the pool (xe pool-param-get param-name=other-config)",
-                    "NOT_SUPPORTED_DURING_UPGRADE",
+                    "ROLLING_UPGRADE_STUCK",
                 )
             time.sleep(self.timing.poll_interval)
 

@@ -94,27 +94,17 @@ def _plugin_task(
     deadline: float,
 ) -> object:
     what = f"install the updates of host {name}"
-    task = api.call(
-        what, "Async.host.call_plugin", ref, updates.UPDATER, "update", arguments,
-        idempotent=False,
+    record = tasks.run_to_end(
+        api, "Async.host.call_plugin", (ref, updates.UPDATER, "update", arguments), what,
+        deadline, lambda spent: follow.say(f"{doing}: {_running(spent)}"),
+        f"{doing} still runs after {format_duration(follow.timeout)} (rollup_install_timeout);"
+        " yum goes on on the host: let it finish, then resume, or raise"
+        " rollup_install_timeout",
     )  # fmt: skip
-    try:
-        record = tasks.follow(
-            api, task, what, deadline, lambda spent: follow.say(f"{doing}: {_running(spent)}")
-        )
-        if record is None:
-            raise DriverError(
-                f"could not {what}: {doing} still runs after {format_duration(follow.timeout)}"
-                " (rollup_install_timeout); yum goes on on the host: let it finish, then"
-                " resume, or raise rollup_install_timeout",
-                "INSTALL_TIMEOUT",
-            )
-        if record["status"] != "success":
-            code, params = tasks.failure_of(record)
-            raise _plugin_failure(what, code, params)
-        return tasks.task_value(str(record.get("result", "")))
-    finally:
-        tasks.destroy(api, task)
+    if record["status"] != "success":
+        code, params = tasks.failure_of(record)
+        raise _plugin_failure(what, code, params)
+    return tasks.task_value(str(record.get("result", "")))
 
 
 def _running(seconds: float) -> str:
@@ -174,25 +164,20 @@ def sync_updates(api: Session, pool_ref: str, timeout: float) -> str:
     published since its last sync); the new updateinfo hash."""
     what = "sync the pool's update repositories"
     deadline = time.monotonic() + timeout
-    task = api.call(what, "Async.pool.sync_updates", pool_ref, False, "", "", idempotent=False)
-    try:
-        record = tasks.follow(api, task, what, deadline, lambda spent: None)
-        if record is None:
-            raise DriverError(
-                f"could not {what}: still running after {format_duration(timeout)}", "TIMEOUT"
+    record = tasks.run_to_end(
+        api, "Async.pool.sync_updates", (pool_ref, False, "", ""), what, deadline,
+        lambda spent: None, f"still running after {format_duration(timeout)}",
+    )  # fmt: skip
+    if record["status"] != "success":
+        code, params = tasks.failure_of(record)
+        if code == "NO_REPOSITORY_ENABLED":
+            raise BadInput(
+                "the pool has no update repository enabled, so rollup_sync cannot sync"
+                " it: configure the pool's repositories (XenCenter: Configure Updates),"
+                " then plan again"
             )
-        if record["status"] != "success":
-            code, params = tasks.failure_of(record)
-            if code == "NO_REPOSITORY_ENABLED":
-                raise BadInput(
-                    "the pool has no update repository enabled, so rollup_sync cannot sync"
-                    " it: configure the pool's repositories (XenCenter: Configure Updates),"
-                    " then plan again"
-                )
-            raise DriverError(f"could not {what}: {describe(code, params)}", code, params)
-        return str(tasks.task_value(str(record.get("result", ""))))
-    finally:
-        tasks.destroy(api, task)
+        raise DriverError(f"could not {what}: {describe(code, params)}", code, params)
+    return str(tasks.task_value(str(record.get("result", ""))))
 
 
 def xenserver_apply(
@@ -223,24 +208,17 @@ def _apply(
     api: Session, ref: str, name: str, hash_: str, follow: Follow, deadline: float
 ) -> Installed:
     what = f"apply the updates to host {name}"
-    task = api.call(what, "Async.host.apply_updates", ref, hash_, idempotent=False)
-    try:
-        record = tasks.follow(
-            api, task, what, deadline, lambda spent: follow.say(f"apply_updates: {_running(spent)}")
-        )
-        if record is None:
-            raise DriverError(
-                f"could not {what}: still running after {format_duration(follow.timeout)}"
-                " (rollup_install_timeout); it goes on in the pool: let it finish, then"
-                " resume, or raise rollup_install_timeout",
-                "INSTALL_TIMEOUT",
-            )
-        if record["status"] != "success":
-            code, params = tasks.failure_of(record)
-            raise DriverError(f"could not {what}: {_explain(code, params)}", code, params)
-        failures = _livepatch_failures(str(record.get("result", "")))
-    finally:
-        tasks.destroy(api, task)
+    record = tasks.run_to_end(
+        api, "Async.host.apply_updates", (ref, hash_), what, deadline,
+        lambda spent: follow.say(f"apply_updates: {_running(spent)}"),
+        f"still running after {format_duration(follow.timeout)} (rollup_install_timeout);"
+        " it goes on in the pool: let it finish, then resume, or raise"
+        " rollup_install_timeout",
+    )  # fmt: skip
+    if record["status"] != "success":
+        code, params = tasks.failure_of(record)
+        raise DriverError(f"could not {what}: {_explain(code, params)}", code, params)
+    failures = livepatch_failures(str(record.get("result", "")))
     if failures:
         note = f"{count(len(failures), 'livepatch')} failed: the host reboots instead"
         return Installed(output=(note, *failures))
@@ -259,12 +237,16 @@ def _explain(code: str, params: tuple[str, ...]) -> str:
     return f"{code} ({reason})" if reason else " ".join((code, *params))
 
 
-def _livepatch_failures(result: str) -> tuple[str, ...]:
-    """apply_updates answers [[APPLY_LIVEPATCH_FAILED, json], ...]; "" or [] for none."""
-    text = result.removeprefix("<value>").removesuffix("</value>").strip()
-    if not text or text in ("[]", "<array><data/></array>"):
-        return ()
-    return (text[:500],)
+def livepatch_failures(result: str) -> tuple[str, ...]:
+    """apply_updates answers [["APPLY_LIVEPATCH_FAILED", livepatch], ...] (xen-api
+    repository.ml apply_updates'); "" or [] for none. Each failed livepatch, named."""
+    value = tasks.task_value(result)
+    if not isinstance(value, list):
+        return (str(value)[:500],) if str(value).strip() else ()
+    return tuple(
+        " ".join(str(part) for part in item)[:500] if isinstance(item, list) else str(item)
+        for item in value
+    )
 
 
 UPGRADE_PLUGIN = "prepare_host_upgrade.py"

@@ -47,9 +47,12 @@ class Patching:
             and (hosts is None or rec.get("uuid") in hosts)
         }
         if kind == "xenserver":
-            if self.sync_first:
-                self.sync_first = False  # once: a sync mid-run would change the hash
-                install.sync_updates(self.api, master_ref, self.timing.busy_seconds)
+            if self.sync_first and hosts is None:
+                # When planning (every host asked), once: a sync mid-run (a resume reads
+                # one host at a time) would change the hash under the plan.
+                self.sync_first = False
+                (pool_ref,) = current["pool"]
+                install.sync_updates(self.api, pool_ref, self.timing.busy_seconds)
             data = updates.read_updates(self.api, self.timing.busy_seconds)
             return updates.parse_updates(data, {ref: rec["uuid"] for ref, rec in asked.items()})
         if kind != "xcp-ng":

@@ -99,6 +99,31 @@ def follow(
         tick(time.monotonic() - started)
 
 
+def run_to_end(
+    api: Session,
+    method: str,
+    args: tuple[Any, ...],
+    what: str,
+    deadline: float,
+    tick: Callable[[float], None],
+    late: str,
+) -> Mapping[str, Any]:
+    """Start `method` (an Async call), follow its task to its end within `deadline`, and
+    answer its final record, success or not; past the deadline a DriverError
+    INSTALL_TIMEOUT saying `late`, before it starts when no time is left. The task is
+    destroyed either way."""
+    if time.monotonic() >= deadline:
+        raise DriverError(f"could not {what}: {late}", "INSTALL_TIMEOUT")
+    task = api.call(what, method, *args, idempotent=False)
+    try:
+        record = follow(api, task, what, deadline, tick)
+    finally:
+        destroy(api, task)
+    if record is None:
+        raise DriverError(f"could not {what}: {late}", "INSTALL_TIMEOUT")
+    return record
+
+
 def task_value(result: str) -> Any:
     """A finished task's result: xapi gives it as an XML-RPC `<value>` fragment."""
     if not result.strip():

@@ -167,9 +167,7 @@ class Api:
         )
         self._add("pool.disable_ha", 0, 0, lambda task=None: pool.set_ha(False) or "", True)
         # self, force, token, token_id (+ username, password since xapi 25.7.0)
-        self._add(
-            "pool.sync_updates", 4, 6, lambda p, *_, task=None: updates.sync_updates(pool), True
-        )
+        self._add("pool.sync_updates", 4, 6, self._sync_updates, True)
         self._add("pool.set_repositories", 2, 2, self._set_repositories)
 
     def _register_getters(self, cls: str) -> None:
@@ -309,6 +307,10 @@ class Api:
             if host.other_config.pop(str(key), None) is not None:
                 self.pool.emit(host)
         return ""
+
+    def _sync_updates(self, pool_ref: str, *_: Any, task: SimTask | None = None) -> str:
+        self.pool.record("pool", pool_ref)  # HANDLE_INVALID for anything but the pool
+        return updates.sync_updates(self.pool)
 
     def _set_repositories(self, pool_ref: str, value: Any) -> str:
         self.pool.record("pool", pool_ref)

@@ -142,6 +142,7 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
         enabled = True  # xapi enables it once its toolstack has started
     elif host.agent_restarting:
         enabled, agent_start_time = True, now
+        xapi_build = _installed_versions(host)[0]  # the toolstack it restarts into
     other_config = dict(host.other_config)
     other_config["boot_time"] = f"{boot_time:.3f}"
     other_config["agent_start_time"] = f"{agent_start_time:.3f}"
@@ -257,6 +258,7 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
                 host.machine.set_packages(
                     {b.name: Installed(b.version, b.release, time.time()) for b in base}
                 )
+                versions.read_running(pool, host, xen=True)  # the new release's
             pool.stamp_boot(host)
             if saved["live"]:
                 host.live, host.enabled, host.phase = True, bool(saved["enabled"]), "up"
