@@ -169,6 +169,9 @@ class Pool:
     rolling_upgrade: bool = False  # the hypervisor's own mixed-version mode is on
     flavor: str = ""  # "xcp-ng", "xenserver" or "proxmox": how its hosts list and install updates
     updates_hash: str = ""  # XenServer: the /updates hash the pending lists belong to
+    # XenServer: when the pool last synced its update repository (pool.last_update_sync):
+    # what it has pending is as of then.
+    updates_synced_at: float | None = None
 
     def host(self, host_id: str) -> Host:
         for host in self.hosts:

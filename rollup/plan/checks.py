@@ -124,15 +124,18 @@ def version_checks(
     else:
         checks.append(Check("mixed-versions", "pass", "every host runs the same version"))
     known = [h for h in upgrading if h.pending is not None]
+    synced = _as_of_sync(pool)
     if policy.target_version is None and not upgrading:
-        checks.append(Check("updates", "pass", "every host has nothing pending: nothing to do"))
+        checks.append(
+            Check("updates", "pass", f"every host has nothing pending{synced}: nothing to do")
+        )
     elif policy.target_version is None and known:
         checks.append(
             Check(
                 "updates",
                 "pass",
                 f"{count(len(upgrading), 'host')} with updates pending, {len(at_target)} with"
-                " nothing pending",
+                f" nothing pending{synced}",
             )
         )
     elif policy.target_version is None:
@@ -280,6 +283,15 @@ def return_checks(outcomes: Sequence[BatchOutcome], pool: Pool) -> list[Check]:
         for outcome in outcomes
         for move in outcome.unreturned
     ]
+
+
+def _as_of_sync(pool: Pool) -> str:
+    """XenServer answers what is pending from its last sync: say when that was, since
+    what was published after it is not in the plan."""
+    if pool.updates_synced_at is None:
+        return ""
+    when = _when(pool.updates_synced_at)
+    return f" (as of the pool's last sync, {when}; rollup_sync: true syncs first)"
 
 
 def installer_checks(pool: Pool, policy: Policy, upgrading: Sequence[Host]) -> list[Check]:

@@ -177,10 +177,17 @@ def test_livepatches_and_a_toolstack_update_are_installed_without_moving_a_vm(ma
     assert "(livepatch)" in publish(lab, "--kind", "kernel", "--livepatch")
     publish(lab, "--kind", "xapi")
     before, _ = read(lab)
-    # The pool has not synced since: without rollup_sync there is nothing to do.
+    # The pool has not synced since: without rollup_sync there is nothing to do, as the
+    # plan says, naming the sync it is as of and the way out.
     assert {h.name: h.pending.updates for h in before.hosts if h.pending} == {
         h.name: () for h in before.hosts
     }
+    planned = lab.rollup("plan", str(lab.inventory), "--format", "json")
+    reason = next(
+        c["reason"] for c in json.loads(planned.stdout)["checks"] if c["name"] == "updates"
+    )
+    assert reason.startswith("every host has nothing pending (as of the pool's last sync, ")
+    assert reason.endswith("; rollup_sync: true syncs first): nothing to do")
     inventory = lab.write_inventory(rollup_sync=True)
     result = lab.rollup("run", str(inventory), "--yes", "--no-tui", "--json")
     assert result.returncode == 0, result.stderr

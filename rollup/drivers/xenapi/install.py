@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from rollup.drivers import Follow
 from rollup.drivers.xenapi import tasks, updates
 from rollup.drivers.xenapi.failures import describe
+from rollup.drivers.xenapi.records import xapi_seconds
 from rollup.drivers.xenapi.session import Session
 from rollup.errors import BadInput, DriverError
 from rollup.text.plurals import count
@@ -133,13 +133,10 @@ def _plugin_failure(what: str, code: str, params: tuple[str, ...]) -> DriverErro
 def server_time(api: Session, ref: str, name: str) -> float:
     """The host's clock (host.get_servertime), as seconds since the epoch."""
     value = api.call(f"read the clock of host {name}", "host.get_servertime", ref)
-    text = str(getattr(value, "value", value)).removesuffix("Z")
-    for fmt in ("%Y%m%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
-        try:
-            return float(calendar.timegm(time.strptime(text, fmt)))
-        except ValueError:
-            continue
-    raise DriverError(f"host {name} answered its time as {text!r}, not a date", "BAD_TIME")
+    seconds = xapi_seconds(value)
+    if seconds is None:
+        raise DriverError(f"host {name} answered its time as {value!r}, not a date", "BAD_TIME")
+    return seconds
 
 
 def _output(answer: str, doing: str) -> list[str]:

@@ -6,6 +6,8 @@ dicts to `parse_pool`; nothing here talks to a pool or reads a clock.
 
 from __future__ import annotations
 
+import calendar
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +85,7 @@ def parse_pool(records: PoolRecords) -> Pool:
         )
     )
     other_config = _field(pool, "pool", pool_ref, "other_config")
+    kind = flavor(records.hosts.get(master_ref, {}))
     return Pool(
         id=_field(pool, "pool", pool_ref, "uuid"),
         name=_field(pool, "pool", pool_ref, "name_label"),
@@ -93,8 +96,25 @@ def parse_pool(records: PoolRecords) -> Pool:
         vms=vms,
         lock=parse_lock(other_config.get(LOCK_KEY)),
         rolling_upgrade=ROLLING_UPGRADE_KEY in other_config,
-        flavor=flavor(records.hosts.get(master_ref, {})),
+        flavor=kind,
+        # Only XenServer answers what is pending from its last sync.
+        updates_synced_at=xapi_seconds(pool.get("last_update_sync"))
+        if kind == "xenserver"
+        else None,
     )
+
+
+def xapi_seconds(value: Any) -> float | None:
+    """A xapi DateTime (20261207T21:40:00Z) as seconds since the epoch; None for none
+    (xapi's epoch, or a field an older pool lacks)."""
+    text = str(getattr(value, "value", value) or "").removesuffix("Z")
+    for fmt in ("%Y%m%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            seconds = float(calendar.timegm(time.strptime(text, fmt)))
+        except ValueError:
+            continue
+        return seconds if seconds > 0 else None
+    return None
 
 
 def parse_host(

@@ -111,6 +111,7 @@ def capture(pool: LabPool, spec: Mapping[str, Any]) -> dict[str, Any]:
                 "ha_enabled": pool.ha_enabled,
                 "repositories": list(pool.update_repositories),
                 "synced_serial": pool.synced_serial,
+                "last_update_sync": pool.last_update_sync,
             },
             "hosts": hosts,
             "vms": vms,
@@ -285,6 +286,7 @@ def apply(pool: LabPool, state: Mapping[str, Any]) -> None:
             str(ref) for ref in saved_pool.get("repositories", [pool.repository_ref])
         ]
         pool.synced_serial = int(saved_pool.get("synced_serial", pool.repository.serial))
+        pool.last_update_sync = float(saved_pool.get("last_update_sync", pool.last_update_sync))
         versions.update_rolling_upgrade(pool)
         for host in pool.hosts.values():
             pool.emit(host)

@@ -153,6 +153,7 @@ class LabPool:
         self.repository_uuid, self.repository_ref = repository_uuid, ref_for(repository_uuid)
         self.update_repositories = [self.repository_ref]
         self.synced_serial = self.repository.serial
+        self.last_update_sync = self.now()  # lab time of the last pool.sync_updates
         self.pool_operations: dict[str, str] = {}  # current blocking ops: key → name
         self._seed_packages(up_to_date)
         for host in self.hosts.values():

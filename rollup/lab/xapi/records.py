@@ -44,6 +44,10 @@ def pool_record(pool: LabPool) -> dict[str, Any]:
         "allowed_operations": [],
         "current_operations": dict(pool.pool_operations),
         "repositories": list(pool.update_repositories),
+        # xapi's epoch where the pool never synced (XCP-ng pools do not).
+        "last_update_sync": xapi_time(
+            pool.last_update_sync if pool.layout.flavor == "xenserver" else 0.0
+        ),
     }
 
 

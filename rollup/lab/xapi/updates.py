@@ -206,6 +206,7 @@ def sync_updates(pool: LabPool) -> str:
         spend(pool, None, SYNC_SECONDS + packages.download_seconds(fetched, set()))
         with pool.lock:
             pool.synced_serial = max(pool.synced_serial, target)
+            pool.last_update_sync = pool.now()
             pool.emit_pool()
             return synced(pool).hash()
 
