@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Console
 from scenario import T0, YUM_FAILURE, Script, failed, midway, small_plan
 
-from rollup.run.events import HostStateChanged, MigrationProgress
+from rollup.run.events import HostStateChanged, MigrationProgress, StepActivity
 from rollup.tui.state import RUN_CHANGED, RunView
+from rollup.tui.widgets.detail import render_host
 
 
 def folded(script: Script) -> RunView:
@@ -101,3 +103,19 @@ def test_hosts_the_plan_leaves_out_show_as_skipped_with_the_reason():
     h2 = by_name(view, "h2")
     assert h2.state == "skipped"
     assert "8.3.0" in h2.reason
+
+
+def test_what_a_long_step_says_shows_on_its_host_until_the_next_step():
+    plan = small_plan()
+    view = RunView(plan)
+    step = plan.steps[0]
+    view.apply(HostStateChanged("r", step.host, step.host_name, "patching", "evacuating", at=T0))
+    said = "yum update: running for 1m 00s"
+    changed = view.apply(StepActivity("r", step.host, step.host_name, "patching", said))
+    host = by_name(view, step.host_name)
+    assert changed >= {step.host} and host.activity == said
+    console = Console(width=200, record=True)
+    console.print(render_host(host, T0 + 60))
+    assert f"patching: {said}" in console.export_text()
+    view.apply(HostStateChanged("r", step.host, step.host_name, "rebooting", "patching", at=T0))
+    assert by_name(view, step.host_name).activity == ""
