@@ -14,7 +14,7 @@ duration: they are divided by the pool's `speed` (at speed 20, `600` lasts 30 s)
         return_old_version: true  # boots its old version whatever the patch installed
         refuse_ssh: true       # its sshd refuses connections (lab/machine.py)
         fail_patch: true       # the lab patch fails on it (lab/machine.py)
-        yum_busy: 2            # its next 2 yum runs find yum's lock held (true: all)
+        yum_busy: 2            # yum's lock held for its next 2 looks (true: until cleared)
         alarm: true            # its /metrics raise rollup_lab_host_alarm (alert rules)
         apply_in_progress: 1   # its next host.apply_updates is refused as in progress
         fail_livepatch: true   # XenServer: the livepatches apply_updates applies fail
