@@ -174,6 +174,17 @@ class Repository:
         exact = [b for b in self.stream(stream) if spec in (b.nvr, b.rpm)]
         return exact[0] if exact else self.latest(stream).get(spec)
 
+    def update_for(
+        self, stream: str, spec: str, installed: Mapping[str, Installed]
+    ) -> Build | None:
+        """What `yum update SPEC` installs: the build `spec` names, if newer than the
+        installed one (None: nothing, whether it names no package or an installed one)."""
+        build = self.find(stream, spec)
+        have = installed.get(build.name) if build else None
+        if build is not None and (have is None or build.newer_than(have.version, have.release)):
+            return build
+        return None
+
     def as_of(self, serial: int) -> Repository:
         """The repository as a mirror synced when it was at `serial` holds it."""
         builds = [build for build in self.builds if build.serial <= serial]

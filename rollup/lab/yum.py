@@ -86,11 +86,10 @@ class Host:
             return self.repository.pending(self.stream, installed)
         found = []
         for spec in specs:
-            build = self.repository.find(self.stream, spec)
-            if build is None and spec not in installed:
+            if self.repository.find(self.stream, spec) is None and spec not in installed:
                 print(f"No Match for argument: {spec}")
-            have = installed.get(build.name) if build else None
-            if build and (have is None or build.newer_than(have.version, have.release)):
+            build = self.repository.update_for(self.stream, spec, installed)
+            if build is not None:
                 found.append(build)
         return found
 

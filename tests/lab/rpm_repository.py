@@ -81,10 +81,6 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         return None
 
 
-def serve(directory: Path) -> Served:
-    return Served(directory)
-
-
 def make_root(root: Path, baseurl: str, installed: Iterable[Path]) -> None:
     """A host root whose rpm database holds `installed`, and whose yum config has the lab's
     repository as xcp-ng-updates."""

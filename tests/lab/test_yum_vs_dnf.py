@@ -42,7 +42,7 @@ class Pair:
         rpmdb.write(self.lab_root, have)
         nvrs = [f"{name}-{item.version}-{item.release}" for name, item in have.items()]
         # Served over HTTP as a mirror is: dnf then downloads into its cache.
-        self.server = real.serve(repo)
+        self.server = real.Served(repo)
         real.make_root(self.real_root, self.server.url, [self.rpms[nvr] for nvr in nvrs])
 
     def lab_yum(self, *args: str) -> tuple[int, str]:

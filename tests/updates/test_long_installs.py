@@ -99,7 +99,7 @@ def test_two_hosts_of_one_xenserver_batch_apply_one_after_another(tmp_path: Path
         waited = [
             e["host_name"]
             for e in events
-            if e["kind"] == "activity" and "waiting for another host's apply_updates" in e["text"]
+            if e["kind"] == "activity" and "waiting for the pool's apply_updates" in e["text"]
         ]
         assert len(waited) == 1 and set(waited) < names
         after, _ = read(lab)

@@ -180,25 +180,19 @@ def sync_updates(api: Session, pool_ref: str, timeout: float) -> str:
 def xenserver_apply(
     api: Session, ref: str, name: str, hash_: str, follow: Follow, busy_delay: float
 ) -> Installed:
-    """host.apply_updates with the plan's hash, followed as a task (minutes); another
-    host's apply holds the pool (APPLY_UPDATES_IN_PROGRESS, xen-api xapi_pool_helpers.ml:
-    apply_updates is a blocking pool operation), so it is waited out, said once, within
+    """host.apply_updates with the plan's hash, followed as a task (minutes). Another
+    apply or a sync holds the pool (APPLY_UPDATES_IN_PROGRESS, SYNC_UPDATES_IN_PROGRESS:
+    xen-api xapi_pool_helpers.ml's blocking pool operations): waited out, said, within
     `follow.timeout`. Its livepatch failures come back as output."""
     deadline = time.monotonic() + follow.timeout
-    said = False
-    while True:
-        try:
-            return _apply(api, ref, name, hash_, follow, deadline)
-        except DriverError as error:
-            if (
-                error.code != "APPLY_UPDATES_IN_PROGRESS"
-                or time.monotonic() + busy_delay > deadline
-            ):
-                raise
-            if not said:
-                follow.say(f"host {name}: waiting for another host's apply_updates to end")
-                said = True
-        time.sleep(busy_delay)
+
+    def apply() -> Installed:
+        return _apply(api, ref, name, hash_, follow, deadline)
+
+    done: Installed = updates.while_busy(
+        apply, deadline, busy_delay, name, follow.say, updates.pool_busy
+    )
+    return done
 
 
 def _apply(

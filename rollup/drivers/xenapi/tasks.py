@@ -21,7 +21,7 @@ from rollup.errors import DriverError
 log = logging.getLogger("rollup.drivers.xenapi")
 
 FINISHED = frozenset({"success", "failure", "cancelled"})
-TICK_SECONDS = 15.0  # how often `follow` says a long task is still running
+TICK_SECONDS = 15.0  # how often `watch` says a long task is still running
 
 
 def watch(
@@ -30,14 +30,18 @@ def watch(
     what: str,
     progress: Progress | None = None,
     deadline: float | None = None,
+    tick: Callable[[float], None] | None = None,
 ) -> Mapping[str, Any] | None:
     """The task's final record, or None if `deadline` (monotonic) passed first.
 
-    Reports `progress` (0..1) as it changes, and 1.0 on success.
+    Reports `progress` (0..1) as it changes, and 1.0 on success; `tick(seconds since it
+    started)` every TICK_SECONDS, for work that lasts minutes and whose task may show no
+    progress (a plugin call's does not).
     """
     token: str | None = _token(api, what)
     record: Mapping[str, Any] = api.call(what, "task.get_record", task)
     reported = -1.0
+    started = ticked = time.monotonic()
     while True:
         status = str(record.get("status", ""))
         fraction = _fraction(record, 1.0 if status == "success" else reported)
@@ -46,7 +50,8 @@ def watch(
             reported = fraction
         if status in FINISHED:
             return record
-        remaining = None if deadline is None else deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = None if deadline is None else deadline - now
         if remaining is not None and remaining <= 0:
             return None
         wait = (
@@ -54,6 +59,11 @@ def watch(
             if remaining is None
             else min(remaining, api.timing.event_timeout)
         )
+        if tick is not None:
+            if now - ticked >= TICK_SECONDS:
+                tick(now - started)
+                ticked = now
+            wait = min(wait, max(0.0, ticked + TICK_SECONDS - now))
         if token is None:
             time.sleep(min(api.timing.poll_interval, wait))
             record = api.call(what, "task.get_record", task)
@@ -79,26 +89,6 @@ def watch(
             record = event.get("snapshot") or api.call(what, "task.get_record", task)
 
 
-def follow(
-    api: Session,
-    task: str,
-    what: str,
-    deadline: float,
-    tick: Callable[[float], None],
-    every: float = TICK_SECONDS,
-) -> Mapping[str, Any] | None:
-    """Like `watch`, for work that lasts minutes and whose task may show no progress (a
-    plugin call's does not): `tick(seconds since it started)` every `every` seconds."""
-    started = time.monotonic()
-    while True:
-        record = watch(api, task, what, deadline=min(deadline, time.monotonic() + every))
-        if record is not None:
-            return record
-        if time.monotonic() >= deadline:
-            return None
-        tick(time.monotonic() - started)
-
-
 def run_to_end(
     api: Session,
     method: str,
@@ -116,7 +106,7 @@ def run_to_end(
         raise DriverError(f"could not {what}: {late}", "INSTALL_TIMEOUT")
     task = api.call(what, method, *args, idempotent=False)
     try:
-        record = follow(api, task, what, deadline, tick)
+        record = watch(api, task, what, deadline=deadline, tick=tick)
     finally:
         destroy(api, task)
     if record is None:

@@ -34,6 +34,10 @@ log = logging.getLogger("rollup.drivers.xenapi")
 UPDATER = "updater.py"
 UPDATES_PATH = "/updates"
 BUSY = re.compile(r"\bbusy\b|already in progress", re.IGNORECASE)
+POOL_BUSY = {
+    "APPLY_UPDATES_IN_PROGRESS": "waiting for the pool's apply_updates in progress to end",
+    "SYNC_UPDATES_IN_PROGRESS": "waiting for the pool's sync_updates in progress to end",
+}
 # /updates names guidances in CamelCase; the API's fields, and rollup, in snake_case.
 GUIDANCE_NAMES = {
     "RebootHost": "reboot_host",
@@ -163,25 +167,37 @@ def while_busy(
     delay: float,
     name: str,
     say: Callable[[str], None] | None = None,
+    busy: Callable[[DriverError], str] | None = None,
 ) -> Any:
-    """`call`, again after `delay` for as long as the updater plugin answers busy; `say`
-    hears once per wait what the host is busy with."""
+    """`call`, again after `delay` for as long as it is refused as busy (`busy` says why,
+    "" when it is not busy; by default the updater plugin's lock); `say` hears once per
+    wait what the host or pool is busy with."""
+    busy = busy or plugin_busy
     said = ""
     while True:
         try:
             return call()
         except DriverError as error:
-            if not is_busy(error) or time.monotonic() + delay > deadline:
+            reason = busy(error)
+            if not reason or time.monotonic() + delay > deadline:
                 raise
-            why = f"host {name}: {error.params[0]}"
+            why = f"host {name}: {reason}"
             if say is not None and why != said:
                 say(why)
                 said = why
         time.sleep(delay)
 
 
-def is_busy(error: DriverError) -> bool:
+def plugin_busy(error: DriverError) -> str:
     """The updater plugin's lock is held (xcp-ng-xapi-plugins updater.py OperationLocker):
     "-1" with "The updater plugin is busy (current operation: ...)" or, to a second
-    update, "Update already in progress"."""
-    return error.code == "-1" and any(BUSY.search(p) for p in error.params[:1])
+    update, "Update already in progress"; its message, else ""."""
+    if error.code == "-1" and any(BUSY.search(p) for p in error.params[:1]):
+        return error.params[0]
+    return ""
+
+
+def pool_busy(error: DriverError) -> str:
+    """Another blocking pool operation holds the pool (xen-api xapi_pool_helpers.ml):
+    an apply_updates or a sync_updates."""
+    return POOL_BUSY.get(error.code, "")

@@ -76,14 +76,14 @@ class SimHost:
     @property
     def xapi_version(self) -> str:
         """software_version's `xapi`: the toolstack's major.minor."""
-        return ".".join(self.xapi_build.split(".")[:2])
+        return major_minor(self.xapi_build)
 
-    def rpu_versions(self) -> tuple[tuple[int | str, ...], ...]:
+    def rpu_versions(self) -> tuple[tuple[int, ...], ...]:
         """What rolling-upgrade mode compares (xen-api helpers.ml Checks.RPU.version_keys:
         platform_version and xapi)."""
         return (version_key(self.platform_version), version_key(self.xapi_version))
 
-    def migration_versions(self) -> tuple[tuple[int | str, ...], ...]:
+    def migration_versions(self) -> tuple[tuple[int, ...], ...]:
         """What a migration may not decrease (helpers.ml Checks.Migration.version_keys:
         platform_version, xapi_build and xen)."""
         return (
@@ -94,12 +94,17 @@ class SimHost:
 
     def older_than(self, other: SimHost) -> bool:
         """Some version a migration compares is lower here than on `other`."""
-        return any(
-            mine < theirs
-            for mine, theirs in zip(
-                self.migration_versions(), other.migration_versions(), strict=True
-            )
-        )
+        return any_lower(self.migration_versions(), other.migration_versions())
+
+
+def major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def any_lower(mine: tuple[tuple[int, ...], ...], theirs: tuple[tuple[int, ...], ...]) -> bool:
+    """Whether one of `mine` is lower than its counterpart: xapi compares versions key by
+    key (helpers.ml Checks.compare_all_versions), not as one tuple."""
+    return any(a < b for a, b in zip(mine, theirs, strict=True))
 
 
 @dataclass

@@ -42,10 +42,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rollup.lab.packages import PACKAGES, Installed, stream_of
+from rollup.lab.packages import Installed, stream_of
 from rollup.lab.releases import platform_version
 from rollup.lab.xapi import versions
-from rollup.lab.xapi.objects import NULL, SimHost, SimVM
+from rollup.lab.xapi.objects import NULL, SimHost, SimVM, major_minor
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -92,7 +92,7 @@ def capture(pool: LabPool, spec: Mapping[str, Any]) -> dict[str, Any]:
         }
         other_config = dict(pool.other_config)
         versions = {
-            (state["platform_version"], ".".join(state["xapi_build"].split(".")[:2]))
+            (state["platform_version"], major_minor(state["xapi_build"]))
             for state in hosts.values()
         }
         # As the pool will say once settled (a reboot in flight may end the mixed state).
@@ -137,13 +137,13 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
             installer = None
             guidances = {level: [] for level in guidances}  # the reboot acted on them
             live, enabled = True, True
-            xapi_build, xen_version = _installed_versions(host)
+            xapi_build, xen_version = versions.installed(host)
             boot_time = agent_start_time = now
     elif host.phase == "booting":
         enabled = True  # xapi enables it once its toolstack has started
     elif host.agent_restarting:
         enabled, agent_start_time = True, now
-        xapi_build = _installed_versions(host)[0]  # the toolstack it restarts into
+        xapi_build = versions.installed(host)[0]  # the toolstack it restarts into
     other_config = dict(host.other_config)
     other_config["boot_time"] = f"{boot_time:.3f}"
     other_config["agent_start_time"] = f"{agent_start_time:.3f}"
@@ -165,17 +165,6 @@ def _host_state(pool: LabPool, host: SimHost, now: float) -> dict[str, Any]:
         "xapi_build": xapi_build,
         "xen_version": xen_version,
     }
-
-
-def _installed_versions(host: SimHost) -> tuple[str, str]:
-    """The xapi build and Xen version a settled reboot brings up: what is on the disk."""
-    installed = host.machine.packages() or {}
-    found = []
-    for kind in ("xapi", "xen"):
-        name, base = PACKAGES[kind]
-        have = installed.get(name)
-        found.append(have.version if have else base)
-    return found[0], found[1]
 
 
 def _vm_state(pool: LabPool, vm: SimVM, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

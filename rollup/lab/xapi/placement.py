@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rollup.lab.xapi.failure import XapiFailure
-from rollup.lab.xapi.objects import SimHost, SimVM
+from rollup.lab.xapi.objects import SimHost, SimVM, any_lower
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -76,7 +76,7 @@ def check_boot(pool: LabPool, vm: SimVM, host: SimHost) -> None:
     check_host_accepts(pool, host)
     # helpers.ml Checks.RPU.assert_host_has_highest_version_in_pool.
     if "rolling_upgrade_in_progress" in pool.other_config and any(
-        host.rpu_versions() < other.rpu_versions() for other in pool.hosts.values()
+        any_lower(host.rpu_versions(), other.rpu_versions()) for other in pool.hosts.values()
     ):
         raise XapiFailure("NOT_SUPPORTED_DURING_UPGRADE")
     if vm.pin and host.ref != vm.pin_host:

@@ -52,7 +52,8 @@ def pool_record(pool: LabPool) -> dict[str, Any]:
 
 
 def repository_record(pool: LabPool) -> dict[str, Any]:
-    """XenServer's update repository (datamodel_repository.ml): `hash` is the last sync's."""
+    """XenServer's update repository (xen-api datamodel_repository.ml; its up_to_date
+    field was removed in xapi 23.18.0): `hash` is the last sync's."""
     synced = pool.repository.as_of(pool.synced_serial)
     return {
         "uuid": pool.repository_uuid,
@@ -62,7 +63,6 @@ def repository_record(pool: LabPool) -> dict[str, Any]:
         "source_url": "https://repo.rollup.invalid/base/8/source/",
         "update": True,
         "hash": synced.hash() if pool.synced_serial else "",
-        "up_to_date": pool.synced_serial >= pool.repository.serial,
         "gpgkey_path": "",
         "origin": "remote",
     }

@@ -44,7 +44,7 @@ from rollup.lab import packages, releases
 from rollup.lab.packages import Build
 from rollup.lab.xapi.failure import XapiFailure
 from rollup.lab.xapi.objects import SimHost
-from rollup.lab.xapi.updates import install, pending, spend
+from rollup.lab.xapi.updates import install, spend
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
@@ -171,15 +171,19 @@ def _yum_failed(command: list[str], code: int, stdout: str, stderr: str) -> None
     )
 
 
+def pending(pool: LabPool, host: SimHost) -> list[Build]:
+    """What the host's yum would install from the lab's repository as it is now (XCP-ng
+    hosts read their yum repositories live; XenServer's pool answers from its last sync)."""
+    pool.repository.reload()
+    stream = packages.stream_of(host.version)
+    return pool.repository.pending(stream, host.machine.packages() or {})
+
+
 def _chosen(pool: LabPool, host: SimHost, spec: str) -> list[Build]:
     """What `yum update [SPEC]` installs now: every pending update when no pattern is
     given, else the one build SPEC names (a name, or name-version-release) if newer."""
-    available = pending(pool, host)
     if not spec:
-        return available
+        return pending(pool, host)
     stream = packages.stream_of(host.version)
-    build = pool.repository.find(stream, spec)
-    have = (host.machine.packages() or {}).get(build.name) if build else None
-    if build is not None and (have is None or build.newer_than(have.version, have.release)):
-        return [build]
-    return []
+    build = pool.repository.update_for(stream, spec, host.machine.packages() or {})
+    return [build] if build is not None else []

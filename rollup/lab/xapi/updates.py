@@ -54,13 +54,6 @@ CAMEL = {
 }
 
 
-def pending(pool: LabPool, host: SimHost) -> list[Build]:
-    """What the host's yum would install from the lab's repository as it is now."""
-    pool.repository.reload()
-    stream = packages.stream_of(host.version)
-    return pool.repository.pending(stream, host.machine.packages() or {})
-
-
 def synced(pool: LabPool) -> Repository:
     """The pool's update repository as its last sync left it (NO_REPOSITORY_ENABLED
     without one)."""
@@ -68,11 +61,6 @@ def synced(pool: LabPool) -> Repository:
         raise XapiFailure("NO_REPOSITORY_ENABLED")
     pool.repository.reload()
     return pool.repository.as_of(pool.synced_serial)
-
-
-def synced_pending(pool: LabPool, host: SimHost) -> list[Build]:
-    stream = packages.stream_of(host.version)
-    return synced(pool).pending(stream, host.machine.packages() or {})
 
 
 def install(host: SimHost, builds: list[Build]) -> None:
@@ -166,8 +154,8 @@ def pool_operation(pool: LabPool, operation: str) -> Iterator[None]:
     """A blocking pool operation: refused at once while another one runs."""
     key = f"OpaqueRef:{uuid.uuid4()}"
     with pool.lock:
-        for current in pool.pool_operations.values():
-            raise XapiFailure(BLOCKING[current])
+        if pool.pool_operations:
+            raise XapiFailure(BLOCKING[next(iter(pool.pool_operations.values()))])
         pool.pool_operations[key] = operation
         pool.emit_pool()
     try:

@@ -24,16 +24,24 @@ DB_GC_SECONDS = 30.0
 KEY = "rolling_upgrade_in_progress"
 
 
+def installed(host: SimHost) -> tuple[str, str]:
+    """The xapi build and Xen version on the host's disk (what its next start runs)."""
+    found = host.machine.packages() or {}
+    versions = []
+    for kind in ("xapi", "xen"):
+        name, base = PACKAGES[kind]
+        have = found.get(name)
+        versions.append(have.version if have else base)
+    return versions[0], versions[1]
+
+
 def read_running(pool: LabPool, host: SimHost, xen: bool) -> None:
     """What the host runs now, from its disk: xapi (at a toolstack start), and Xen (at a
     boot only)."""
-    installed = host.machine.packages() or {}
-    for kind, attribute in (("xapi", "xapi_build"), ("xen", "xen_version")):
-        if kind == "xen" and not xen:
-            continue
-        name, base = PACKAGES[kind]
-        have = installed.get(name)
-        setattr(host, attribute, have.version if have else base)
+    xapi_build, xen_version = installed(host)
+    host.xapi_build = xapi_build
+    if xen:
+        host.xen_version = xen_version
 
 
 def differ(pool: LabPool) -> bool:
