@@ -17,6 +17,7 @@ SHIPPED = (
     "schemas/events.schema.json",
     "tui/rollup.tcss",
     "lab/faults.example.yml",
+    "lab/dnf_launch.py",
     "playbooks/xcp-ng-update.yml",
     "playbooks/lab-patch.yml",
     "playbooks/proxmox-update.yml",

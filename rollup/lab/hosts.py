@@ -26,6 +26,7 @@ import shlex
 import sys
 import threading
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,14 @@ from rollup.errors import BadInput
 from rollup.lab import rpmdb, sshd
 from rollup.lab.faults import HostFaults
 from rollup.lab.host_files import read_value, write_atomically
-from rollup.lab.machine import BOOT_ID, FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
+from rollup.lab.host_packages import HostPackages
+from rollup.lab.machine import (
+    BOOT_ID,
+    FAIL_PATCH,
+    INSTALLED_VERSION,
+    RUNNING_VERSION,
+    YumRun,
+)
 from rollup.lab.packages import REPOSITORY_FILE, Rpmdb
 from rollup.remote import RemoteHost
 
@@ -99,6 +107,7 @@ class LabMachine:
         speed: float = 1.0,
         tools: str = "rpm",
         shared_etc_pve: Path | None = None,
+        mirror: str | None = None,
     ) -> None:
         if not _NAME.match(name):
             raise BadInput(
@@ -130,6 +139,7 @@ class LabMachine:
             self.bin / "hostname", f"#!/bin/sh\nprintf '%s\\n' {shlex.quote(name)}\n", 0o755
         )
         self._write_tools(tools)
+        self.disk = HostPackages(self.root, self.repository, mirror if tools == "rpm" else None)
         if shared_etc_pve is not None:
             self._link_etc_pve(shared_etc_pve)
         if address is not None:
@@ -217,23 +227,28 @@ class LabMachine:
         (self.root / INSTALLED_VERSION).unlink(missing_ok=True)
 
     def packages(self) -> Rpmdb | None:
-        return rpmdb.read(self.root)
+        return self.disk.read()
 
     def set_packages(self, packages: Rpmdb) -> None:
-        rpmdb.write(self.root, packages)
+        self.disk.write(packages)
+
+    def run_yum(self, args: Sequence[str]) -> YumRun | None:
+        """`yum ARGS` run on the host as its own scripts run it, when its yum is real dnf."""
+        if not self.disk.real:
+            return None
+        return self.disk.run_yum(self.name, args)
 
     def booted_packages(self) -> Rpmdb | None:
         return rpmdb.booted(self.root)
 
     def take_yum_lock(self) -> bool:
-        with rpmdb.yum_lock(self.root) as taken:
-            return taken
+        return self.disk.take_lock()
 
     def downloaded(self) -> set[str]:
-        return rpmdb.downloaded(self.root)
+        return self.disk.downloaded()
 
     def set_downloaded(self, nvrs: set[str]) -> None:
-        rpmdb.set_downloaded(self.root, nvrs)
+        self.disk.set_downloaded(nvrs)
 
     def patch_fault(self) -> bool:
         return (self.root / FAIL_PATCH).exists()
@@ -263,7 +278,7 @@ class LabMachine:
     def set_faults(self, faults: HostFaults) -> None:
         refuse_ssh = faults.refuse_ssh
         with self._lock:
-            rpmdb.set_busy(self.root, faults.yum_busy)
+            self.disk.set_busy(faults.yum_busy)
             if faults.fail_patch:
                 write_atomically(self.root / FAIL_PATCH, "set by the lab's fail_patch fault\n")
             else:
@@ -278,6 +293,7 @@ class LabMachine:
         with self._lock:
             self._powered = False
             self._stop_sshd()
+            self.disk.close()
 
     def __enter__(self) -> LabMachine:
         return self

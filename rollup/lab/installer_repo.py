@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from rollup.lab.host_files import write_atomically
+from rollup.lab.http_thread import HttpThread
 from rollup.lab.releases import brand, platform_version
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,9 @@ class InstallerRepo:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         handler = functools.partial(_Quiet, directory=str(directory))
-        self._http = ThreadingHTTPServer((address, port), handler)
-        self._http.daemon_threads = True
+        self._http = HttpThread(handler, address, port, "lab-installer")
         self.address = address
-        self.port = int(self._http.server_address[1])
-        self._thread: threading.Thread | None = None
+        self.port = self._http.port
 
     def add(self, flavor: str, version: str) -> str:
         """Lay out release `version` of `flavor`; its URL."""
@@ -63,18 +61,10 @@ class InstallerRepo:
         return f"http://{self.address}:{self.port}/{flavor}/{version}/"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
-            name="lab-installer", daemon=True,
-        )  # fmt: skip
-        self._thread.start()
+        self._http.start()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._http.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._http.server_close()
+        self._http.stop()
 
     def __enter__(self) -> InstallerRepo:
         self.start()

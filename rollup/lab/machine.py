@@ -7,7 +7,9 @@ lab/yum.py); the pool reads them back, and a reboot starts what the disk then ho
 
 Files under a host's root directory (shared by lab/hosts.py, lab/yum.py and
 playbooks/lab-patch.yml):
-  var/lib/rpm/rollup-lab.json           installed packages: name → version, release, time
+  var/lib/rpm/rpmdb.sqlite              installed packages: a real rpm database, with dnf's
+                                        config, cache and lock beside it (lab/dnf_host.py)
+  var/lib/rpm/rollup-lab.json           or the stand-in's: name → version, release, time
   etc/rollup-lab/booted-packages.json   the installed packages when the host last booted
   etc/rollup-lab/boot-time              when it last booted (real time, epoch seconds)
   etc/rollup-lab/installed-version      the release a yum upgrade installed (lab-patch.yml)
@@ -21,11 +23,14 @@ playbooks/lab-patch.yml):
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from rollup.lab.faults import HostFaults
-from rollup.lab.packages import Rpmdb
+from rollup.lab.host_files import read_value
+from rollup.lab.packages import Rpmdb, stream_of
 
 RPMDB = Path("var/lib/rpm/rollup-lab.json")
 BOOTED_PACKAGES = Path("etc/rollup-lab/booted-packages.json")
@@ -36,6 +41,29 @@ FAIL_PATCH = Path("etc/rollup-lab/fail-patch")
 YUM_BUSY = Path("etc/rollup-lab/yum-busy")
 BOOT_ID = Path("proc/sys/kernel/random/boot_id")
 DOWNLOADED = Path("var/cache/yum/rollup-lab-downloaded")  # NVRs in yum's cache, one a line
+
+
+def patch_fault(root: Path, host: str) -> str:
+    """Why an install on this disk fails now (the lab's fail_patch fault); "" if none."""
+    if not (root / FAIL_PATCH).exists():
+        return ""
+    return f"lab fault fail-patch is set on {host} ({root / FAIL_PATCH} exists)"
+
+
+def release_stream(root: Path) -> str:
+    """The release stream the disk's packages come from: the release a yum upgrade
+    installed, else the one the host runs ("8.3")."""
+    release = read_value(root / INSTALLED_VERSION) or read_value(root / RUNNING_VERSION)
+    return stream_of(release or "")
+
+
+@dataclass(frozen=True)
+class YumRun:
+    """What one `yum` run on a host ended with."""
+
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 class HostMachine(Protocol):
@@ -57,6 +85,10 @@ class HostMachine(Protocol):
 
     def booted_packages(self) -> Rpmdb | None:
         """The packages installed when the host last booted (what runs now)."""
+        ...
+
+    def run_yum(self, args: Sequence[str]) -> YumRun | None:
+        """Run the host's own yum (real dnf); None when its yum is the lab's stand-in."""
         ...
 
     def take_yum_lock(self) -> bool:
@@ -125,6 +157,9 @@ class MemoryMachine:
 
     def booted_packages(self) -> Rpmdb | None:
         return dict(self.booted) if self.booted is not None else None
+
+    def run_yum(self, args: Sequence[str]) -> YumRun | None:
+        return None
 
     def take_yum_lock(self) -> bool:
         if self.yum_busy is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -309,9 +309,9 @@ TRANSACTION_SECONDS = 45.0
 PACKAGE_SECONDS = 10.0
 
 
-def install_seconds(builds: Sequence[Build]) -> float:
-    """Lab seconds yum takes to install `builds` once they are downloaded."""
-    return TRANSACTION_SECONDS + PACKAGE_SECONDS * len(builds) if builds else 0.0
+def install_seconds(count: int) -> float:
+    """Lab seconds yum takes to install `count` packages once they are downloaded."""
+    return TRANSACTION_SECONDS + PACKAGE_SECONDS * count if count else 0.0
 
 
 def size_of(kind: Kind) -> int:

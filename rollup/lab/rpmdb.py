@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from rollup.lab import dnf_host
 from rollup.lab.host_files import read_value, write_atomically
 from rollup.lab.machine import BOOT_TIME, BOOTED_PACKAGES, DOWNLOADED, RPMDB, YUM_BUSY
 from rollup.lab.packages import Rpmdb, rpmdb_from_json, rpmdb_to_json
@@ -23,6 +24,10 @@ YUM_PID = Path("var/run/yum.pid")
 
 
 def read(root: Path) -> Rpmdb | None:
+    """The host's installed packages: its real rpm database's (lab/dnf_host.py) or the
+    stand-in's; None for a disk nothing was ever installed on."""
+    if dnf_host.is_real(root):
+        return dnf_host.read(root) or None
     text = read_value(root / RPMDB)
     return rpmdb_from_json(text) if text else None
 
@@ -53,7 +58,8 @@ def boot_time(root: Path) -> float | None:
 def record_boot(root: Path) -> None:
     """The host just booted: what is installed now is what runs."""
     write_atomically(root / BOOTED_PACKAGES, rpmdb_to_json(read(root) or {}) + "\n")
-    write_atomically(root / BOOT_TIME, f"{time.time():.3f}\n")
+    now = dnf_host.boot_second(root) if dnf_host.is_real(root) else time.time()
+    write_atomically(root / BOOT_TIME, f"{now:.3f}\n")
 
 
 def set_busy(root: Path, times: int | None) -> None:

@@ -26,20 +26,28 @@ Install times are real times, and a host's boots are simulated: `rpm`'s INSTALLT
 shifted so that it is before this machine's boot time (/proc/stat btime) exactly when
 the package was installed before the lab host's last boot, as a playbook comparing
 the two expects.
+
+A host with real packages (lab/dnf_host.py: where this machine has rpm, dnf and
+createrepo_c, a new lab's XCP-ng and XenServer hosts do) runs none of the above: its
+`yum` is Debian's dnf in the host's root, `needs-restarting` dnf-plugins-core's, both
+at the lab host's boot time (lab/dnf_launch.py), and its `rpm` is rpm on the host's
+database, with only INSTALLTIME moved onto this machine's boot as above. Where dnf 4
+answers otherwise than XCP-ng's yum 3, the answer is dnf's (README: what the lab cannot
+imitate): an argument that matches nothing exits 1, and dnf prints its own words.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from rollup.lab import packages, rpmdb
-from rollup.lab.host_files import read_value
-from rollup.lab.machine import FAIL_PATCH, INSTALLED_VERSION, RUNNING_VERSION
-from rollup.lab.packages import Build, Installed, Repository, stream_of
+from rollup.lab import dnf_host, packages, rpm_builds, rpmdb
+from rollup.lab.machine import patch_fault, release_stream
+from rollup.lab.packages import Build, Installed, Repository
 
 # What `needs-restarting -r` (yum-utils) counts as core: a change needs a reboot.
 CORE = ("kernel", "glibc", "linux-firmware", "systemd", "udev", "openssl-libs", "gnutls", "dbus")
@@ -63,20 +71,30 @@ class Host:
 
     @property
     def stream(self) -> str:
-        release = read_value(self.root / INSTALLED_VERSION) or read_value(
-            self.root / RUNNING_VERSION
-        )
-        return stream_of(release or "")
+        return release_stream(self.root)
+
+    @property
+    def real(self) -> bool:
+        return dnf_host.is_real(self.root)
+
+    def run_dnf(self, args: Sequence[str]) -> int:
+        """Become real dnf in this host's root, at its boot time (never returns)."""
+        python = rpm_builds.dnf_python()
+        if python is None:
+            print(f"{Path(sys.argv[0]).name}: dnf is not installed here", file=sys.stderr)
+            return 1
+        boot_time = rpmdb.boot_time(self.root) or 0.0
+        command = dnf_host.dnf_command(self.root, python, boot_time, self.stream)
+        dnf_host.after_boot(boot_time)
+        sys.stdout.flush()
+        os.execve(python, [*command, *args], dnf_host.environment(self.root))
 
     def installed(self) -> dict[str, Installed]:
         return rpmdb.read(self.root) or {}
 
     def failing_patch(self) -> str:
         """Why an install fails here now (the lab's fail_patch fault); "" if it does not."""
-        if not (self.root / FAIL_PATCH).exists():
-            return ""
-        name = os.environ.get("ROLLUP_LAB_HOST", "this host")
-        return f"lab fault fail-patch is set on {name} ({self.root / FAIL_PATCH} exists)"
+        return patch_fault(self.root, os.environ.get("ROLLUP_LAB_HOST", "this host"))
 
     def pending(self, specs: Sequence[str]) -> list[Build]:
         """What `update SPECS` installs; a spec that names no package is said, as yum
@@ -101,6 +119,12 @@ def yum(args: Sequence[str]) -> int:
         return 1
     command, specs = words[0], words[1:]
     host = Host()
+    if host.real:
+        installs = command in ("update", "upgrade") and "--downloadonly" not in args
+        if installs and (fault := host.failing_patch()):
+            print(f"Error: {fault}", file=sys.stderr)
+            return 1
+        return host.run_dnf(args)
     if command == "clean":
         print(f"Cleaning repos: {REPOSITORIES}")
         return 0
@@ -176,6 +200,9 @@ def _install(host: Host, builds: Sequence[Build]) -> int:
 
 
 def rpm(args: Sequence[str]) -> int:
+    host = Host()
+    if host.real:
+        return _real_rpm(host, args)
     fmt = "%{NAME}-%{VERSION}-%{RELEASE}\n"
     names: list[str] = []
     query_all = False
@@ -210,12 +237,36 @@ def rpm(args: Sequence[str]) -> int:
 
 
 def _install_time(item: Installed) -> int:
-    """The install time, on the same side of this machine's boot as of the lab host's."""
-    host_boot = rpmdb.boot_time(Path(os.environ["ROLLUP_LAB_ROOT"])) or 0.0
+    return _on_machine_clock(item.at, Path(os.environ["ROLLUP_LAB_ROOT"]))
+
+
+def _on_machine_clock(at: float, root: Path) -> int:
+    """An install time, on the same side of this machine's boot as of the lab host's."""
+    host_boot = rpmdb.boot_time(root) or 0.0
     machine_boot = _machine_boot()
-    if item.at > host_boot:
-        return int(max(item.at, machine_boot + 1))
-    return int(min(item.at, machine_boot - 1))
+    if at >= host_boot:  # a real host's boot is a whole second (dnf_host.boot_second)
+        return int(max(at, machine_boot + 1))
+    return int(min(at, machine_boot - 1))
+
+
+_MARK = re.compile(r"@@installtime:(\d+)@@")
+
+
+def _real_rpm(host: Host, args: Sequence[str]) -> int:
+    """rpm on the host's database. A query format's %{INSTALLTIME} is marked, and moved
+    onto this machine's clock as the stand-in's is: only that field changes."""
+    items = list(args)
+    for index, arg in enumerate(items[:-1]):
+        if arg in ("--qf", "--queryformat"):
+            items[index + 1] = items[index + 1].replace(
+                "%{INSTALLTIME}", "@@installtime:%{INSTALLTIME}@@"
+            )
+    done = dnf_host.rpm(host.root, *items)
+    sys.stdout.write(
+        _MARK.sub(lambda m: str(_on_machine_clock(float(m.group(1)), host.root)), done.stdout)
+    )
+    sys.stderr.write(done.stderr)
+    return done.returncode
 
 
 def _machine_boot() -> float:
@@ -226,6 +277,9 @@ def _machine_boot() -> float:
 
 
 def needs_restarting(args: Sequence[str]) -> int:
+    host = Host()
+    if host.real:
+        return host.run_dnf(["needs-restarting", *args])
     if "-r" not in args:
         print("needs-restarting (rollup lab): only -r is supported", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ downloads during its install, as it would have anyway, and the log says so.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Collection
 
@@ -58,7 +59,7 @@ async def download_everywhere(ctx: RunContext, plan: Plan, waiting: Collection[s
                 problem = error.message
             else:
                 if rc == 0:
-                    said = _last_line(out) or "nothing to download"
+                    said = _what_was_fetched(out)
                     _say(ctx, "info", f"{step.host_name}: pre-staged: {said}", step.host)
                     return True
                 problem = f"exit {rc}: {_last_line(err or out)}"
@@ -74,6 +75,24 @@ async def download_everywhere(ctx: RunContext, plan: Plan, waiting: Collection[s
     staged = await asyncio.gather(*(one(step) for step in todo))
     took = format_duration(time.monotonic() - started)
     _say(ctx, "info", f"pre-staged {sum(staged)} of {count(len(todo), 'host')} in {took}")
+
+
+# What the host's package manager says it fetched. yum 3 (XCP-ng 8) ends with `exiting
+# because "Download Only" specified`; dnf 4 sums the transaction up ("Upgrade  4
+# Packages", "Install  1 Package") and ends with a hint about its cache.
+_DNF_SUMMARY = re.compile(r"^(?:Upgrade|Install)\s+(\d+) Packages?$")
+_NOTHING = ("Nothing to do.", "No packages marked for update")
+
+
+def _what_was_fetched(out: str) -> str:
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    # dnf counts kernels apart: they are installed beside the old ones, not upgraded.
+    summed = [int(found.group(1)) for line in lines if (found := _DNF_SUMMARY.match(line))]
+    if summed:
+        return f"{count(sum(summed), 'package')} in its cache"
+    if any(line in _NOTHING for line in lines):
+        return "nothing to download"
+    return _last_line(out) or "nothing to download"
 
 
 def _last_line(text: str) -> str:

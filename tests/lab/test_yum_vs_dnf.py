@@ -1,6 +1,8 @@
-"""The lab's `yum` (lab/yum.py, a stand-in for XCP-ng's yum 3) held against real dnf on
-the same inputs: one repository of real RPMs built from the lab's (rpmbuild,
-createrepo_c), one host's installed packages as a real rpm database and as the lab's.
+"""The lab's stand-in `yum` (lab/yum.py, what a lab host runs on a machine without dnf)
+held against the real dnf a lab host runs where there is one (lab/dnf_host.py), on the
+same inputs: one repository of the lab's real RPMs (rpmbuild, createrepo_c) served by the
+lab's mirror, and one host's installed packages twice, as the stand-in's database and as
+a real rpm database.
 
 What the stand-in must answer as the real tool does: the pending list and check-update's
 exit code, what `update` installs for no argument, for one package and for one argument
@@ -15,35 +17,38 @@ import contextlib
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from rollup.lab import rpmdb, yum
-from rollup.lab.machine import RUNNING_VERSION
+from rollup.lab import dnf_host, rpm_builds, rpmdb, yum
+from rollup.lab.host_packages import HostPackages
+from rollup.lab.machine import BOOT_TIME, RUNNING_VERSION
 from rollup.lab.package_seed import seed, seeded_rpmdb
-from tests.lab import rpm_repository as real
+from rollup.lab.packages import Installed
+from rollup.lab.yum_mirror import YumMirror
 
 STREAM = "8.3"
 
 
 class Pair:
-    """One host twice: the lab's yum on its package database, real dnf on an rpm one."""
+    """One host twice: the stand-in yum on its database, real dnf on an rpm one."""
 
     def __init__(self, tmp: Path) -> None:
-        self.repository = seed([STREAM], 7, tmp / "repo.json")
-        self.rpms = real.build_rpms(self.repository.builds, tmp / "rpmbuild")
-        repo = real.make_repository(self.rpms.values(), tmp / "yum-repo")
+        self.repository = seed([STREAM], 7, tmp / "repo" / "repository.json")
+        rpm_builds.refresh(self.repository)
+        self.mirror = YumMirror(tmp / "repo", speed=lambda: 1e6)
+        self.mirror.start()
         have = seeded_rpmdb(self.repository, STREAM, 0, 3, time.time())
         self.lab_root, self.real_root = tmp / "lab-host", tmp / "real-host"
-        (self.lab_root / RUNNING_VERSION).parent.mkdir(parents=True)
-        (self.lab_root / RUNNING_VERSION).write_text("8.3.0\n")
+        for root in (self.lab_root, self.real_root):
+            (root / RUNNING_VERSION).parent.mkdir(parents=True)
+            (root / RUNNING_VERSION).write_text("8.3.0\n")
+            (root / BOOT_TIME).write_text(f"{time.time():.3f}\n")
         rpmdb.write(self.lab_root, have)
-        nvrs = [f"{name}-{item.version}-{item.release}" for name, item in have.items()]
-        # Served over HTTP as a mirror is: dnf then downloads into its cache.
-        self.server = real.Served(repo)
-        real.make_root(self.real_root, self.server.url, [self.rpms[nvr] for nvr in nvrs])
+        self.real = HostPackages(self.real_root, self.repository.path or tmp, self.mirror.url)
+        self.real.write(have)
 
     def lab_yum(self, *args: str) -> tuple[int, str]:
         out = io.StringIO()
@@ -57,14 +62,20 @@ class Pair:
         return code, out.getvalue()
 
     def real_dnf(self, *args: str) -> tuple[int, str]:
-        done = real.dnf(self.real_root, *args)
+        python = rpm_builds.dnf_python()
+        assert python is not None
+        done = dnf_host.run_dnf(self.real_root, python, time.time(), STREAM, ["-y", *args])
         return done.returncode, done.stdout
 
     def lab_installed(self) -> dict[str, str]:
-        return real.as_versions(rpmdb.read(self.lab_root) or {})
+        return as_versions(rpmdb.read(self.lab_root) or {})
 
     def real_installed(self) -> dict[str, str]:
-        return real.installed(self.real_root)
+        return as_versions(self.real.read() or {})
+
+
+def as_versions(packages: Mapping[str, Installed]) -> dict[str, str]:
+    return {name: f"{item.version}-{item.release}" for name, item in packages.items()}
 
 
 @contextlib.contextmanager
@@ -93,11 +104,11 @@ def pending(output: str) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
-    problem = real.missing()
-    assert not problem, f"{', '.join(problem)} not installed: apt-get install dnf rpm createrepo-c"
+    missing = rpm_builds.missing_tools()
+    assert not missing, f"{', '.join(missing)} not installed: see .ci/run's apt-get install"
     made = Pair(tmp_path)
     yield made
-    made.server.close()
+    made.mirror.stop()
 
 
 def test_the_pending_list_and_check_updates_exit_code_are_dnfs(pair: Pair):
@@ -137,8 +148,8 @@ def test_updating_everything_and_download_only_agree(pair: Pair):
     assert pair.real_dnf("update", "--downloadonly")[0] == 0
     assert pair.lab_installed() == pair.real_installed() == before
     _, out = pair.real_dnf("check-update")
-    fetched = {p.name for p in (pair.real_root / "var/cache/dnf").rglob("*.rpm")}
-    assert fetched == {f"{name}-{version}.x86_64.rpm" for name, version in pending(out)}
+    fetched = set(dnf_host.cached_packages(pair.real_root))
+    assert fetched == {f"{name}-{version}" for name, version in pending(out)}
     assert rpmdb.downloaded(pair.lab_root) == {
         f"{name}-{version}" for name, version in pending(out)
     }

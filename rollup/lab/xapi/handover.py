@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from rollup import bundled
+from rollup.lab import rpm_builds
 
 if TYPE_CHECKING:
     from rollup.lab.xapi.running import RunningLab
@@ -61,6 +62,13 @@ def banner(lab: RunningLab) -> str:
     )
     path = lab.directory / "inventory.yml"
     installer = f"  installer {lab.installer_url}\n" if lab.installer_url else ""
+    packages = ""
+    if lab.mirror is not None:
+        packages = f"  packages real dnf and rpm on every host, mirror {lab.mirror.url}\n"
+    elif not lab.ca_file and (missing := rpm_builds.missing_tools()):
+        packages = (
+            f"  packages the lab's stand-in yum (for real dnf and rpm: {' '.join(missing)})\n"
+        )
     if lab.ca_file:
         api = f"  PVE API  {lab.url}  token {lab.user}={lab.password}\n  CA       {lab.ca_file}\n"
     else:
@@ -71,6 +79,7 @@ def banner(lab: RunningLab) -> str:
         f"{api}"
         f"  hosts    {hosts}\n"
         f"{installer}"
+        f"{packages}"
         f"  inventory {path}\n"
         f"  try      rollup plan {path}\n"
         "Ctrl-C stops the lab."

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rollup.errors import BadInput, LabStateUnusable, RemoteError
-from rollup.lab import Flavor, LabSpec, networks, releases
+from rollup.lab import Flavor, LabSpec, networks, releases, rpm_builds
 from rollup.lab.address_holder import taken
 from rollup.lab.faults import Faults, load_faults
 from rollup.lab.generator import generate
@@ -37,6 +37,7 @@ from rollup.lab.xapi import handover, persistence
 from rollup.lab.xapi.pool import LabPool
 from rollup.lab.xapi.repository import open_repository
 from rollup.lab.xapi.server import XapiServer
+from rollup.lab.yum_mirror import YumMirror
 from rollup.model import version_key
 from rollup.remote import RemoteHost
 
@@ -70,6 +71,7 @@ class RunningLab:
         self.update = "xapi"  # how the inventory it writes patches its hosts
         self.installer: InstallerRepo | None = None  # its network installer repository
         self.installer_url = ""
+        self.mirror: YumMirror | None = None  # its package mirror (hosts with real dnf)
         self._reaper: Reaper | None = None
 
     @property
@@ -223,8 +225,11 @@ class RunningLab:
         pool: LabPool | None = None
         server: XapiServer | PveServer | None = None
         installer: InstallerRepo | None = None
+        mirror: YumMirror | None = None
         proxmox = layout.flavor == "proxmox"
         try:
+            # Real rpm and dnf on XCP-ng and XenServer hosts, from the lab's own mirror.
+            mirror = None if proxmox else YumMirror.started(directory, lambda: pool, speed)
             for host_spec in layout.hosts:
                 machines[host_spec.name] = LabMachine(
                     host_spec.name,
@@ -234,14 +239,18 @@ class RunningLab:
                     # A Proxmox node's tools are Debian's, its /etc/pve the cluster's.
                     tools="deb" if proxmox else "rpm",
                     shared_etc_pve=directory / PMXCFS if proxmox else None,
+                    mirror=mirror.url if mirror is not None else None,
                 )
             initial = load_faults(faults) if faults else Faults()
+            repository = open_repository(layout, directory, fresh=state is None)
+            if mirror is not None:
+                rpm_builds.refresh(repository)  # before the hosts' packages are seeded
             pool = LabPool(
                 layout,
                 speed=speed,
                 machines=dict(machines),
                 faults=initial,
-                repository=open_repository(layout, directory, fresh=state is None),
+                repository=repository,
                 up_to_date=up_to_date,
             )
             if not proxmox:
@@ -275,6 +284,8 @@ class RunningLab:
                 installer_url = installer.add(layout.flavor, releases.current(layout.flavor))
                 installer.start()
         except BaseException:
+            if mirror is not None:
+                mirror.stop()
             if installer is not None:
                 installer.stop()
             if server is not None:
@@ -290,6 +301,7 @@ class RunningLab:
             lab.user, lab.password, lab.ca_file = server.token_id, server.token, str(server.ca)
         lab.update = update
         lab.installer, lab.installer_url = installer, installer_url
+        lab.mirror = mirror
         lab.restored = state is not None
         lab.poll_faults()
         lab.write_inventory(directory / "inventory.yml")
@@ -339,6 +351,8 @@ class RunningLab:
             self.server.stop()
             if self.installer is not None:
                 self.installer.stop()
+            if self.mirror is not None:
+                self.mirror.stop()
             if self._saver is not None:
                 self._saver.close()
         finally:

@@ -235,7 +235,7 @@ def apply_updates(pool: LabPool, host_ref: str, hash_: str) -> list[list[str]]:
                 raise XapiFailure("APPLY_UPDATES_FAILED", host.ref)
             fail_livepatch = pool.faults.for_host(host.name, host.uuid).fail_livepatch
         size = sum(build.size for build in builds)
-        spend(pool, host, size / POOL_MIRROR_BANDWIDTH + packages.install_seconds(builds))
+        spend(pool, host, size / POOL_MIRROR_BANDWIDTH + packages.install_seconds(len(builds)))
         with pool.lock:
             install(host, builds)
             failed = [build for build in builds if build.livepatch and fail_livepatch]
