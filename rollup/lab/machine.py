@@ -26,11 +26,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rollup.lab.faults import HostFaults
 from rollup.lab.host_files import read_value
 from rollup.lab.packages import Rpmdb, stream_of
+
+if TYPE_CHECKING:
+    # Not at run time: a lab host's yum, rpm and apt import this module at every call,
+    # and the faults' module brings YAML.
+    from rollup.lab.faults import HostFaults
 
 RPMDB = Path("var/lib/rpm/rollup-lab.json")
 BOOTED_PACKAGES = Path("etc/rollup-lab/booted-packages.json")
@@ -133,6 +137,8 @@ class MemoryMachine:
         self.boot_id = ""
         self.boot_time = 0.0
         self.running = True
+        from rollup.lab.faults import HostFaults
+
         self.faults = HostFaults()
         self.yum_busy: int | None = 0  # attempts still refused; None: every one
         self.cache: set[str] = set()

@@ -25,7 +25,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rollup.lab.dnf_host import SYSTEM_PATH
@@ -134,6 +133,8 @@ def refresh(repository: Repository) -> Path | None:
     stamp = top / ".serial"
     if read_value(stamp) == f"{repository.serial} {len(repository.builds)}":
         return top
+    from concurrent.futures import ThreadPoolExecutor  # here: lab hosts' yum imports us
+
     builds = list(repository.builds)
     with ThreadPoolExecutor(max_workers=4) as pool:
         files = list(pool.map(built, builds))

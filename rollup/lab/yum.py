@@ -77,14 +77,14 @@ class Host:
     def real(self) -> bool:
         return dnf_host.is_real(self.root)
 
-    def run_dnf(self, args: Sequence[str]) -> int:
+    def run_dnf(self, args: Sequence[str], needs_restarting: bool = False) -> int:
         """Become real dnf in this host's root, at its boot time (never returns)."""
         python = rpm_builds.dnf_python()
         if python is None:
             print(f"{Path(sys.argv[0]).name}: dnf is not installed here", file=sys.stderr)
             return 1
         boot_time = rpmdb.boot_time(self.root) or 0.0
-        command = dnf_host.dnf_command(self.root, python, boot_time, self.stream)
+        command = dnf_host.dnf_command(self.root, python, boot_time, self.stream, needs_restarting)
         dnf_host.after_boot(boot_time)
         sys.stdout.flush()
         os.execve(python, [*command, *args], dnf_host.environment(self.root))
@@ -279,7 +279,7 @@ def _machine_boot() -> float:
 def needs_restarting(args: Sequence[str]) -> int:
     host = Host()
     if host.real:
-        return host.run_dnf(["needs-restarting", *args])
+        return host.run_dnf(["needs-restarting", *args], needs_restarting=True)
     if "-r" not in args:
         print("needs-restarting (rollup lab): only -r is supported", file=sys.stderr)
         return 2
