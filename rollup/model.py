@@ -157,6 +157,17 @@ class Lock:
 
 
 @dataclass(frozen=True)
+class UnfinishedRun:
+    """A run of this pool in the journal that is neither over nor carried on: paused,
+    detached or its controller gone. It holds the pool: the hosts it took out of service
+    wait for its resume (or its abort)."""
+
+    run_id: str
+    state: str  # paused, awaiting_approval, running (a dead controller's)
+    since: float  # unix time it started
+
+
+@dataclass(frozen=True)
 class Pool:
     id: str
     name: str

@@ -17,9 +17,10 @@ from typing import Any
 from rollup.config.inventory import PoolConfig, match_hosts
 from rollup.drivers import Connection, Driver, InventoryHost, registry, with_updates
 from rollup.errors import BadInput, PoolUnreachable
-from rollup.model import Plan, Pool, version_key
+from rollup.model import Plan, Pool, UnfinishedRun, version_key
 from rollup.plan import planner
 from rollup.remote import RemoteHost
+from rollup.run.journal import Journal, RunRecord
 
 log = logging.getLogger("rollup")
 
@@ -29,6 +30,7 @@ class PoolSession:
     config: PoolConfig
     driver: Driver
     lab: Any = None  # rollup.lab.xapi.running.RunningLab when the inventory asks for a lab
+    journal_dir: Path | None = None  # where runs are journaled: one unfinished holds the pool
 
     def read_pool(self) -> Pool:
         """The pool now, with what each host has pending and, for a major upgrade, whether
@@ -50,8 +52,16 @@ class PoolSession:
 
     def plan(self, pool: Pool) -> Plan:
         """The plan for `pool` now, under the inventory's policy and name."""
-        made = planner.plan(pool, self.config.policy, now=time.time())
+        made = planner.plan(pool, self.config.policy, time.time(), self._unfinished(pool))
         return dataclasses.replace(made, inventory_name=self.config.name)
+
+    def _unfinished(self, pool: Pool) -> UnfinishedRun | None:
+        if self.journal_dir is None:
+            return None
+        record = _unfinished_run(self.journal_dir, self.config.name)
+        if record is None or record.pool_id != pool.id:
+            return None
+        return UnfinishedRun(record.id, record.state, record.started)
 
     def remotes(self, pool: Pool) -> dict[str, RemoteHost]:
         """Pool host id → how to reach that host's OS, from the inventory's hosts."""
@@ -75,6 +85,9 @@ def open_session(
     """`restore_lab`: an in-process lab comes back as the last one left it (`rollup
     resume`), not fresh (a new run)."""
     lab = None
+    # A lab's pool is the one its paused run left while that run holds it: a plan
+    # shows it, and a fresh lab would lose what the run's resume needs.
+    restore_lab = restore_lab or _unfinished_run(state_dir, config.name) is not None
     if config.lab is not None:
         from rollup.lab.xapi.running import RunningLab
 
@@ -92,7 +105,20 @@ def open_session(
         if lab is not None:
             lab.stop()
         raise
-    return PoolSession(config=config, driver=driver, lab=lab)
+    return PoolSession(config=config, driver=driver, lab=lab, journal_dir=state_dir)
+
+
+def _unfinished_run(journal_dir: Path, pool_name: str) -> RunRecord | None:
+    """The pool's unfinished run that no live process carries on (one that is carried
+    on holds the pool's own lock, which the lock check reads)."""
+    from rollup.run.left_behind import carried_on
+
+    journal = Journal(journal_dir)
+    try:
+        record = journal.latest_unfinished(pool_name)
+    finally:
+        journal.close()
+    return None if record is None or carried_on(record) else record
 
 
 def _connect(config: PoolConfig, wait_seconds: float) -> Driver:

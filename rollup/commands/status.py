@@ -7,9 +7,11 @@ import sys
 
 from rollup.commands.plan import state_dir
 from rollup.commands.run_setup import terminal
+from rollup.drivers import registry
 from rollup.errors import EXIT_OK, BadInput
 from rollup.run.events import EventBus
 from rollup.run.journal import Journal
+from rollup.run.left_behind import abort_now, carried_on
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -42,6 +44,15 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise BadInput(f"no run {args.run} in {journal.path}: see `rollup history`")
     if record.state in ("completed", "failed", "aborted"):
         raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
+    if args.command == "abort" and not carried_on(record):
+        # No process carries the run on (paused, detached, or its controller died): it
+        # would take the abort only at a resume. Finish it here, touching nothing.
+        terms = registry.terms(str(record.plan.get("pool", {}).get("driver") or ""))
+        for line in abort_now(journal, record, terms):
+            print(f"rollup: {line}", file=sys.stderr)
+        print(f"rollup: run {record.id} aborted ({record.state} before)", file=sys.stderr)
+        return EXIT_OK
     journal.send_command(record.id, args.command)
-    print(f"rollup: {args.command} sent to run {record.id} ({record.state})", file=sys.stderr)
+    live = f"{record.state}, pid {record.pid}"
+    print(f"rollup: {args.command} sent to run {record.id} ({live})", file=sys.stderr)
     return EXIT_OK

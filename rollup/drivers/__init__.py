@@ -208,6 +208,8 @@ class Terms:
     keeper: str  # who keeps the pool's rules: "xapi", "libvirt"
     not_live: str  # why a host is not live: "xapi has no heartbeat from it"
     enable_host: str  # how a person enables a host again: "xe host-enable"
+    # How a person starts a VM on a host: "xe vm-start vm=<vm> on=<host>" (<id> its id).
+    start_vm: str = "start <vm> on <host>"
     # For a driver without a pool API: how its hosts are reached instead.
     hosts_reached: str = ""
     # What keeps VMs off older hosts while versions are mixed, if the pool has it.

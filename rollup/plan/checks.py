@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rollup.drivers import registry
-from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, version_key
+from rollup.model import VM, Check, Host, Policy, Pool, SkippedHost, UnfinishedRun, version_key
 from rollup.plan.placement import BatchOutcome
 from rollup.text.plurals import count, verb
 from rollup.text.units import format_duration, format_gib
@@ -73,8 +73,16 @@ def ha_check(pool: Pool, policy: Policy) -> Check:
     )
 
 
-def lock_check(pool: Pool, now: float | None) -> Check:
+def lock_check(pool: Pool, now: float | None, unfinished: UnfinishedRun | None = None) -> Check:
     lock = pool.lock
+    if lock is None and unfinished is not None:
+        return Check(
+            "run-lock",
+            "fail",
+            f"{unfinished.state} run {unfinished.run_id} (started {_when(unfinished.since)})"
+            f" holds the pool: `rollup resume {unfinished.run_id}` or"
+            f" `rollup abort {unfinished.run_id}`",
+        )
     if lock is None:
         return Check("run-lock", "pass", "no other run holds the pool")
     holder = f"run {lock.run_id} by {lock.controller} (pid {lock.pid}) since {_when(lock.started)}"

@@ -23,6 +23,7 @@ from rollup.model import (
     Policy,
     Pool,
     SkippedHost,
+    UnfinishedRun,
     version_key,
 )
 from rollup.plan import checks, prestage
@@ -157,8 +158,11 @@ def in_place(host: Host, policy: Policy) -> bool:
     )
 
 
-def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
-    """Plan the run: order, skips, batches, every VM's place at every step, checks, estimate."""
+def plan(
+    pool: Pool, policy: Policy, now: float | None = None, unfinished: UnfinishedRun | None = None
+) -> Plan:
+    """Plan the run: order, skips, batches, every VM's place at every step, checks, estimate.
+    `unfinished`: a run of this pool the journal holds that nothing carries on."""
     order = run_order(pool, policy)
     chosen = _select(pool, policy, order)
     turns, skipped, at_target = chosen.turns, chosen.skipped, chosen.at_target
@@ -198,7 +202,7 @@ def plan(pool: Pool, policy: Policy, now: float | None = None) -> Plan:
     found: list[Check] = [
         *checks.host_checks(pool),
         checks.ha_check(pool, policy),
-        checks.lock_check(pool, now),
+        checks.lock_check(pool, now, unfinished),
         *checks.version_checks(pool, policy, [t.host for t in turns], at_target),
         *checks.installer_checks(pool, policy, [t.host for t in turns]),
         *checks.master_check(pool, policy, skipped),

@@ -297,6 +297,12 @@ def test_a_xenserver_publish_matters_after_a_sync_then_a_stale_plan_fails_safely
     latest = lab.write_inventory(rollup_updates="latest")
     resumed = lab.rollup("resume", "--yes", "--no-tui")
     assert resumed.returncode == 5, "a resume keeps the plan's policy: planned"
+    # The paused run holds the pool until it is resumed or aborted: a new run with
+    # another policy needs the abort first, and nothing stays out of service after it.
+    paused = json.loads(lab.rollup("status", "--json").stdout)["run"]
+    assert lab.rollup("run", str(latest), "--yes", "--no-tui").returncode == 3
+    aborted = lab.rollup("abort", paused)
+    assert aborted.returncode == 0 and "stays out of service" not in aborted.stderr
     code, events, err = approve_after_publishing(lab, latest, "--kind", "kernel", then_sync=True)
     assert code == 0, err
     # Every host was planned in place (a curl fix and a toolstack update pending); the

@@ -30,6 +30,7 @@ INFO = DriverInfo(
         keeper="libvirt",
         not_live="its libvirtd does not answer",
         enable_host="rm /run/rollup/disabled on it",
+        start_vm="virsh -c qemu+ssh://root@<host>/system start <vm>",
         hosts_reached="each host is reached by its rollup_libvirt_uri",
     ),
     pool_api=False,

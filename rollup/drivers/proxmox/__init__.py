@@ -17,6 +17,7 @@ INFO = DriverInfo(
         keeper="the Proxmox cluster",
         not_live="the cluster sees it offline",
         enable_host="ha-manager crm-command node-maintenance disable <node>",
+        start_vm="qm start <id> on <host>",
     ),
     default_user="root@pam",
     update_methods=("playbook",),

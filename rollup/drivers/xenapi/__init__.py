@@ -17,6 +17,7 @@ INFO = DriverInfo(
         keeper="xapi",
         not_live="xapi has no heartbeat from it",
         enable_host="xe host-enable",
+        start_vm="xe vm-start vm=<vm> on=<host>",
         rolling_upgrade="xapi's rolling upgrade mode",
     ),
     update_methods=("xapi", "playbook"),
