@@ -16,6 +16,8 @@ HANDLERS = {
     "approve": ("status", "cmd_send"),
     "pause": ("status", "cmd_send"),
     "abort": ("status", "cmd_send"),
+    "skip": ("status", "cmd_steer"),
+    "retry": ("status", "cmd_steer"),
     "lab": ("lab", "cmd_lab"),
 }
 

@@ -223,6 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument("run", help="run id (a prefix is enough)")
         _common(command)
+    for name, text in (
+        ("skip", "leave a host of a run out (a failed or pending one), as the TUI's `s` does;"
+         " a paused run then goes on with the others"),
+        ("retry", "try a failed host of a run again, as the TUI's `r` does"),
+    ):  # fmt: skip
+        command = sub.add_parser(
+            name, help=text, description=f"{text[0].upper()}{text[1:]}. A live run takes it"
+            " at once; a paused one at its `rollup resume`.",
+        )  # fmt: skip
+        command.add_argument("run", help="run id (a prefix is enough)")
+        command.add_argument("host", help="the host's name, as the plan and status show it")
+        _common(command)
 
     lab = sub.add_parser(
         "lab",

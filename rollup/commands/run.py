@@ -24,6 +24,7 @@ from rollup.config import inventory as inventories
 from rollup.errors import EXIT_OK, EXIT_REFUSED, BadInput
 from rollup.model import Plan
 from rollup.run.journal import Journal
+from rollup.run.left_behind import carried_on
 from rollup.run.rollout import Rollout
 from rollup.text.plurals import count
 
@@ -66,6 +67,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise BadInput(f"there is no {what} in {journal.path}: see `rollup history`")
     if record.state in ("completed", "aborted"):
         raise BadInput(f"run {record.id} is {record.state}: nothing to resume")
+    if carried_on(record):
+        # Paused in its own process (`rollup pause`, a --no-tui run waiting after a
+        # failure): that process goes on.
+        journal.send_command(record.id, "resume")
+        print(f"rollup: resume sent to run {record.id} (pid {record.pid})", file=sys.stderr)
+        return EXIT_OK
     plan = from_data(Plan, record.plan)
     if not Path(record.inventory).exists():
         raise BadInput(

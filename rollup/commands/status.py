@@ -56,3 +56,43 @@ def cmd_send(args: argparse.Namespace) -> int:
     live = f"{record.state}, pid {record.pid}"
     print(f"rollup: {args.command} sent to run {record.id} ({live})", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_steer(args: argparse.Namespace) -> int:
+    """`rollup skip|retry RUN HOST`: what the TUI's `s` and `r` send, from any shell."""
+    journal = Journal(state_dir(args))
+    record = journal.run(args.run)
+    if record is None:
+        raise BadInput(f"no run {args.run} in {journal.path}: see `rollup history`")
+    if record.state in ("completed", "failed", "aborted"):
+        raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
+    hosts = {str(h["name"]): str(h["id"]) for h in record.plan["pool"]["hosts"]}
+    if args.host not in hosts:
+        raise BadInput(
+            f"run {record.id} has no host {args.host}: use one of {', '.join(sorted(hosts))}"
+        )
+    host = hosts[args.host]
+    last = journal.host_states(record.id).get(host)
+    state = last.state if last is not None else "pending"
+    allowed = ("pending", "failed") if args.command == "skip" else ("failed",)
+    if state not in allowed:
+        raise BadInput(
+            f"{args.host} is {state} in run {record.id}: {args.command} takes a"
+            f" {' or '.join(allowed)} host"
+        )
+    journal.send_command(record.id, args.command, host)
+    if not carried_on(record):
+        print(
+            f"rollup: {args.command} {args.host} recorded for run {record.id} ({record.state}):"
+            f" `rollup resume {record.id}` carries it out",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    if args.command == "skip" and state == "failed" and record.state == "paused":
+        journal.send_command(record.id, "resume")  # as the TUI does: the others go on
+    print(
+        f"rollup: {args.command} {args.host} sent to run {record.id}"
+        f" ({record.state}, pid {record.pid})",
+        file=sys.stderr,
+    )
+    return EXIT_OK

@@ -133,6 +133,7 @@ class Rollout:
         self._loop = asyncio.get_running_loop()
         self._reason = "resumed" if self._previous != "planned" else ""
         self.start()
+        self._take_commands()  # skip or retry sent while no process carried the run
         await self.ctx.call(self.ctx.driver.lock, self.guard.lock_record(), self.options.break_lock)
         ha: HaState | None = None
         refresher = asyncio.create_task(self.guard.refresh_lock())
@@ -238,8 +239,8 @@ class Rollout:
         if self.ctx.policy.max_failed_hosts is not None:  # it went on until the budget was spent
             cause = f"{over_budget(self.ctx.policy, total)}; last, {cause}"
         message = (
-            f"{cause}. Fix the cause, then run `rollup resume {self.ctx.run_id}` (or skip"
-            " the host from the TUI)"
+            f"{cause}. Fix the cause, then run `rollup resume {self.ctx.run_id}` (or"
+            f" `rollup skip {self.ctx.run_id} {first.name}` to leave it out)"
         )
         if self.options.wait_when_paused:
             self._reason = message

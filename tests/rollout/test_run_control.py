@@ -76,3 +76,43 @@ def test_abort_of_a_paused_run_finishes_it_at_once_and_says_what_stays_out_of_se
         assert run_lock(state, inventory)["status"] == "pass"
     finally:
         stop_stale_daemons(state / "labs" / "lab")
+
+
+def test_skip_from_another_shell_leaves_a_host_out_and_the_resume_does_the_rest(
+    tmp_path: Path,
+) -> None:
+    faults = tmp_path / "faults.yml"
+    faults.write_text(yaml.safe_dump({"hosts": {"h2": {"fail_patch": True}}}))
+    inventory = lab_inventory(tmp_path, faults)
+    state = tmp_path / "state"
+    try:
+        run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
+        assert run.returncode == 5, run.stderr
+        run_id = status(state)["run"]
+        assert f"`rollup skip {run_id} h2` to leave it out" in run.stderr
+
+        # What the TUI's keys refuse, the commands refuse: one line, exit 2.
+        unknown = rollup(state, "skip", run_id, "h9")
+        assert unknown.returncode == 2
+        assert unknown.stderr.strip().endswith("has no host h9: use one of h1, h2, h3, h4")
+        done = rollup(state, "retry", run_id, "h1")
+        assert done.returncode == 2 and "h1 is done in run" in done.stderr
+
+        # h3 waits its turn: left out. h2's cause fixed, the resume tries it again.
+        skipped = rollup(state, "skip", run_id, "h3")
+        assert skipped.returncode == 0, skipped.stderr
+        assert f"`rollup resume {run_id}` carries it out" in skipped.stderr
+        faults.write_text("{}\n")
+        resumed = rollup(state, "resume", run_id, "--yes", "--no-tui")
+        assert resumed.returncode == 0, resumed.stderr
+        finished = status(state)
+        assert finished["state"] == "completed", finished
+        assert {h["name"]: h["state"] for h in finished["hosts"]} == {
+            "h1": "done",
+            "h2": "done",
+            "h3": "skipped",
+            "h4": "skipped",
+        }
+        assert "h3       skipped (skipped by the operator)" in resumed.stderr
+    finally:
+        stop_stale_daemons(state / "labs" / "lab")
