@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from rollup.drivers import registry
 from rollup.model import Policy
 from rollup.run.context import RunContext
 from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
@@ -54,3 +55,24 @@ def say_what_is_left(ctx: RunContext, failed: Sequence[HostUpgrade], say: Say) -
                 "warning",
                 upgrade.host,
             )
+
+
+def say_what_abort_left(ctx: RunContext, upgrades: Sequence[HostUpgrade], say: Say) -> None:
+    """Where an abort left each host it stopped, and why: nothing out of service without
+    a reason printed."""
+    for upgrade in upgrades:
+        if upgrade.state != "failed" or upgrade.error is None:
+            continue
+        if upgrade.failed_in in OUT_OF_SERVICE:
+            say(
+                f"{upgrade.name} stays disabled: the abort stopped it while"
+                f" {upgrade.failed_in} ({upgrade.error.message}); check it, enable it"
+                f" ({registry.terms(ctx.driver.name).enable_host}), then run rollup again",
+                "warning",
+                upgrade.host,
+            )
+        else:
+            say(f"{upgrade.name}: {upgrade.error.message}", "warning", upgrade.host)
+        stopped = ctx.journal.recall_prefix(ctx.run_id, upgrade.host, "stopped:")
+        for name in stopped.values():
+            say(f"{name} stays shut down: it can run only on {upgrade.name}", "warning", None)

@@ -15,14 +15,19 @@ from typing import Any
 
 from transitions import Machine
 
-from rollup.drivers import HaState, registry
+from rollup.drivers import HaState
 from rollup.errors import OUTCOME_EXIT, DriverError
 from rollup.model import Plan
 from rollup.run import prestage
 from rollup.run.context import RunContext
 from rollup.run.events import Message, RunFinished, RunStateChanged
-from rollup.run.failures import over_budget, say_what_is_left, within_budget
-from rollup.run.host_upgrade import OUT_OF_SERVICE, HostUpgrade
+from rollup.run.failures import (
+    over_budget,
+    say_what_abort_left,
+    say_what_is_left,
+    within_budget,
+)
+from rollup.run.host_upgrade import HostUpgrade
 from rollup.run.journal import Transition
 from rollup.run.options import RunOptions, in_window, window_text
 from rollup.run.pool_guard import PoolGuard
@@ -148,6 +153,9 @@ class Rollout:
                     else self._paused_by("detached before the start: nothing was changed")
                 )
                 return self._finish(outcome, message)
+            fresh = any(u.state == "pending" for u in self.hosts.values())
+            if fresh and (closed := self._window_closed()):
+                return self._finish(*self._paused_by(closed))  # nothing changed yet
             ha = await self.guard.pause_ha()
             waiting = {host for host, upgrade in self.hosts.items() if upgrade.state == "pending"}
             await prestage.download_everywhere(self.ctx, self.plan, waiting)
@@ -173,7 +181,6 @@ class Rollout:
             self._take_commands()
 
     async def _run_batches(self) -> tuple[str, str]:
-        policy = self.ctx.policy
         for batch in self.plan.batches:
             upgrades = [self.hosts[step.host] for step in batch.steps]
             pending = [u for u in upgrades if u.state not in ("done", "skipped")]
@@ -187,12 +194,8 @@ class Rollout:
             if not pending:
                 continue
             fresh = any(u.state == "pending" for u in pending)
-            if fresh and not in_window(policy.window, self.options.clock()):
-                return self._paused_by(
-                    f"the maintenance window {window_text(policy.window)} is closed;"
-                    f" no new host starts outside it. Run `rollup resume {self.ctx.run_id}`"
-                    " in the next window"
-                )
+            if fresh and (closed := self._window_closed()):
+                return self._paused_by(closed)
             if fresh and not await self._canary_gate():
                 if self.ctx.cancelled:
                     return self._aborted()
@@ -271,31 +274,23 @@ class Rollout:
         trigger()
         return outcome, reason
 
+    def _window_closed(self) -> str:
+        """Why no new host may start now: the maintenance window is closed ("": open)."""
+        window = self.ctx.policy.window
+        if in_window(window, self.options.clock()):
+            return ""
+        return (
+            f"the maintenance window {window_text(window)} is closed; no new host starts"
+            f" outside it. Run `rollup resume {self.ctx.run_id}` in the next window"
+        )
+
     def _paused_by(self, reason: str) -> tuple[str, str]:
         if self.state == "running":
             return self._transition(self.pause, "paused", reason)
         return "paused", reason
 
     def _aborted(self) -> tuple[str, str]:
-        # Where the abort left each host it stopped, and why: nothing out of service
-        # without a reason printed.
-        for upgrade in self.hosts.values():
-            if upgrade.state != "failed" or upgrade.error is None:
-                continue
-            if upgrade.failed_in in OUT_OF_SERVICE:
-                self._say(
-                    f"{upgrade.name} stays disabled: the abort stopped it while"
-                    f" {upgrade.failed_in} ({upgrade.error.message}); check it, enable it"
-                    f" ({registry.terms(self.ctx.driver.name).enable_host}), then run rollup"
-                    " again",
-                    "warning",
-                    upgrade.host,
-                )
-            else:
-                self._say(f"{upgrade.name}: {upgrade.error.message}", "warning", upgrade.host)
-            stopped = self.ctx.journal.recall_prefix(self.ctx.run_id, upgrade.host, "stopped:")
-            for name in stopped.values():
-                self._say(f"{name} stays shut down: it can run only on {upgrade.name}", "warning")
+        say_what_abort_left(self.ctx, list(self.hosts.values()), self._say)
         return self._transition(
             self.stop, "aborted", "aborted by the operator; the pool is left safe"
         )

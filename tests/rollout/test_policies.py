@@ -181,9 +181,10 @@ def test_a_maintenance_window_that_closes_mid_run_pauses_and_resume_finishes(lab
     calls = []
 
     def closing_clock() -> datetime:
-        # The window is open for the first two hosts, then it closes.
+        # The window is open at the start (before anything is downloaded) and for the
+        # first two hosts, then it closes.
         calls.append(1)
-        return inside if len(calls) <= 2 else outside
+        return inside if len(calls) <= 3 else outside
 
     first = _rollout(lab, "window-run", closing_clock)
     finished = asyncio.run(first.execute())

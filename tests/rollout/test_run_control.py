@@ -7,6 +7,7 @@ service is said with the command that brings it back.
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -114,5 +115,27 @@ def test_skip_from_another_shell_leaves_a_host_out_and_the_resume_does_the_rest(
             "h4": "skipped",
         }
         assert "h3       skipped (skipped by the operator)" in resumed.stderr
+    finally:
+        stop_stale_daemons(state / "labs" / "lab")
+
+
+def test_a_run_started_outside_its_window_downloads_nothing_and_pauses(tmp_path: Path) -> None:
+    faults = tmp_path / "faults.yml"
+    faults.write_text("{}\n")
+    inventory = lab_inventory(tmp_path, faults)
+    data = yaml.safe_load(inventory.read_text())
+    # A one-minute window twelve hours from now: closed whenever the test runs.
+    opens = (datetime.datetime.now() + datetime.timedelta(hours=12)).strftime("%H:%M")
+    closes = (datetime.datetime.now() + datetime.timedelta(hours=12, minutes=1)).strftime("%H:%M")
+    data["all"]["children"]["lab"]["vars"]["rollup_window"] = f"{opens}-{closes}"
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+    state = tmp_path / "state"
+    try:
+        run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
+        assert run.returncode == 5, run.stderr
+        assert f"maintenance window {opens}-{closes} is closed" in run.stderr
+        assert "pre-staging" not in run.stderr and "pre-staged" not in run.stderr
+        hosts = {h["name"]: h["state"] for h in status(state)["hosts"]}
+        assert set(hosts.values()) <= {"pending", "skipped"}, hosts
     finally:
         stop_stale_daemons(state / "labs" / "lab")
