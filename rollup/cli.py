@@ -9,6 +9,7 @@ directory.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from rollup.commands.parser import build_parser
 from rollup.errors import EXIT_BAD_INPUT, EXIT_FAILED, RollupError
 from rollup.text.quoting import one_line
+
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE, as the shell reports a writer it killed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rollup: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`rollup plan --format json | head`): nothing to say to it, and
+        # Python must not try to flush to it again at exit. As a writer killed by SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # the boundary: nothing unexpected escapes as a traceback
         log = _debug_log(getattr(args, "state_dir", None))
         print(

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(history)
 
     for name, text in (
-        ("approve", "approve a run waiting at its canary gate"),
+        ("approve", "approve a run waiting at an approval gate: its start or its canary"),
         ("pause", "pause a run between steps"),
         ("abort", "abort a run, leaving the pool safe"),
     ):

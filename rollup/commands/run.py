@@ -63,7 +63,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     journal = Journal(state_dir(args))
     record = journal.run(args.run) if args.run else journal.latest_unfinished()
     if record is None:
-        what = f"run {args.run}" if args.run else "an unfinished run"
+        what = f"run {args.run}" if args.run else "unfinished run"
         raise BadInput(f"there is no {what} in {journal.path}: see `rollup history`")
     if record.state in ("completed", "aborted"):
         raise BadInput(f"run {record.id} is {record.state}: nothing to resume")
