@@ -30,7 +30,9 @@ class PoolSession:
     config: PoolConfig
     driver: Driver
     lab: Any = None  # rollup.lab.xapi.running.RunningLab when the inventory asks for a lab
-    journal_dir: Path | None = None  # where runs are journaled: one unfinished holds the pool
+    # The pool's run that the journal holds unfinished and nothing carries on, read once
+    # when the session opened: it holds the pool.
+    unfinished: RunRecord | None = None
 
     def read_pool(self) -> Pool:
         """The pool now, with what each host has pending and, for a major upgrade, whether
@@ -56,9 +58,7 @@ class PoolSession:
         return dataclasses.replace(made, inventory_name=self.config.name)
 
     def _unfinished(self, pool: Pool) -> UnfinishedRun | None:
-        if self.journal_dir is None:
-            return None
-        record = _unfinished_run(self.journal_dir, self.config.name)
+        record = self.unfinished
         if record is None or record.pool_id != pool.id:
             return None
         return UnfinishedRun(record.id, record.state, record.started)
@@ -87,7 +87,8 @@ def open_session(
     lab = None
     # A lab's pool is the one its paused run left while that run holds it: a plan
     # shows it, and a fresh lab would lose what the run's resume needs.
-    restore_lab = restore_lab or _unfinished_run(state_dir, config.name) is not None
+    unfinished = _unfinished_run(state_dir, config.name)
+    restore_lab = restore_lab or unfinished is not None
     if config.lab is not None:
         from rollup.lab.xapi.running import RunningLab
 
@@ -105,7 +106,7 @@ def open_session(
         if lab is not None:
             lab.stop()
         raise
-    return PoolSession(config=config, driver=driver, lab=lab, journal_dir=state_dir)
+    return PoolSession(config=config, driver=driver, lab=lab, unfinished=unfinished)
 
 
 def _unfinished_run(journal_dir: Path, pool_name: str) -> RunRecord | None:

@@ -10,7 +10,7 @@ from rollup.commands.run_setup import terminal
 from rollup.drivers import registry
 from rollup.errors import EXIT_OK, BadInput
 from rollup.run.events import EventBus
-from rollup.run.journal import Journal
+from rollup.run.journal import Journal, RunRecord
 from rollup.run.left_behind import abort_now, carried_on
 
 
@@ -37,13 +37,19 @@ def cmd_history(args: argparse.Namespace) -> int:
     return print_history(Journal(state_dir(args)), as_json=args.json)
 
 
-def cmd_send(args: argparse.Namespace) -> int:
+def _steerable(args: argparse.Namespace) -> tuple[Journal, RunRecord]:
+    """The journal and the run `args.run` names, if it still takes commands."""
     journal = Journal(state_dir(args))
     record = journal.run(args.run)
     if record is None:
         raise BadInput(f"no run {args.run} in {journal.path}: see `rollup history`")
     if record.state in ("completed", "failed", "aborted"):
         raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
+    return journal, record
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    journal, record = _steerable(args)
     if args.command == "abort" and not carried_on(record):
         # No process carries the run on (paused, detached, or its controller died): it
         # would take the abort only at a resume. Finish it here, touching nothing.
@@ -60,12 +66,7 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_steer(args: argparse.Namespace) -> int:
     """`rollup skip|retry RUN HOST`: what the TUI's `s` and `r` send, from any shell."""
-    journal = Journal(state_dir(args))
-    record = journal.run(args.run)
-    if record is None:
-        raise BadInput(f"no run {args.run} in {journal.path}: see `rollup history`")
-    if record.state in ("completed", "failed", "aborted"):
-        raise BadInput(f"run {record.id} is {record.state}: it takes no more commands")
+    journal, record = _steerable(args)
     hosts = {str(h["name"]): str(h["id"]) for h in record.plan["pool"]["hosts"]}
     if args.host not in hosts:
         raise BadInput(

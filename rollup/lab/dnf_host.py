@@ -44,7 +44,9 @@ CACHE = Path("var/cache/yum")
 DNF_LOCK = Path("var/lib/dnf/rpmdb_lock.pid")
 # dnf looks at a held lock once a second, real time (dnf/lock.py ProcessLock.__enter__).
 LOCK_LOOK = 1.0
-# XCP-ng 8.3's /etc/yum.repos.d/xcp-ng.repo: these four; base and updates enabled.
+# A lab host's repositories: base and updates enabled, the ones updater.py's
+# DEFAULT_REPOS starts from (xcp-ng/xcp-ng-xapi-plugins SOURCES/etc/xapi.d/plugins/
+# updater.py); testing and candidates present but disabled, for `repos` to name.
 REPOSITORIES = (
     ("xcp-ng-base", "base", True),
     ("xcp-ng-updates", "updates", True),
@@ -63,6 +65,9 @@ install_weak_deps=0
 # yum 3 (XCP-ng) fetches one package after another.
 max_parallel_downloads=1
 """
+
+
+ENABLED_REPOS = tuple(name for name, _, enabled in REPOSITORIES if enabled)
 
 
 def is_real(root: Path) -> bool:

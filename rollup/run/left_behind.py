@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from rollup.drivers import Terms
 from rollup.errors import EXIT_ABORTED
 from rollup.run.events import EventBus, Message, RunFinished, RunStateChanged
-from rollup.run.host_upgrade import BACK_IN_SERVICE
+from rollup.run.host_upgrade import BACK_IN_SERVICE, OUT_OF_SERVICE
 from rollup.run.journal import Journal, JournalSink, RunRecord
 
-# A host whose last state is one of these is out of service: disabled, maybe empty.
-OUT_OF_SERVICE = ("disabling", "evacuating", "patching", "rebooting", "verifying", "enabling")
+# A host whose run stopped in one of these is disabled, maybe empty; one that failed in
+# one of OUT_OF_SERVICE stays so (a failure before the patch puts it back in service).
+IN_FLIGHT = ("disabling", "evacuating", *OUT_OF_SERVICE)
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,11 @@ def left_behind(journal: Journal, run_id: str) -> LeftBehind:
         failed_in = str(last.detail.get("failed_in") or "")
         # A failed host the run put back in service (nothing was patched) is not left out.
         back = journal.recall(run_id, host, BACK_IN_SERVICE) is not None
-        if last.state == "failed" and failed_in in OUT_OF_SERVICE[2:] and not back:
+        if last.state == "failed" and failed_in in OUT_OF_SERVICE and not back:
             error = str(last.detail.get("error") or "see the report")
             why = f"failed while {failed_in}: {error.removeprefix(failed_in + ': ')}"
             hosts.append(HostLeft(last.host_name, failed_in, why))
-        elif last.state in OUT_OF_SERVICE:
+        elif last.state in IN_FLIGHT:
             hosts.append(
                 HostLeft(last.host_name, last.state, f"its run stopped while {last.state}")
             )

@@ -46,6 +46,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from rollup.lab import packages, releases
+from rollup.lab.dnf_host import ENABLED_REPOS
 from rollup.lab.machine import YumRun
 from rollup.lab.packages import Build, Rpmdb
 from rollup.lab.xapi.failure import XapiFailure
@@ -56,10 +57,9 @@ if TYPE_CHECKING:
     from rollup.lab.xapi.pool import LabPool
 
 PLUGIN = "updater.py"
-# updater.py's DEFAULT_REPOS; the lab host's yum config enables the first two (as a
-# stock XCP-ng 8.3 host does) and holds testing and candidates disabled.
+# updater.py's DEFAULT_REPOS; the lab host's yum config (lab/dnf_host.py REPOSITORIES)
+# enables the first two and holds testing and candidates disabled.
 DEFAULT_REPOS = ("xcp-ng-base", "xcp-ng-updates", "xcp-ng-linstor")
-ENABLED_REPOS = ("xcp-ng-base", "xcp-ng-updates")
 LOCK_WAIT = 10.0  # seconds `update` waits for the operation lock (@operationlock(timeout=10))
 CHECK_SECONDS = 4.0  # yum reading its metadata for check_update
 YUM_LOCK_POLL = 2.0  # yum tries its own lock again every 2 s while another yum holds it
