@@ -15,11 +15,12 @@ from typing import Any
 import yaml
 
 from rollup import bundled
-from rollup.drivers import Connection
+from rollup.drivers import Connection, PoolUpdates
 from rollup.drivers.xenapi.driver import XenApiDriver
 from rollup.lab import LabSpec
 from rollup.lab.hosts import stop_stale_daemons
 from rollup.lab.xapi.running import RunningLab
+from rollup.model import Pool
 from tests.installed import ROLLUP
 from tests.rollout.conftest import env
 
@@ -55,6 +56,21 @@ def status(state: Path) -> dict[str, Any]:
     return json.loads(shown.stdout)
 
 
+def restored_pool(state: Path) -> tuple[Pool, PoolUpdates]:
+    """The in-process lab the last rollup left in `state`, brought back and read."""
+    spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
+    lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
+    try:
+        assert lab.restored
+        driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
+        try:
+            return driver.snapshot(), driver.pending_updates()
+        finally:
+            driver.close()
+    finally:
+        lab.stop()
+
+
 def test_a_paused_lab_run_resumes_on_the_pool_it_left(tmp_path: Path) -> None:
     faults = tmp_path / "faults.yml"
     faults.write_text(yaml.safe_dump({"hosts": {"h2": {"fail_patch": True}}}))
@@ -82,23 +98,12 @@ def test_a_paused_lab_run_resumes_on_the_pool_it_left(tmp_path: Path) -> None:
         }, finished
 
         # The lab the resume left, brought back once more: every host really patched.
-        spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
-        lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
-        try:
-            assert lab.restored
-            driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
-            try:
-                pool = driver.snapshot()
-                pending = driver.pending_updates()
-            finally:
-                driver.close()
-            assert {h.name: pending.hosts[h.id].updates for h in pool.hosts} == {
-                name: () for name in ("h1", "h2", "h3", "h4")
-            }
-            assert all(host.enabled and host.version == TARGET for host in pool.hosts)
-            assert all(host.pending_guidances == () for host in pool.hosts)
-        finally:
-            lab.stop()
+        pool, pending = restored_pool(state)
+        assert {h.name: pending.hosts[h.id].updates for h in pool.hosts} == {
+            name: () for name in ("h1", "h2", "h3", "h4")
+        }
+        assert all(host.enabled and host.version == TARGET for host in pool.hosts)
+        assert all(host.pending_guidances == () for host in pool.hosts)
     finally:
         # A rollup killed by a timeout leaves its lab's sshd daemons: stop them.
         stop_stale_daemons(state / "labs" / "lab")

@@ -7,18 +7,30 @@ service is said with the command that brings it back.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from rollup.drivers import Connection
-from rollup.drivers.xenapi.driver import XenApiDriver
-from rollup.lab import LabSpec
 from rollup.lab.hosts import stop_stale_daemons
-from rollup.lab.xapi.running import RunningLab
-from tests.rollout.test_lab_resume import SPEED, lab_inventory, rollup, status
+from tests.rollout.test_lab_resume import lab_inventory, restored_pool, rollup, status
+
+
+@contextlib.contextmanager
+def lab_run(tmp_path: Path, faults: dict[str, Any]) -> Iterator[tuple[Path, Path, Path]]:
+    """The in-process lab's inventory with these faults: (inventory, state dir, fault file);
+    whatever its rollup processes leave running is stopped afterwards."""
+    fault_file = tmp_path / "faults.yml"
+    fault_file.write_text(yaml.safe_dump(faults))
+    state = tmp_path / "state"
+    try:
+        yield lab_inventory(tmp_path, fault_file), state, fault_file
+    finally:
+        stop_stale_daemons(state / "labs" / "lab")
 
 
 def run_lock(state: Path, inventory: Path) -> dict[str, str]:
@@ -30,11 +42,7 @@ def run_lock(state: Path, inventory: Path) -> dict[str, str]:
 def test_abort_of_a_paused_run_finishes_it_at_once_and_says_what_stays_out_of_service(
     tmp_path: Path,
 ) -> None:
-    faults = tmp_path / "faults.yml"
-    faults.write_text(yaml.safe_dump({"hosts": {"h3": {"fail_patch": True}}}))
-    inventory = lab_inventory(tmp_path, faults)
-    state = tmp_path / "state"
-    try:
+    with lab_run(tmp_path, {"hosts": {"h3": {"fail_patch": True}}}) as (inventory, state, _):
         run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
         assert run.returncode == 5, run.stderr
         run_id = status(state)["run"]
@@ -59,34 +67,18 @@ def test_abort_of_a_paused_run_finishes_it_at_once_and_says_what_stays_out_of_se
         assert again.returncode == 2 and "is aborted: nothing to resume" in again.stderr
 
         # Nothing was done to the pool: h3 still disabled, search-02 still down.
-        spec = LabSpec(hosts=4, vms=24, seed=1, speed=SPEED, ssh=False)
-        lab = RunningLab.start_for(spec, state / "labs" / "lab", restore=True)
-        try:
-            driver = XenApiDriver(Connection(lab.url, lab.user, lab.password))
-            try:
-                pool = driver.snapshot()
-            finally:
-                driver.close()
-            hosts = {h.name: h.enabled for h in pool.hosts}
-            assert hosts == {"h1": True, "h2": True, "h3": False, "h4": True}
-            search = next(vm for vm in pool.vms if vm.name == "search-02")
-            assert not search.running
-        finally:
-            lab.stop()
+        pool, _ = restored_pool(state)
+        hosts = {h.name: h.enabled for h in pool.hosts}
+        assert hosts == {"h1": True, "h2": True, "h3": False, "h4": True}
+        assert not next(vm for vm in pool.vms if vm.name == "search-02").running
         # Over: a new plan is free to run (on a fresh lab, as after any finished run).
         assert run_lock(state, inventory)["status"] == "pass"
-    finally:
-        stop_stale_daemons(state / "labs" / "lab")
 
 
 def test_skip_from_another_shell_leaves_a_host_out_and_the_resume_does_the_rest(
     tmp_path: Path,
 ) -> None:
-    faults = tmp_path / "faults.yml"
-    faults.write_text(yaml.safe_dump({"hosts": {"h2": {"fail_patch": True}}}))
-    inventory = lab_inventory(tmp_path, faults)
-    state = tmp_path / "state"
-    try:
+    with lab_run(tmp_path, {"hosts": {"h2": {"fail_patch": True}}}) as (inventory, state, faults):
         run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
         assert run.returncode == 5, run.stderr
         run_id = status(state)["run"]
@@ -115,27 +107,19 @@ def test_skip_from_another_shell_leaves_a_host_out_and_the_resume_does_the_rest(
             "h4": "skipped",
         }
         assert "h3       skipped (skipped by the operator)" in resumed.stderr
-    finally:
-        stop_stale_daemons(state / "labs" / "lab")
 
 
 def test_a_run_started_outside_its_window_downloads_nothing_and_pauses(tmp_path: Path) -> None:
-    faults = tmp_path / "faults.yml"
-    faults.write_text("{}\n")
-    inventory = lab_inventory(tmp_path, faults)
-    data = yaml.safe_load(inventory.read_text())
     # A one-minute window twelve hours from now: closed whenever the test runs.
     opens = (datetime.datetime.now() + datetime.timedelta(hours=12)).strftime("%H:%M")
     closes = (datetime.datetime.now() + datetime.timedelta(hours=12, minutes=1)).strftime("%H:%M")
-    data["all"]["children"]["lab"]["vars"]["rollup_window"] = f"{opens}-{closes}"
-    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
-    state = tmp_path / "state"
-    try:
+    with lab_run(tmp_path, {}) as (inventory, state, _):
+        data = yaml.safe_load(inventory.read_text())
+        data["all"]["children"]["lab"]["vars"]["rollup_window"] = f"{opens}-{closes}"
+        inventory.write_text(yaml.safe_dump(data, sort_keys=False))
         run = rollup(state, "run", str(inventory), "--yes", "--no-tui")
         assert run.returncode == 5, run.stderr
         assert f"maintenance window {opens}-{closes} is closed" in run.stderr
         assert "pre-staging" not in run.stderr and "pre-staged" not in run.stderr
         hosts = {h["name"]: h["state"] for h in status(state)["hosts"]}
         assert set(hosts.values()) <= {"pending", "skipped"}, hosts
-    finally:
-        stop_stale_daemons(state / "labs" / "lab")

@@ -21,7 +21,7 @@ import pytest
 import XenAPI
 
 from rollup.lab import dnf_host, rpm_builds
-from rollup.lab.hosts import LabMachine
+from rollup.lab.hosts import LabMachine, stop_stale_daemons
 from rollup.lab.packages import Build
 from tests import loopback
 from tests.installed import ROLLUP
@@ -161,3 +161,27 @@ def test_a_publish_reaches_the_hosts_dnf_while_the_lab_runs(lab: Lab):
     assert ran is not None and ran.returncode == 100, ran
     listed = [line.split() for line in ran.stdout.splitlines() if line.endswith("xcp-ng-updates")]
     assert listed == [["curl.x86_64", f"{curl.version}-{curl.release}", "xcp-ng-updates"]]
+
+
+def test_without_dnf_the_main_job_runs_on_the_labs_stand_in_yum(tmp_path: Path):
+    """A fresh machine without dnf, rpm and createrepo-c (what ROLLUP_LAB_PACKAGES=shim
+    stands for): the README's first command still patches the lab, with the stand-in."""
+    from tests.rollout.test_lab_resume import lab_inventory
+
+    faults = tmp_path / "faults.yml"
+    faults.write_text("{}\n")
+    inventory = lab_inventory(tmp_path, faults)
+    state = tmp_path / "state"
+    try:
+        done = subprocess.run(
+            [ROLLUP, "run", str(inventory), "--yes", "--no-tui", "--state-dir", str(state)],
+            capture_output=True, text=True, timeout=240,
+            env={**env(), rpm_builds.PACKAGES_ENV: "shim"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        roots = sorted((state / "labs" / "lab" / "hosts").glob("*/root"))
+        assert len(roots) == 4
+        assert not any(dnf_host.is_real(root) for root in roots)
+        assert "3 hosts patched" in done.stderr
+    finally:
+        stop_stale_daemons(state / "labs" / "lab")
